@@ -1,0 +1,345 @@
+//! What the embedder tells the client: where the server is and how to register.
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::endpoint::{is_loopback, secure_endpoint};
+use crate::error::ConfigError;
+use crate::key::ClientKey;
+use crate::secret::Secret;
+use crate::time::Duration;
+
+/// How the client authenticates at the token endpoint (RFC 7591 `token_endpoint_auth_method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A public client: `client_id` in the body, no secret.
+    None,
+    /// HTTP Basic with the form-encoded id and secret (OAUTH-8).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+}
+
+impl AuthMethod {
+    /// The RFC 7591 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::None => "none",
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+        }
+    }
+
+    /// Parses an RFC 7591 name; other methods (e.g. `private_key_jwt`) are not supported yet.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "none" => Some(AuthMethod::None),
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            _ => None,
+        }
+    }
+
+    /// Whether this method sends a client secret.
+    pub fn uses_secret(self) -> bool {
+        !matches!(self, AuthMethod::None)
+    }
+}
+
+/// Which grant obtains access tokens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Grant {
+    /// Authorization code with PKCE through a browser and the loopback callback.
+    AuthorizationCode,
+    /// A machine client with no user.
+    ClientCredentials,
+}
+
+impl Grant {
+    /// The OAuth `grant_type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grant::AuthorizationCode => "authorization_code",
+            Grant::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+/// RFC 7591 / OIDC `application_type` (MCP26-5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApplicationType {
+    /// A desktop, CLI or loopback-redirect client.
+    Native,
+    /// A remotely hosted client.
+    Web,
+}
+
+/// The default renewal window: renew a secret that expires within 24 hours.
+pub const DEFAULT_RENEW_WITHIN: Duration = Duration::from_hours(24);
+/// The default time to wait for the browser's redirect to the loopback callback.
+pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(120);
+/// The default lifetime of a store lease taken for registration or renewal.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// The default loopback callback port.
+pub const DEFAULT_REDIRECT_PORT: u16 = 8976;
+
+/// Everything the core needs to know about one client.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The embedder's name for this client (used as the upstream when no resource is set).
+    pub name: String,
+    /// The authorization server's issuer, when known up front.
+    pub issuer: Option<String>,
+    /// The protected resource (e.g. an MCP server URL); discovery starts from it (RFC 9728).
+    pub resource: Option<String>,
+    /// Scopes to request.
+    pub scopes: Vec<String>,
+    /// A pre-registered client id (registration priority 1, MCP-7).
+    pub client_id: Option<String>,
+    /// The pre-registered client's secret.
+    pub client_secret: Option<Secret>,
+    /// A Client ID Metadata Document URL (registration priority 2).
+    pub cimd_url: Option<String>,
+    /// The token endpoint auth method to use (pre-registered) or to request (DCR).
+    pub auth_method: Option<AuthMethod>,
+    /// Which grant obtains tokens.
+    pub grant: Grant,
+    /// The redirect URI, `http://127.0.0.1:PORT/callback` for the loopback listener.
+    pub redirect_uri: String,
+    /// Renew the client secret once it expires within this window.
+    pub renew_within: Duration,
+    /// An RFC 7591 initial access token, sent only to the registration endpoint (MGMT-22).
+    pub initial_access_token: Option<Secret>,
+    /// `client_name` for DCR (DCR-8).
+    pub client_name: String,
+    /// `software_id` for DCR: stable across instances and versions (DCR-9).
+    pub software_id: Option<String>,
+    /// `software_version` for DCR.
+    pub software_version: Option<String>,
+    /// A signed software statement (DCR-10), sent as it is.
+    pub software_statement: Option<String>,
+    /// `application_type` for DCR (MCP26-5).
+    pub application_type: ApplicationType,
+    /// Entropy for PKCE verifiers, `state` and lease holder ids. Shells fill it from the
+    /// operating system; tests fix it so runs are reproducible.
+    pub seed: [u8; 32],
+    /// How long to wait for the browser's redirect.
+    pub callback_timeout: Duration,
+    /// How long a store lease lasts unless renewed.
+    pub lease_ttl: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration for the authorization server `issuer` with every other field defaulted.
+    pub fn for_issuer(name: impl Into<String>, issuer: impl Into<String>) -> Self {
+        ClientConfig {
+            issuer: Some(issuer.into()),
+            ..ClientConfig::empty(name.into())
+        }
+    }
+
+    /// A configuration that discovers its authorization server from a protected resource.
+    pub fn for_resource(name: impl Into<String>, resource: impl Into<String>) -> Self {
+        ClientConfig {
+            resource: Some(resource.into()),
+            ..ClientConfig::empty(name.into())
+        }
+    }
+
+    fn empty(name: String) -> Self {
+        ClientConfig {
+            client_name: format!("Tenure ({name})"),
+            name,
+            issuer: None,
+            resource: None,
+            scopes: Vec::new(),
+            client_id: None,
+            client_secret: None,
+            cimd_url: None,
+            auth_method: None,
+            grant: Grant::AuthorizationCode,
+            redirect_uri: loopback_redirect_uri(DEFAULT_REDIRECT_PORT),
+            renew_within: DEFAULT_RENEW_WITHIN,
+            initial_access_token: None,
+            software_id: None,
+            software_version: None,
+            software_statement: None,
+            application_type: ApplicationType::Native,
+            seed: [0; 32],
+            callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
+            lease_ttl: DEFAULT_LEASE_TTL,
+        }
+    }
+
+    /// Checks the configuration before anything is sent; each error names the option to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
+        match (&self.issuer, &self.resource) {
+            (None, None) => return Err(ConfigError::NoServer),
+            (Some(issuer), _) => check_issuer(issuer).map_err(ConfigError::Issuer)?,
+            (None, Some(_)) => {}
+        }
+        if let Some(resource) = &self.resource {
+            let url = secure_endpoint(resource).map_err(ConfigError::Resource)?;
+            if url.fragment().is_some() {
+                return Err(ConfigError::Resource(
+                    "a resource identifier has no fragment (RES-1)".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.cimd_url {
+            check_cimd_url(url).map_err(ConfigError::CimdUrl)?;
+        }
+        if self.client_secret.is_some() && self.client_id.is_none() {
+            return Err(ConfigError::SecretWithoutId);
+        }
+        if let Some(id) = &self.client_id {
+            if id.trim().is_empty() {
+                return Err(ConfigError::EmptyClientId);
+            }
+        }
+        if self.grant == Grant::AuthorizationCode {
+            check_redirect_uri(&self.redirect_uri).map_err(ConfigError::RedirectUri)?;
+        } else if self.redirect_uri.is_empty() {
+            return Err(ConfigError::RedirectUri("the redirect URI is empty".into()));
+        }
+        if self.grant == Grant::ClientCredentials && self.cimd_url.is_some() {
+            return Err(ConfigError::CimdUrl(
+                "a CIMD client is public and cannot use client_credentials (CIMD-6)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The upstream component of the client key.
+    pub fn upstream(&self) -> &str {
+        self.resource.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The client key for this configuration at `issuer`.
+    pub fn key_for(&self, issuer: &str) -> ClientKey {
+        ClientKey::new(issuer, self.upstream(), &self.redirect_uri, &self.scopes)
+    }
+}
+
+/// `http://127.0.0.1:PORT/callback`.
+pub fn loopback_redirect_uri(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/callback")
+}
+
+/// An issuer is an https URL (or loopback http) with no query and no fragment (DISC-7).
+pub fn check_issuer(issuer: &str) -> Result<(), String> {
+    let url = secure_endpoint(issuer)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "issuer `{issuer}` has a query or fragment; an issuer has neither (DISC-7)"
+        ));
+    }
+    Ok(())
+}
+
+/// A CIMD client id is an https URL with a path, no dot segments, no fragment and no userinfo
+/// (CIMD-1).
+pub fn check_cimd_url(text: &str) -> Result<(), String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+    if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
+        return Err("a CIMD client id must use https (CIMD-1)".into());
+    }
+    if url.path().is_empty() || url.path() == "/" {
+        return Err("a CIMD client id must have a path (CIMD-1)".into());
+    }
+    if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err("a CIMD client id has no fragment and no userinfo (CIMD-1)".into());
+    }
+    // `Url` resolves dot segments, so a difference from the text means it had some.
+    let raw_path = text
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or("");
+    let raw_path = raw_path.split(['?', '#']).next().unwrap_or("");
+    if raw_path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err("a CIMD client id has no `.` or `..` path segments (CIMD-1)".into());
+    }
+    Ok(())
+}
+
+/// A redirect URI is https, or http on a loopback host (DCR-4, BCP-7).
+pub fn check_redirect_uri(text: &str) -> Result<(), String> {
+    let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&url) => Ok(()),
+        _ => Err(format!(
+            "redirect URI `{text}` must be https or http on 127.0.0.1 (DCR-4)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_an_issuer_or_a_resource() {
+        let mut config = ClientConfig::for_issuer("x", "https://as.example.com");
+        assert!(config.validate().is_ok());
+        config.issuer = None;
+        assert_eq!(config.validate(), Err(ConfigError::NoServer));
+    }
+
+    #[test]
+    fn issuer_rules_disc_7() {
+        assert!(check_issuer("https://as.example.com/tenant1").is_ok());
+        assert!(check_issuer("https://as.example.com/?x=1").is_err());
+        assert!(check_issuer("https://as.example.com/#f").is_err());
+        assert!(check_issuer("http://as.example.com").is_err());
+        assert!(check_issuer("http://127.0.0.1:3000").is_ok());
+    }
+
+    #[test]
+    fn cimd_url_rules_cimd_1() {
+        assert!(check_cimd_url("https://app.example.com/client.json").is_ok());
+        assert!(check_cimd_url("https://app.example.com").is_err());
+        assert!(check_cimd_url("https://app.example.com/").is_err());
+        assert!(check_cimd_url("https://app.example.com/a/../client.json").is_err());
+        assert!(check_cimd_url("https://app.example.com/./client.json").is_err());
+        assert!(check_cimd_url("https://u:p@app.example.com/client.json").is_err());
+        assert!(check_cimd_url("https://app.example.com/c.json#x").is_err());
+        assert!(check_cimd_url("http://app.example.com/c.json").is_err());
+    }
+
+    #[test]
+    fn redirect_uri_rules_dcr_4() {
+        assert!(check_redirect_uri("http://127.0.0.1:8976/callback").is_ok());
+        assert!(check_redirect_uri("https://app.example.com/cb").is_ok());
+        assert!(check_redirect_uri("http://app.example.com/cb").is_err());
+    }
+
+    #[test]
+    fn secret_without_id_is_refused() {
+        let mut config = ClientConfig::for_issuer("x", "https://as.example.com");
+        config.client_secret = Some(Secret::new("s"));
+        assert_eq!(config.validate(), Err(ConfigError::SecretWithoutId));
+    }
+
+    #[test]
+    fn keys_differ_by_upstream_for_one_issuer() {
+        let a = ClientConfig::for_resource("a", "https://one.example.com/mcp");
+        let b = ClientConfig::for_resource("b", "https://two.example.com/mcp");
+        assert_ne!(
+            a.key_for("https://as.example.com"),
+            b.key_for("https://as.example.com")
+        );
+    }
+}

@@ -1,0 +1,167 @@
+//! The errors the core reports. Each message says what happened and what to do about it, and
+//! none carries a secret (INV-12).
+
+use std::fmt;
+
+use crate::time::Timestamp;
+
+/// A configuration the core refuses before sending anything.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The client has no name.
+    #[error("the client needs a name")]
+    EmptyName,
+    /// Neither issuer nor resource.
+    #[error("no authorization server: give `--issuer URL` or `--resource URL`")]
+    NoServer,
+    /// The issuer is unusable.
+    #[error("bad --issuer: {0}")]
+    Issuer(String),
+    /// The resource is unusable.
+    #[error("bad --resource: {0}")]
+    Resource(String),
+    /// The CIMD URL is unusable.
+    #[error("bad --cimd-url: {0}")]
+    CimdUrl(String),
+    /// A secret was given with no client id.
+    #[error("--client-secret-env needs --client-id: a secret belongs to a pre-registered client")]
+    SecretWithoutId,
+    /// The pre-registered client id is empty.
+    #[error("--client-id is empty")]
+    EmptyClientId,
+    /// The redirect URI is unusable.
+    #[error("bad redirect URI: {0}")]
+    RedirectUri(String),
+}
+
+/// An OAuth error as the server sent it: the HTTP status and, when the body was a JSON object
+/// with a string `error`, its code and description (DCR-19, OAUTH-9, EDGE-31, EDGE-32).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerError {
+    /// The HTTP status code.
+    pub status: u16,
+    /// The `error` code, when the body had one.
+    pub code: Option<String>,
+    /// The `error_description`, when the body had one.
+    pub description: Option<String>,
+}
+
+impl ServerError {
+    /// Whether the error code is exactly `code`. Decisions are made on codes, never on text.
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(code) = &self.code {
+            write!(f, " {code}")?;
+        }
+        if let Some(description) = &self.description {
+            write!(f, ": {description}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong in the lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No metadata document could be used.
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+    /// The authorization server does not support PKCE with S256 (MCP-13).
+    #[error("the authorization server {issuer} does not advertise PKCE S256 (code_challenge_methods_supported); refusing to log in without it")]
+    PkceUnsupported {
+        /// The issuer.
+        issuer: String,
+    },
+    /// An endpoint is not https (or loopback http).
+    #[error("refusing an insecure endpoint: {0}")]
+    InsecureEndpoint(String),
+    /// No way to obtain a client identity.
+    #[error("no way to register with {issuer}: it offers no registration endpoint and no usable Client ID Metadata Document; pre-register a client there and pass `--client-id` (and `--client-secret-env`), or configure `--cimd-url`")]
+    NoRegistrationMethod {
+        /// The issuer.
+        issuer: String,
+    },
+    /// The registration request was refused.
+    #[error("registration at {endpoint} failed: {cause}; check the client metadata or the initial access token")]
+    RegistrationRejected {
+        /// The sanitized endpoint.
+        endpoint: String,
+        /// What the server said.
+        cause: ServerError,
+    },
+    /// A registration or management answer could not be used.
+    #[error("unusable answer from the authorization server: {0}")]
+    BadAnswer(String),
+    /// The client secret expired and could not be renewed (INV-6).
+    #[error("client secret expired at {at} and renewal failed: {reason}; run `tenure forget` and register again")]
+    SecretExpired {
+        /// When it expired.
+        at: Timestamp,
+        /// Why renewal failed.
+        reason: String,
+    },
+    /// Renewal was asked for explicitly and failed.
+    #[error("renewal failed: {0}")]
+    RenewalFailed(String),
+    /// The token endpoint refused a request.
+    #[error("the token endpoint refused the {grant} request: {cause}{hint}")]
+    TokenRejected {
+        /// The grant type that was sent.
+        grant: String,
+        /// What the server said.
+        cause: ServerError,
+        /// What to do next, starting with `; ` when present.
+        hint: String,
+    },
+    /// The authorization endpoint answered with an error redirect.
+    #[error("authorization failed: {0}")]
+    AuthorizationDenied(ServerError),
+    /// A user must log in in a browser.
+    #[error("login required: {0}")]
+    LoginRequired(String),
+    /// The browser never came back to the loopback callback.
+    #[error("no redirect reached the loopback callback within {0}; run the login again")]
+    CallbackTimeout(crate::time::Duration),
+    /// A request failed in transport (connection, timeout, oversized body).
+    #[error("request to {url} failed: {detail}")]
+    Transport {
+        /// The sanitized URL.
+        url: String,
+        /// What the shell reported.
+        detail: String,
+    },
+    /// The server broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The store failed or stayed busy.
+    #[error("store error: {0}")]
+    Store(String),
+    /// The registration management endpoint refused or is missing.
+    #[error("registration management failed: {0}")]
+    Management(String),
+}
+
+impl Error {
+    /// Whether this is a registration or renewal failure (the CLI's exit code 5).
+    pub fn is_registration_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::NoRegistrationMethod { .. }
+                | Error::RegistrationRejected { .. }
+                | Error::SecretExpired { .. }
+                | Error::RenewalFailed(_)
+                | Error::Management(_)
+        )
+    }
+}

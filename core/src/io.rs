@@ -1,0 +1,305 @@
+//! What goes in and out of the machine: inputs, commands and events, all plain values.
+
+use crate::error::Error;
+use crate::key::ClientKey;
+use crate::record::Record;
+use crate::secret::Secret;
+use crate::time::{Duration, Timestamp};
+
+/// Identifies an HTTP request the machine asked for; the shell answers with the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+/// Identifies a store operation the machine asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreOpId(pub u64);
+
+/// Identifies a user operation, so its outcome can be matched to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OpId(pub u64);
+
+/// What a user (or the embedding program) asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// A valid access token: discover, register, refresh and renew as needed, but never open
+    /// a browser (a missing login is [`Event::LoginRequired`]).
+    Token,
+    /// Log in through the browser (authorization code + PKCE), or fetch a client-credentials
+    /// token, even when tokens are held.
+    Login,
+    /// Renew the client secret now (RFC 7592).
+    Renew,
+    /// Delete the registration at the server (RFC 7592) and the local record.
+    Forget,
+    /// Drop the tokens and keep the registration.
+    Logout,
+}
+
+/// An input to [`crate::Client::handle`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Input {
+    /// The process started; `stored` is what the store holds for this client, if the shell
+    /// looked. The machine loads by key itself when it was not given a matching record.
+    Start {
+        /// The stored record.
+        stored: Option<Record>,
+    },
+    /// A user operation.
+    Operation {
+        /// Chosen by the caller; echoed in the outcome event.
+        id: OpId,
+        /// What to do.
+        op: Operation,
+    },
+    /// The answer to an HTTP request.
+    HttpResponse {
+        /// The request's id.
+        id: RequestId,
+        /// The answer, body read up to the command's limit.
+        response: http::Response<Vec<u8>>,
+    },
+    /// An HTTP request failed in transport: connection, timeout, TLS, or a body over its
+    /// limit.
+    HttpFailed {
+        /// The request's id.
+        id: RequestId,
+        /// What went wrong, without secrets.
+        error: String,
+    },
+    /// A store operation finished.
+    Store {
+        /// The operation's id.
+        id: StoreOpId,
+        /// Its outcome.
+        result: StoreResult,
+    },
+    /// The browser reached the loopback callback with this query string.
+    Callback {
+        /// The raw query, without the leading `?`.
+        query: String,
+    },
+    /// The protected resource answered 401/403 with these `WWW-Authenticate` values: the
+    /// authorization server may have moved, so discovery runs again (PRM-9).
+    ResourceChallenge {
+        /// Every `WWW-Authenticate` header value.
+        headers: Vec<String>,
+    },
+    /// Time passed; see [`crate::Client::poll_timeout`].
+    Tick,
+}
+
+/// The outcome of a [`StoreOp`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum StoreResult {
+    /// What a [`StoreOp::Load`] found.
+    Loaded(Option<Record>),
+    /// A compare-and-swap was applied.
+    Written,
+    /// A compare-and-swap was refused: someone else wrote first. Carries what is stored now.
+    Conflict(Option<Record>),
+    /// A delete was applied (or there was nothing to delete).
+    Deleted,
+    /// The lease is now held by this client.
+    LeaseTaken,
+    /// Another holder has the lease.
+    LeaseHeld,
+    /// A lease was released (or was not held).
+    LeaseReleased,
+    /// The store failed; the text names the key and the cause.
+    Failed(String),
+}
+
+/// Work the machine asks the store to do. Every write is conditional (INV-9).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum StoreOp {
+    /// Read the record under `key`.
+    Load {
+        /// The key.
+        key: ClientKey,
+    },
+    /// Write `record` if the stored generation is `expected` (`None`: only if absent).
+    CompareAndSwap {
+        /// The key.
+        key: ClientKey,
+        /// The generation the machine read.
+        expected: Option<u64>,
+        /// The new record; its generation is one more than `expected`.
+        record: Box<Record>,
+    },
+    /// Remove the record if its generation is `expected`.
+    Delete {
+        /// The key.
+        key: ClientKey,
+        /// The generation the machine read.
+        expected: u64,
+    },
+    /// Take the key's lease for `ttl`, so one replica registers or renews (INV-8).
+    TakeLease {
+        /// The key.
+        key: ClientKey,
+        /// Who asks.
+        holder: String,
+        /// How long the lease lasts unless released.
+        ttl: Duration,
+    },
+    /// Release the lease if `holder` holds it.
+    ReleaseLease {
+        /// The key.
+        key: ClientKey,
+        /// Who held it.
+        holder: String,
+    },
+}
+
+/// What kind of request an HTTP command is; shells use it for body limits, recording and
+/// counting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestKind {
+    /// RFC 9728 protected resource metadata.
+    ResourceMetadata,
+    /// RFC 8414 / OIDC metadata.
+    ServerMetadata,
+    /// RFC 7591 registration.
+    Registration,
+    /// RFC 7592 update (the renewal PUT).
+    RegistrationUpdate,
+    /// RFC 7592 delete.
+    RegistrationDelete,
+    /// Authorization code exchange.
+    CodeExchange,
+    /// Refresh-token grant.
+    Refresh,
+    /// Client-credentials grant.
+    ClientCredentials,
+}
+
+impl RequestKind {
+    /// The most body bytes the shell should read for a successful answer (design §4);
+    /// error answers are capped at [`crate::wire::ERROR_BODY_LIMIT`].
+    pub fn body_limit(self) -> usize {
+        crate::wire::BODY_LIMIT
+    }
+
+    /// Whether the request carries a secret or token, so the shell must not follow redirects.
+    /// (Tenure follows none at all; this tells recorders which bodies to scrub.)
+    pub fn carries_secret(self) -> bool {
+        !matches!(
+            self,
+            RequestKind::ResourceMetadata | RequestKind::ServerMetadata
+        )
+    }
+}
+
+/// Something the machine wants done.
+// Commands are built once and moved to the shell; boxing the request would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// Send this request, without following redirects, and answer with
+    /// [`Input::HttpResponse`] or [`Input::HttpFailed`].
+    Http {
+        /// Echo it back.
+        id: RequestId,
+        /// What the request is for.
+        kind: RequestKind,
+        /// The request itself.
+        request: http::Request<Vec<u8>>,
+    },
+    /// Carry out a store operation and answer with [`Input::Store`].
+    Store {
+        /// Echo it back.
+        id: StoreOpId,
+        /// What to do.
+        op: StoreOp,
+    },
+    /// Open this URL in the user's browser (or print it) and listen on the loopback
+    /// callback; answer with [`Input::Callback`].
+    OpenBrowser {
+        /// The authorization URL.
+        url: String,
+    },
+    /// Tell the embedder something.
+    Emit(Event),
+}
+
+/// Where the credential lifecycle stands (design §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Lifecycle {
+    /// Nothing usable is stored.
+    Unregistered,
+    /// Fetching metadata.
+    Discovering,
+    /// Obtaining an identity.
+    Registering,
+    /// A usable identity.
+    Registered,
+    /// The secret expires within the renewal window.
+    Expiring,
+    /// An RFC 7592 update is in flight.
+    Renewing,
+    /// The secret was just renewed.
+    Renewed,
+    /// The secret's expiry has passed.
+    Expired,
+}
+
+impl Lifecycle {
+    /// A lowercase name for timelines and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Unregistered => "unregistered",
+            Lifecycle::Discovering => "discovering",
+            Lifecycle::Registering => "registering",
+            Lifecycle::Registered => "registered",
+            Lifecycle::Expiring => "expiring",
+            Lifecycle::Renewing => "renewing",
+            Lifecycle::Renewed => "renewed",
+            Lifecycle::Expired => "expired",
+        }
+    }
+}
+
+/// What the embedder is told.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The lifecycle moved.
+    StateChanged(Lifecycle),
+    /// An operation produced a token.
+    TokenReady {
+        /// The operation.
+        op: OpId,
+        /// The access token.
+        access_token: Secret,
+        /// When it expires, if known.
+        expires_at: Option<Timestamp>,
+    },
+    /// An operation needs a browser login first.
+    LoginRequired {
+        /// The operation.
+        op: OpId,
+        /// Why, in words.
+        reason: String,
+    },
+    /// An operation without a token result finished.
+    Done {
+        /// The operation.
+        op: OpId,
+    },
+    /// An operation failed.
+    Failed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        error: Error,
+    },
+    /// Something is wrong but work goes on (e.g. renewal failed before expiry, INV-6).
+    Warning(String),
+}

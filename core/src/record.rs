@@ -1,0 +1,272 @@
+//! The durable record: everything that must survive a crash, and nothing else.
+//!
+//! In-flight state (a PKCE verifier, request ids, a held lease) lives in the machine and dies
+//! with the process; after a crash the machine is rebuilt from this record alone. Every write is
+//! a compare-and-swap on [`Record::generation`] (INV-9).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::config::AuthMethod;
+use crate::key::ClientKey;
+use crate::secret::{Secret, REDACTED};
+use crate::time::{Duration, Timestamp};
+
+/// One client key's persisted credentials.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Which lifecycle this is.
+    pub key: ClientKey,
+    /// Bumped by every write; a write names the generation it read (INV-9).
+    pub generation: u64,
+    /// The validated authorization server metadata, so a warm start sends no request.
+    pub server: AuthServer,
+    /// A pre-registered client id in use (its secret stays in the configuration).
+    #[serde(default)]
+    pub pre_registered_client_id: Option<String>,
+    /// The CIMD client id, kept apart from DCR credentials (INV-2).
+    #[serde(default)]
+    pub cimd: Option<CimdIdentity>,
+    /// The RFC 7591 registration, when DCR was used.
+    #[serde(default)]
+    pub dcr: Option<Registration>,
+    /// Tokens of the current grant.
+    #[serde(default)]
+    pub tokens: Option<Tokens>,
+}
+
+/// How the client identifies itself at the authorization server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum IdentityKind {
+    /// A client id (and secret) from configuration.
+    PreRegistered,
+    /// A Client ID Metadata Document URL used as the client id.
+    Cimd,
+    /// An RFC 7591 dynamic registration.
+    Dcr,
+    /// Nothing usable yet.
+    None,
+}
+
+impl IdentityKind {
+    /// `pre-registered`, `cimd`, `dcr` or `none`, as the CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::PreRegistered => "pre-registered",
+            IdentityKind::Cimd => "cimd",
+            IdentityKind::Dcr => "dcr",
+            IdentityKind::None => "none",
+        }
+    }
+}
+
+/// A CIMD client id and whether this authorization server rejected it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CimdIdentity {
+    /// The document URL, which is the client id.
+    pub client_id: String,
+    /// Set once the server refused it; from then on DCR is used (INV-3), and the flag
+    /// survives restarts so the fallback cannot loop.
+    pub rejected: bool,
+}
+
+/// When the client secret stops working (DCR-14, EDGE-1, EDGE-3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "at")]
+pub enum SecretExpiry {
+    /// `client_secret_expires_at: 0`, or no secret at all.
+    Never,
+    /// An absolute expiry.
+    At(Timestamp),
+    /// A secret arrived without `client_secret_expires_at`; `invalid_client` will tell.
+    Unknown,
+}
+
+impl SecretExpiry {
+    /// The expiry instant, if there is one.
+    pub fn at(self) -> Option<Timestamp> {
+        match self {
+            SecretExpiry::At(at) => Some(at),
+            _ => None,
+        }
+    }
+}
+
+/// An RFC 7591 registration as the server answered it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The server-issued client id (DCR-13, DCR-21).
+    pub client_id: String,
+    /// The client secret, when one was issued.
+    pub client_secret: Option<Secret>,
+    /// When the secret expires.
+    pub secret_expires: SecretExpiry,
+    /// The RFC 7592 registration access token (MGMT-19).
+    pub registration_access_token: Option<Secret>,
+    /// The RFC 7592 registration client URI, used exactly as given (MGMT-1).
+    pub registration_client_uri: Option<String>,
+    /// The registered token endpoint auth method (DCR-5: absent means `client_secret_basic`).
+    pub token_endpoint_auth_method: AuthMethod,
+    /// The redirect URI registered, port included.
+    pub redirect_uri: Option<String>,
+    /// Where the registration was made; the registration client URI must stay on its origin.
+    pub registration_endpoint: String,
+    /// Every member of the last answer except the two secrets, unknown members included,
+    /// because an RFC 7592 update sends them back (DCR-17, MGMT-7).
+    pub metadata: Map<String, Value>,
+}
+
+impl Registration {
+    /// Whether RFC 7592 management is possible: both the URI and the token are known
+    /// (MGMT-21, EDGE-7).
+    pub fn manageable(&self) -> bool {
+        self.registration_client_uri.is_some() && self.registration_access_token.is_some()
+    }
+
+    /// Whether the secret has expired at `now` (INV-5).
+    pub fn secret_expired(&self, now: Timestamp) -> bool {
+        self.client_secret.is_some()
+            && matches!(self.secret_expires, SecretExpiry::At(at) if at <= now)
+    }
+
+    /// Whether the secret expires within `window` of `now` (the renewal window).
+    pub fn secret_expiring(&self, now: Timestamp, window: Duration) -> bool {
+        self.client_secret.is_some()
+            && matches!(self.secret_expires, SecretExpiry::At(at) if at <= now + window)
+    }
+}
+
+/// Tokens of one grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// The access token.
+    pub access_token: Secret,
+    /// The token type as sent (compared case-insensitively, OAUTH-12).
+    pub token_type: String,
+    /// When the access token expires: receive time plus `expires_in` (EDGE-29); `None` when
+    /// the server gave no lifetime.
+    pub expires_at: Option<Timestamp>,
+    /// The refresh token, when one was issued (INV-10).
+    pub refresh_token: Option<Secret>,
+    /// The granted scope, when the server said (OAUTH-11).
+    pub scope: Option<String>,
+}
+
+/// How long before its stated expiry an access token is treated as expired, so it is not
+/// handed out just as it dies.
+pub const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(30);
+
+impl Tokens {
+    /// Whether the access token can still be handed out at `now`.
+    pub fn access_token_valid(&self, now: Timestamp) -> bool {
+        match self.expires_at {
+            Some(at) => now + ACCESS_TOKEN_MARGIN < at,
+            None => true,
+        }
+    }
+}
+
+/// Validated authorization server metadata, cached in the record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthServer {
+    /// The issuer, identical to the one expected (DISC-4).
+    pub issuer: String,
+    /// The authorization endpoint, when the server has one.
+    pub authorization_endpoint: Option<String>,
+    /// The token endpoint.
+    pub token_endpoint: String,
+    /// The RFC 7591 registration endpoint, when DCR is offered (DISC-8).
+    pub registration_endpoint: Option<String>,
+    /// `client_id_metadata_document_supported` (CIMD-9).
+    pub cimd_supported: bool,
+    /// `authorization_response_iss_parameter_supported` (ISS-2).
+    pub iss_parameter_supported: bool,
+    /// Whether S256 is in `code_challenge_methods_supported` (MCP-13).
+    pub pkce_s256: bool,
+    /// `token_endpoint_auth_methods_supported`, `None` when absent (DISC-10).
+    pub token_endpoint_auth_methods: Option<Vec<String>>,
+    /// `scopes_supported` of the protected resource (MCP-10), when discovery went through one.
+    pub resource_scopes: Option<Vec<String>>,
+}
+
+impl AuthServer {
+    /// Whether the server accepts `method` at the token endpoint; an absent list means
+    /// `client_secret_basic` only (DISC-10).
+    pub fn supports_auth_method(&self, method: AuthMethod) -> bool {
+        match &self.token_endpoint_auth_methods {
+            Some(list) => list.iter().any(|m| m == method.as_str()),
+            None => method == AuthMethod::ClientSecretBasic,
+        }
+    }
+}
+
+impl Record {
+    /// A fresh record for `key` at generation 0 (not yet stored).
+    pub fn new(key: ClientKey, server: AuthServer) -> Self {
+        Record {
+            key,
+            generation: 0,
+            server,
+            pre_registered_client_id: None,
+            cimd: None,
+            dcr: None,
+            tokens: None,
+        }
+    }
+
+    /// Which identity is in use: DCR once CIMD was rejected or absent, CIMD while accepted,
+    /// else the pre-registered client.
+    pub fn identity(&self) -> IdentityKind {
+        match (&self.cimd, &self.dcr) {
+            (Some(cimd), _) if !cimd.rejected => IdentityKind::Cimd,
+            (_, Some(_)) => IdentityKind::Dcr,
+            _ if self.pre_registered_client_id.is_some() => IdentityKind::PreRegistered,
+            _ => IdentityKind::None,
+        }
+    }
+
+    /// The client id in use, if any.
+    pub fn client_id(&self) -> Option<&str> {
+        match self.identity() {
+            IdentityKind::Cimd => self.cimd.as_ref().map(|c| c.client_id.as_str()),
+            IdentityKind::Dcr => self.dcr.as_ref().map(|d| d.client_id.as_str()),
+            IdentityKind::PreRegistered => self.pre_registered_client_id.as_deref(),
+            IdentityKind::None => None,
+        }
+    }
+
+    /// The record as JSON with every secret replaced by the redaction marker, for output.
+    pub fn redacted(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        redact_members(
+            &mut value,
+            &[
+                "client_secret",
+                "registration_access_token",
+                "access_token",
+                "refresh_token",
+            ],
+        );
+        value
+    }
+}
+
+fn redact_members(value: &mut Value, names: &[&str]) {
+    match value {
+        Value::Object(map) => {
+            for (name, member) in map.iter_mut() {
+                if names.contains(&name.as_str()) && !member.is_null() {
+                    *member = Value::String(REDACTED.into());
+                } else {
+                    redact_members(member, names);
+                }
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| redact_members(item, names)),
+        _ => {}
+    }
+}

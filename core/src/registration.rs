@@ -1,0 +1,523 @@
+//! Registration: choosing how the client gets an identity, and RFC 7591 Dynamic Client
+//! Registration.
+
+use serde_json::{json, Map, Value};
+
+use crate::config::{ApplicationType, AuthMethod, ClientConfig, Grant};
+use crate::endpoint::{check_registration_client_uri, sanitize};
+use crate::error::Error;
+use crate::record::{AuthServer, Registration, SecretExpiry};
+use crate::time::Timestamp;
+use crate::wire::{integer, json_object, json_request, server_error, string, strings, Integer};
+
+/// The ways a client can obtain an identity, in the order they are tried (MCP-7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Method {
+    /// A client id (and secret) from configuration.
+    PreRegistered,
+    /// The configured Client ID Metadata Document URL is the client id; nothing is sent.
+    Cimd,
+    /// An RFC 7591 registration request.
+    Dcr,
+}
+
+/// Picks the registration method: pre-registered, then CIMD when the server supports it and
+/// a URL is configured and was not rejected, then DCR when a registration endpoint exists
+/// (MCP-7, CIMD-9, DISC-8). `None` means none is possible.
+pub fn choose_method(
+    config: &ClientConfig,
+    server: &AuthServer,
+    cimd_rejected: bool,
+) -> Option<Method> {
+    if config.client_id.is_some() {
+        Some(Method::PreRegistered)
+    } else if config.cimd_url.is_some() && server.cimd_supported && !cimd_rejected {
+        Some(Method::Cimd)
+    } else if server.registration_endpoint.is_some() {
+        Some(Method::Dcr)
+    } else {
+        None
+    }
+}
+
+/// The token endpoint auth method to request: the configured one, else `none` for a user
+/// client (a public native client says so explicitly, DCR-5), else `client_secret_post` when
+/// the server lists it and `client_secret_basic` otherwise (EDGE-40, DISC-10).
+pub fn requested_auth_method(config: &ClientConfig, server: &AuthServer) -> AuthMethod {
+    match (config.auth_method, config.grant) {
+        (Some(method), _) => method,
+        (None, Grant::AuthorizationCode) => AuthMethod::None,
+        (None, _) if server.supports_auth_method(AuthMethod::ClientSecretPost) => {
+            AuthMethod::ClientSecretPost
+        }
+        (None, _) => AuthMethod::ClientSecretBasic,
+    }
+}
+
+/// The RFC 7591 metadata the client asks for (DCR-1, DCR-3, DCR-5, DCR-6, DCR-8, DCR-9,
+/// DCR-10, MCP26-5, MCP26-7).
+pub fn registration_metadata(config: &ClientConfig, server: &AuthServer) -> Value {
+    let mut body = Map::new();
+    body.insert("client_name".into(), json!(config.client_name));
+    match config.grant {
+        Grant::AuthorizationCode => {
+            body.insert("redirect_uris".into(), json!([config.redirect_uri]));
+            body.insert(
+                "grant_types".into(),
+                json!(["authorization_code", "refresh_token"]),
+            );
+            body.insert("response_types".into(), json!(["code"]));
+        }
+        Grant::ClientCredentials => {
+            body.insert("grant_types".into(), json!(["client_credentials"]));
+            body.insert("response_types".into(), json!([]));
+        }
+    }
+    body.insert(
+        "token_endpoint_auth_method".into(),
+        json!(requested_auth_method(config, server).as_str()),
+    );
+    body.insert(
+        "application_type".into(),
+        json!(match config.application_type {
+            ApplicationType::Native => "native",
+            ApplicationType::Web => "web",
+        }),
+    );
+    if !config.scopes.is_empty() {
+        body.insert("scope".into(), json!(config.scopes.join(" ")));
+    }
+    for (name, value) in [
+        ("software_id", &config.software_id),
+        ("software_version", &config.software_version),
+        ("software_statement", &config.software_statement),
+    ] {
+        if let Some(value) = value {
+            body.insert(name.into(), json!(value));
+        }
+    }
+    Value::Object(body)
+}
+
+/// The registration request: a JSON POST, with the initial access token as a bearer token
+/// when one is configured (DCR-1, DCR-11, MGMT-22).
+pub fn registration_request(
+    config: &ClientConfig,
+    server: &AuthServer,
+    endpoint: &str,
+) -> Result<http::Request<Vec<u8>>, Error> {
+    json_request(
+        http::Method::POST,
+        endpoint,
+        &registration_metadata(config, server),
+        config.initial_access_token.as_ref(),
+    )
+    .map_err(Error::Protocol)
+}
+
+/// Reads a registration answer (RFC 7591 §3.2) into a [`Registration`], with warnings for
+/// what the server got wrong but the client can live with.
+///
+/// Refused: a non-2xx status (the OAuth error is kept, DCR-19, DCR-20), a body that is not a
+/// JSON object, no `client_id` (DCR-13, EDGE-6), an auth method the client cannot perform, a
+/// secret method without a secret, or a registration that lacks the redirect URI the client
+/// will use (DCR-16).
+pub fn parse_registration(
+    config: &ClientConfig,
+    endpoint: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<(Registration, Vec<String>), Error> {
+    if !(200..300).contains(&status) {
+        return Err(Error::RegistrationRejected {
+            endpoint: sanitize(endpoint),
+            cause: server_error(status, body),
+        });
+    }
+    let mut warnings = Vec::new();
+    if status != 201 {
+        warnings.push(format!(
+            "the registration endpoint answered {status} instead of 201 (EDGE-21)"
+        ));
+    }
+    let answer = json_object(body).map_err(|e| Error::BadAnswer(format!("registration: {e}")))?;
+    let client_id = match string(&answer, "client_id") {
+        Some(id) if !id.is_empty() => id,
+        _ => {
+            return Err(Error::BadAnswer(
+                "the registration answer has no client_id (DCR-13); nothing was stored".into(),
+            ))
+        }
+    };
+    let empty = Registration {
+        client_id,
+        client_secret: None,
+        secret_expires: SecretExpiry::Never,
+        registration_access_token: None,
+        registration_client_uri: None,
+        token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
+        redirect_uri: None,
+        registration_endpoint: endpoint.to_string(),
+        metadata: Map::new(),
+    };
+    let registration = adopt_answer(config, empty, answer, &mut warnings)?;
+    Ok((registration, warnings))
+}
+
+/// Folds a registration or RFC 7592 answer into `registration`: each credential present in
+/// the answer replaces the stored one and each absent one is kept (MGMT-5, EDGE-8), and the
+/// answer becomes the registered metadata (DCR-16, DCR-17, MGMT-11).
+pub fn adopt_answer(
+    config: &ClientConfig,
+    mut registration: Registration,
+    mut answer: Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> Result<Registration, Error> {
+    let method_name = string(&answer, "token_endpoint_auth_method");
+    let method = match method_name.as_deref() {
+        None => AuthMethod::ClientSecretBasic, // DCR-5
+        Some(name) => AuthMethod::parse(name).ok_or_else(|| {
+            Error::BadAnswer(format!(
+                "the server registered token_endpoint_auth_method `{name}`, which Tenure cannot use; configure --auth-method with a supported one"
+            ))
+        })?,
+    };
+    let new_secret = string(&answer, "client_secret").map(crate::Secret::new);
+    let had_secret = registration.client_secret.is_some();
+    let secret_replaced = new_secret.is_some();
+    if let Some(secret) = new_secret {
+        registration.client_secret = Some(secret);
+    } else if !method.uses_secret() {
+        registration.client_secret = None;
+    } else if had_secret {
+        warnings
+            .push("the answer carried no client_secret; keeping the stored one (EDGE-9)".into());
+    }
+    registration.secret_expires = match integer(&answer, "client_secret_expires_at") {
+        _ if registration.client_secret.is_none() => SecretExpiry::Never,
+        Integer::Value(0) => SecretExpiry::Never,
+        Integer::Value(at) => SecretExpiry::At(Timestamp::from_unix_seconds(at)),
+        Integer::Absent if !secret_replaced => registration.secret_expires,
+        Integer::Absent => {
+            warnings.push(
+                "a client_secret came without client_secret_expires_at; its expiry is unknown (EDGE-3)"
+                    .into(),
+            );
+            SecretExpiry::Unknown
+        }
+        Integer::Invalid => {
+            warnings.push(
+                "client_secret_expires_at is not a usable number; its expiry is unknown (EDGE-4)"
+                    .into(),
+            );
+            SecretExpiry::Unknown
+        }
+    };
+    if method.uses_secret() && registration.client_secret.is_none() {
+        return Err(Error::BadAnswer(format!(
+            "the server registered `{}` but issued no client_secret",
+            method.as_str()
+        )));
+    }
+    registration.token_endpoint_auth_method = method;
+
+    if let Some(token) = string(&answer, "registration_access_token") {
+        registration.registration_access_token = Some(crate::Secret::new(token));
+    }
+    if let Some(uri) = string(&answer, "registration_client_uri") {
+        match check_registration_client_uri(&uri, &registration.registration_endpoint) {
+            Ok(()) => registration.registration_client_uri = Some(uri),
+            Err(reason) => {
+                // The token must never travel to such a URI; management ends here (EDGE-15).
+                warnings.push(format!(
+                    "refused the registration client URI: {reason}; registration management is disabled"
+                ));
+                registration.registration_client_uri = None;
+                registration.registration_access_token = None;
+            }
+        }
+    }
+    if !registration.manageable() {
+        warnings.push(
+            "the server offers no registration management (RFC 7592) for this client; an expiring secret cannot be renewed (EDGE-7)"
+                .into(),
+        );
+    }
+
+    if config.grant == Grant::AuthorizationCode {
+        let registered = strings(&answer, "redirect_uris").unwrap_or_default();
+        if !registered.contains(&config.redirect_uri) {
+            return Err(Error::BadAnswer(format!(
+                "the server did not register the redirect URI {} (DCR-16)",
+                config.redirect_uri
+            )));
+        }
+        registration.redirect_uri = Some(config.redirect_uri.clone());
+    }
+    answer.remove("client_secret");
+    answer.remove("registration_access_token");
+    registration.metadata = answer;
+    Ok(registration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClientConfig;
+    use serde_json::json;
+
+    fn server() -> AuthServer {
+        AuthServer {
+            issuer: "https://as.example.com".into(),
+            authorization_endpoint: Some("https://as.example.com/authorize".into()),
+            token_endpoint: "https://as.example.com/token".into(),
+            registration_endpoint: Some("https://as.example.com/register".into()),
+            cimd_supported: false,
+            iss_parameter_supported: true,
+            pkce_s256: true,
+            token_endpoint_auth_methods: Some(vec!["none".into(), "client_secret_post".into()]),
+            resource_scopes: None,
+        }
+    }
+
+    fn config() -> ClientConfig {
+        ClientConfig::for_issuer("demo", "https://as.example.com")
+    }
+
+    const ENDPOINT: &str = "https://as.example.com/register";
+
+    fn parse(answer: Value) -> Result<(Registration, Vec<String>), Error> {
+        parse_registration(&config(), ENDPOINT, 201, answer.to_string().as_bytes())
+    }
+
+    fn confidential() -> Value {
+        json!({"client_id": "c1", "client_secret": "s1", "client_secret_expires_at": 2_000_000_000,
+               "registration_access_token": "rat1",
+               "registration_client_uri": "https://as.example.com/register/c1",
+               "token_endpoint_auth_method": "client_secret_post",
+               "redirect_uris": ["http://127.0.0.1:8976/callback"],
+               "client_name#fr": "Démo", "vendor_extension": {"x": 1}})
+    }
+
+    #[test]
+    fn priority_pre_registered_cimd_dcr_mcp_7() {
+        let mut config = config();
+        let mut server = server();
+        assert_eq!(choose_method(&config, &server, false), Some(Method::Dcr));
+        config.cimd_url = Some("https://app.example.com/client.json".into());
+        assert_eq!(
+            choose_method(&config, &server, false),
+            Some(Method::Dcr),
+            "CIMD-9: flag absent"
+        );
+        server.cimd_supported = true;
+        assert_eq!(choose_method(&config, &server, false), Some(Method::Cimd));
+        assert_eq!(
+            choose_method(&config, &server, true),
+            Some(Method::Dcr),
+            "INV-3"
+        );
+        config.client_id = Some("pre".into());
+        assert_eq!(
+            choose_method(&config, &server, false),
+            Some(Method::PreRegistered)
+        );
+        let mut bare = server.clone();
+        bare.registration_endpoint = None;
+        bare.cimd_supported = false;
+        assert_eq!(
+            choose_method(
+                &ClientConfig::for_issuer("x", "https://as.example.com"),
+                &bare,
+                false
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn request_body_dcr_1_3_5_6_8_mcp26_5() {
+        let mut config = config();
+        config.scopes = vec!["read".into(), "write".into()];
+        config.software_id = Some("tenure".into());
+        let body = registration_metadata(&config, &server());
+        assert_eq!(
+            body["redirect_uris"],
+            json!(["http://127.0.0.1:8976/callback"])
+        );
+        assert_eq!(
+            body["grant_types"],
+            json!(["authorization_code", "refresh_token"])
+        );
+        assert_eq!(body["response_types"], json!(["code"]));
+        assert_eq!(body["token_endpoint_auth_method"], "none");
+        assert_eq!(body["application_type"], "native");
+        assert_eq!(body["scope"], "read write");
+        assert_eq!(body["software_id"], "tenure");
+        assert!(body["client_name"].is_string());
+        let request = registration_request(&config, &server(), ENDPOINT).unwrap();
+        assert_eq!(request.method(), http::Method::POST);
+        assert_eq!(request.headers()["content-type"], "application/json");
+        assert!(request.headers().get("authorization").is_none());
+    }
+
+    #[test]
+    fn machine_client_registers_client_credentials_only() {
+        let mut config = config();
+        config.grant = Grant::ClientCredentials;
+        let body = registration_metadata(&config, &server());
+        assert_eq!(body["grant_types"], json!(["client_credentials"]));
+        assert_eq!(body["response_types"], json!([]));
+        assert!(body.get("redirect_uris").is_none());
+        assert_eq!(body["token_endpoint_auth_method"], "client_secret_post");
+    }
+
+    #[test]
+    fn initial_access_token_is_a_bearer_dcr_11() {
+        let mut config = config();
+        config.initial_access_token = Some(crate::Secret::new("iat"));
+        let request = registration_request(&config, &server(), ENDPOINT).unwrap();
+        assert_eq!(request.headers()["authorization"], "Bearer iat");
+    }
+
+    #[test]
+    fn whole_answer_is_kept_without_secrets_dcr_17() {
+        let (registration, warnings) = parse(confidential()).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(registration.client_id, "c1");
+        assert_eq!(registration.client_secret.as_ref().unwrap().expose(), "s1");
+        assert_eq!(
+            registration.secret_expires,
+            SecretExpiry::At(Timestamp::from_unix_seconds(2_000_000_000))
+        );
+        assert!(registration.manageable());
+        assert_eq!(registration.metadata["client_name#fr"], "Démo");
+        assert_eq!(registration.metadata["vendor_extension"], json!({"x": 1}));
+        assert!(!registration.metadata.contains_key("client_secret"));
+        assert!(!registration
+            .metadata
+            .contains_key("registration_access_token"));
+    }
+
+    #[test]
+    fn zero_expiry_means_never_dcr_14_edge_1() {
+        let mut answer = confidential();
+        answer["client_secret_expires_at"] = json!(0);
+        assert_eq!(parse(answer).unwrap().0.secret_expires, SecretExpiry::Never);
+    }
+
+    #[test]
+    fn missing_or_odd_expiry_is_unknown_edge_3_edge_4() {
+        let mut answer = confidential();
+        answer
+            .as_object_mut()
+            .unwrap()
+            .remove("client_secret_expires_at");
+        let (registration, warnings) = parse(answer).unwrap();
+        assert_eq!(registration.secret_expires, SecretExpiry::Unknown);
+        assert_eq!(warnings.len(), 1);
+        let mut answer = confidential();
+        answer["client_secret_expires_at"] = json!("1.7e9");
+        assert_eq!(
+            parse(answer).unwrap().0.secret_expires,
+            SecretExpiry::At(Timestamp::from_unix_seconds(1_700_000_000))
+        );
+        let mut answer = confidential();
+        answer["client_secret_expires_at"] = json!(-5);
+        assert_eq!(
+            parse(answer).unwrap().0.secret_expires,
+            SecretExpiry::Unknown
+        );
+    }
+
+    #[test]
+    fn no_client_id_is_refused_dcr_13_edge_6() {
+        let mut answer = confidential();
+        answer.as_object_mut().unwrap().remove("client_id");
+        assert!(matches!(parse(answer), Err(Error::BadAnswer(_))));
+        let mut answer = confidential();
+        answer["client_id"] = json!(42);
+        assert!(matches!(parse(answer), Err(Error::BadAnswer(_))));
+    }
+
+    #[test]
+    fn missing_auth_method_means_basic_dcr_5() {
+        let mut answer = confidential();
+        answer
+            .as_object_mut()
+            .unwrap()
+            .remove("token_endpoint_auth_method");
+        assert_eq!(
+            parse(answer).unwrap().0.token_endpoint_auth_method,
+            AuthMethod::ClientSecretBasic
+        );
+    }
+
+    #[test]
+    fn half_management_is_none_edge_7_mgmt_21() {
+        let mut answer = confidential();
+        answer
+            .as_object_mut()
+            .unwrap()
+            .remove("registration_access_token");
+        let (registration, warnings) = parse(answer).unwrap();
+        assert!(!registration.manageable());
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn foreign_registration_client_uri_is_refused_edge_15() {
+        let mut answer = confidential();
+        answer["registration_client_uri"] = json!("https://elsewhere.example.net/register/c1");
+        let (registration, _) = parse(answer).unwrap();
+        assert_eq!(registration.registration_client_uri, None);
+        assert_eq!(registration.registration_access_token, None);
+    }
+
+    #[test]
+    fn missing_redirect_uri_is_refused_dcr_16() {
+        let mut answer = confidential();
+        answer["redirect_uris"] = json!(["http://127.0.0.1:1/other"]);
+        assert!(matches!(parse(answer), Err(Error::BadAnswer(_))));
+    }
+
+    #[test]
+    fn errors_keep_the_oauth_code_dcr_19_dcr_20() {
+        let error = parse_registration(
+            &config(),
+            ENDPOINT,
+            400,
+            br#"{"error":"invalid_redirect_uri","error_description":"no"}"#,
+        )
+        .unwrap_err();
+        match error {
+            Error::RegistrationRejected { cause, .. } => assert!(cause.is("invalid_redirect_uri")),
+            other => panic!("unexpected {other:?}"),
+        }
+        let unauthorized = parse_registration(&config(), ENDPOINT, 401, b"").unwrap_err();
+        assert!(unauthorized.is_registration_failure());
+    }
+
+    #[test]
+    fn status_200_is_accepted_with_a_warning_edge_21() {
+        let (_, warnings) = parse_registration(
+            &config(),
+            ENDPOINT,
+            200,
+            confidential().to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(warnings.len(), 1);
+    }
+
+    #[test]
+    fn public_client_gets_no_secret_and_never_expires() {
+        let answer = json!({"client_id": "pub", "token_endpoint_auth_method": "none",
+                            "redirect_uris": ["http://127.0.0.1:8976/callback"],
+                            "registration_access_token": "r", "registration_client_uri": "https://as.example.com/register/pub"});
+        let (registration, _) = parse(answer).unwrap();
+        assert_eq!(registration.client_secret, None);
+        assert_eq!(registration.secret_expires, SecretExpiry::Never);
+    }
+}

@@ -1,0 +1,358 @@
+//! The token endpoint: client authentication, the three grants, and reading answers.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+
+use crate::error::ServerError;
+use crate::record::Tokens;
+use crate::secret::Secret;
+use crate::time::{Duration, Timestamp};
+use crate::wire::{form, integer, json_object, server_error, string, Integer, FORM, JSON};
+
+/// How the client proves who it is at the token endpoint, as registered (OAUTH-7).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum ClientAuth<'a> {
+    /// A public client: `client_id` in the body.
+    None {
+        /// The client id.
+        client_id: &'a str,
+    },
+    /// HTTP Basic over the form-encoded id and secret (OAUTH-8, EDGE-40).
+    Basic {
+        /// The client id.
+        client_id: &'a str,
+        /// The client secret.
+        secret: &'a Secret,
+    },
+    /// `client_id` and `client_secret` in the body.
+    Post {
+        /// The client id.
+        client_id: &'a str,
+        /// The client secret.
+        secret: &'a Secret,
+    },
+}
+
+/// Which grant a token request uses.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum GrantRequest<'a> {
+    /// Redeem an authorization code with its PKCE verifier (OAUTH-6, PKCE-5).
+    Code {
+        /// The code from the callback.
+        code: &'a Secret,
+        /// The verifier whose challenge was sent.
+        verifier: &'a Secret,
+        /// The redirect URI of the authorization request, identical.
+        redirect_uri: &'a str,
+    },
+    /// Refresh (RT-1).
+    Refresh {
+        /// The current refresh token.
+        refresh_token: &'a Secret,
+    },
+    /// A machine client's own credentials.
+    ClientCredentials {
+        /// Scopes to request.
+        scopes: &'a [String],
+    },
+}
+
+impl GrantRequest<'_> {
+    /// The `grant_type` value.
+    pub fn grant_type(&self) -> &'static str {
+        match self {
+            GrantRequest::Code { .. } => "authorization_code",
+            GrantRequest::Refresh { .. } => "refresh_token",
+            GrantRequest::ClientCredentials { .. } => "client_credentials",
+        }
+    }
+}
+
+/// The HTTP Basic credentials: each part form-urlencoded, then Base64 (RFC 6749 §2.3.1).
+pub fn basic_credentials(client_id: &str, secret: &Secret) -> String {
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(client_id), encode(secret.expose()));
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+/// A token request: a form POST with the grant's fields, the client authentication and, on
+/// every grant, the resource (MCP-14, RT-10, RES-4).
+pub fn token_request(
+    endpoint: &str,
+    auth: ClientAuth<'_>,
+    grant: GrantRequest<'_>,
+    resource: Option<&str>,
+) -> Result<http::Request<Vec<u8>>, String> {
+    let mut fields: Vec<(&str, &str)> = vec![("grant_type", grant.grant_type())];
+    let joined_scopes;
+    match grant {
+        GrantRequest::Code {
+            code,
+            verifier,
+            redirect_uri,
+        } => {
+            fields.push(("code", code.expose()));
+            fields.push(("redirect_uri", redirect_uri));
+            fields.push(("code_verifier", verifier.expose()));
+        }
+        GrantRequest::Refresh { refresh_token } => {
+            fields.push(("refresh_token", refresh_token.expose()));
+        }
+        GrantRequest::ClientCredentials { scopes } => {
+            if !scopes.is_empty() {
+                joined_scopes = scopes.join(" ");
+                fields.push(("scope", &joined_scopes));
+            }
+        }
+    }
+    if let Some(resource) = resource {
+        fields.push(("resource", resource));
+    }
+    let mut builder = http::Request::post(endpoint)
+        .header(ACCEPT, JSON)
+        .header(CONTENT_TYPE, FORM);
+    match auth {
+        ClientAuth::None { client_id } => fields.push(("client_id", client_id)),
+        ClientAuth::Post { client_id, secret } => {
+            fields.push(("client_id", client_id));
+            fields.push(("client_secret", secret.expose()));
+        }
+        ClientAuth::Basic { client_id, secret } => {
+            builder = builder.header(AUTHORIZATION, basic_credentials(client_id, secret));
+        }
+    }
+    builder
+        .body(form(&fields))
+        .map_err(|e| format!("cannot build the token request: {e}"))
+}
+
+/// Why a token answer could not be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenFailure {
+    /// The server refused (OAUTH-9); decisions are made on `error`, never on the status
+    /// alone (an expired secret is 400 `invalid_client` at oidc-provider).
+    Refused(ServerError),
+    /// A 2xx that is not a usable token answer.
+    BadAnswer(String),
+}
+
+/// Reads a token answer received at `now` (OAUTH-11, OAUTH-12, EDGE-29, EDGE-37, EDGE-38).
+///
+/// A refresh answer without a `refresh_token` keeps `previous_refresh` (RT-4, INV-10); a new
+/// one replaces it (RT-3). `expires_in` counts from the local receive time; a missing or
+/// unusable one leaves the lifetime unknown.
+pub fn parse_token_answer(
+    status: u16,
+    body: &[u8],
+    now: Timestamp,
+    previous_refresh: Option<&Secret>,
+) -> Result<Tokens, TokenFailure> {
+    if !(200..300).contains(&status) {
+        return Err(TokenFailure::Refused(server_error(status, body)));
+    }
+    let answer = json_object(body).map_err(TokenFailure::BadAnswer)?;
+    let access_token = string(&answer, "access_token")
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| TokenFailure::BadAnswer("the token answer has no access_token".into()))?;
+    let token_type = string(&answer, "token_type").unwrap_or_default();
+    if !token_type.eq_ignore_ascii_case("bearer") {
+        return Err(TokenFailure::BadAnswer(format!(
+            "the token type `{token_type}` is not supported; only Bearer is (OAUTH-12)"
+        )));
+    }
+    let expires_at = match integer(&answer, "expires_in") {
+        Integer::Value(seconds) => Some(now + Duration::from_secs(seconds)),
+        Integer::Absent | Integer::Invalid => None,
+    };
+    let refresh_token = string(&answer, "refresh_token")
+        .filter(|t| !t.is_empty())
+        .map(Secret::new)
+        .or_else(|| previous_refresh.cloned());
+    Ok(Tokens {
+        access_token: Secret::new(access_token),
+        token_type,
+        expires_at,
+        refresh_token,
+        scope: string(&answer, "scope"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(request.body())
+            .into_owned()
+            .collect()
+    }
+
+    fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn basic_auth_form_encodes_before_base64_oauth_8_edge_40() {
+        let secret = Secret::new("p:ss%wörd");
+        let header = basic_credentials("id:1", &secret);
+        let decoded = STANDARD
+            .decode(header.strip_prefix("Basic ").unwrap())
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(decoded).unwrap(),
+            "id%3A1:p%3Ass%25w%C3%B6rd"
+        );
+    }
+
+    #[test]
+    fn code_exchange_sends_verifier_redirect_and_resource_oauth_6_pkce_5_mcp_14() {
+        let code = Secret::new("the-code");
+        let verifier = Secret::new("the-verifier");
+        let request = token_request(
+            "https://as.example.com/token",
+            ClientAuth::None { client_id: "pub" },
+            GrantRequest::Code {
+                code: &code,
+                verifier: &verifier,
+                redirect_uri: "http://127.0.0.1:1/callback",
+            },
+            Some("https://mcp.example.com/mcp"),
+        )
+        .unwrap();
+        let fields = body_of(&request);
+        assert_eq!(
+            field(&fields, "grant_type").as_deref(),
+            Some("authorization_code")
+        );
+        assert_eq!(
+            field(&fields, "code_verifier").as_deref(),
+            Some("the-verifier")
+        );
+        assert_eq!(
+            field(&fields, "redirect_uri").as_deref(),
+            Some("http://127.0.0.1:1/callback")
+        );
+        assert_eq!(
+            field(&fields, "resource").as_deref(),
+            Some("https://mcp.example.com/mcp")
+        );
+        assert_eq!(field(&fields, "client_id").as_deref(), Some("pub"));
+        assert_eq!(field(&fields, "client_secret"), None);
+        assert_eq!(request.headers()["content-type"], FORM);
+    }
+
+    #[test]
+    fn post_and_basic_place_the_secret_as_registered_oauth_7() {
+        let secret = Secret::new("s");
+        let grant = GrantRequest::ClientCredentials { scopes: &[] };
+        let post = token_request(
+            "https://a/t",
+            ClientAuth::Post {
+                client_id: "c",
+                secret: &secret,
+            },
+            grant,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            field(&body_of(&post), "client_secret").as_deref(),
+            Some("s")
+        );
+        assert!(post.headers().get("authorization").is_none());
+        let basic = token_request(
+            "https://a/t",
+            ClientAuth::Basic {
+                client_id: "c",
+                secret: &secret,
+            },
+            grant,
+            None,
+        )
+        .unwrap();
+        assert_eq!(field(&body_of(&basic), "client_secret"), None);
+        assert_eq!(field(&body_of(&basic), "client_id"), None);
+        assert!(basic.headers()["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic "));
+    }
+
+    #[test]
+    fn refresh_sends_resource_too_rt_1_rt_10() {
+        let rt = Secret::new("rt");
+        let request = token_request(
+            "https://a/t",
+            ClientAuth::None { client_id: "c" },
+            GrantRequest::Refresh { refresh_token: &rt },
+            Some("https://r.example"),
+        )
+        .unwrap();
+        let fields = body_of(&request);
+        assert_eq!(
+            field(&fields, "grant_type").as_deref(),
+            Some("refresh_token")
+        );
+        assert_eq!(field(&fields, "refresh_token").as_deref(), Some("rt"));
+        assert_eq!(
+            field(&fields, "resource").as_deref(),
+            Some("https://r.example")
+        );
+    }
+
+    const NOW: Timestamp = Timestamp::from_unix_seconds(1_000);
+
+    #[test]
+    fn answer_without_refresh_token_keeps_the_old_one_rt_4_inv_10() {
+        let old = Secret::new("old-rt");
+        let tokens = parse_token_answer(
+            200,
+            br#"{"access_token":"a","token_type":"bearer","expires_in":"60"}"#,
+            NOW,
+            Some(&old),
+        )
+        .unwrap();
+        assert_eq!(tokens.refresh_token, Some(old.clone()));
+        assert_eq!(tokens.expires_at, Some(NOW + Duration::from_secs(60)));
+        let rotated = parse_token_answer(
+            200,
+            br#"{"access_token":"a","token_type":"Bearer","refresh_token":"new-rt"}"#,
+            NOW,
+            Some(&old),
+        )
+        .unwrap();
+        assert_eq!(rotated.refresh_token.unwrap().expose(), "new-rt");
+        assert_eq!(rotated.expires_at, None, "EDGE-37: unknown lifetime");
+    }
+
+    #[test]
+    fn unusable_answers_are_refused_oauth_11_12() {
+        assert!(matches!(
+            parse_token_answer(200, br#"{"token_type":"Bearer"}"#, NOW, None),
+            Err(TokenFailure::BadAnswer(_))
+        ));
+        assert!(matches!(
+            parse_token_answer(
+                200,
+                br#"{"access_token":"a","token_type":"DPoP"}"#,
+                NOW,
+                None
+            ),
+            Err(TokenFailure::BadAnswer(_))
+        ));
+        assert!(matches!(
+            parse_token_answer(200, b"<html>", NOW, None),
+            Err(TokenFailure::BadAnswer(_))
+        ));
+        match parse_token_answer(400, br#"{"error":"invalid_client"}"#, NOW, None) {
+            Err(TokenFailure::Refused(e)) => assert!(e.is("invalid_client")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
