@@ -299,6 +299,8 @@ impl Client {
 
     /// Feeds one input at wall-clock time `now`.
     pub fn handle(&mut self, now: Timestamp, input: Input) {
+        // A change of lifecycle state is reported before the commands that follow from it.
+        let mark = self.out.len();
         match input {
             Input::Start { stored } => self.handle_start(stored),
             Input::Operation { id, op } => self.handle_operation(id, op),
@@ -323,7 +325,7 @@ impl Client {
             Input::Tick => self.handle_tick(now),
         }
         self.advance(now);
-        self.report_lifecycle(now);
+        self.report_lifecycle(now, mark);
     }
 
     /// The next thing to do, until `None`.
@@ -370,29 +372,43 @@ impl Client {
 
     /// Where the lifecycle stands at `now`.
     pub fn lifecycle(&self, now: Timestamp) -> Lifecycle {
-        match &self.wait {
-            Wait::Http(_, HttpPurpose::ResourceMetadata { .. })
-            | Wait::Http(_, HttpPurpose::ServerMetadata { .. }) => return Lifecycle::Discovering,
-            Wait::Http(_, HttpPurpose::Register { .. }) => return Lifecycle::Registering,
-            Wait::Http(_, HttpPurpose::Renew) => return Lifecycle::Renewing,
-            _ => {}
+        if let Some(state) = self.phase() {
+            return state;
         }
         if self.just_renewed {
             return Lifecycle::Renewed;
         }
         match self.identity() {
             IdentityKind::None => Lifecycle::Unregistered,
-            IdentityKind::Dcr => {
-                let dcr = self.record.as_ref().and_then(|r| r.dcr.as_ref());
-                match dcr {
-                    Some(d) if d.secret_expired(now) => Lifecycle::Expired,
-                    Some(d) if d.secret_expiring(now, self.config.renew_within) => {
-                        Lifecycle::Expiring
-                    }
-                    _ => Lifecycle::Registered,
-                }
-            }
+            IdentityKind::Dcr => match self.registration() {
+                Some(d) if d.secret_expired(now) => Lifecycle::Expired,
+                Some(d) if d.secret_expiring(now, self.config.renew_within) => Lifecycle::Expiring,
+                _ => Lifecycle::Registered,
+            },
             _ => Lifecycle::Registered,
+        }
+    }
+
+    /// The state implied by what the machine is waiting for, if any.
+    fn phase(&self) -> Option<Lifecycle> {
+        match &self.wait {
+            Wait::Http(_, HttpPurpose::ResourceMetadata { .. })
+            | Wait::Http(_, HttpPurpose::ServerMetadata { .. }) => Some(Lifecycle::Discovering),
+            Wait::Http(_, HttpPurpose::Register { .. }) => Some(Lifecycle::Registering),
+            Wait::Http(_, HttpPurpose::Renew) => Some(Lifecycle::Renewing),
+            Wait::Store(_, StorePurpose::Write { patch, .. }) => match patch {
+                Patch::SetRegistration(_) | Patch::SetCimd(_) | Patch::SetPreRegistered(_) => {
+                    Some(Lifecycle::Registering)
+                }
+                Patch::Renewed(_) => Some(Lifecycle::Renewing),
+                _ => None,
+            },
+            // A lease is only taken to register or to renew.
+            Wait::Store(_, StorePurpose::Lease) | Wait::Until(_) => Some(match self.identity() {
+                IdentityKind::Dcr => Lifecycle::Renewing,
+                _ => Lifecycle::Registering,
+            }),
+            _ => None,
         }
     }
 
@@ -810,9 +826,8 @@ impl Client {
                     self.record = Some(record);
                 }
                 if matches!(patch, Patch::Renewed(_)) {
+                    // Reported as `Renewed` until the job ends.
                     self.just_renewed = true;
-                    self.report_lifecycle(now);
-                    self.just_renewed = false;
                 }
                 if matches!(patch, Patch::SetRegistration(_) | Patch::Renewed(_)) {
                     self.release_lease();
@@ -897,6 +912,10 @@ impl Client {
             self.server = None;
         }
         let Some(server) = self.server.clone() else {
+            if matches!(op, Operation::Forget | Operation::Logout) && self.record.is_none() {
+                // Nothing is held, so there is nothing to discover for.
+                return Step::Finish(Outcome::Done);
+            }
             return self.begin_discovery();
         };
         let key = self.config.key_for(&server.issuer);
@@ -981,7 +1000,9 @@ impl Client {
         let refresh_failed = job.refresh_failed;
         let tokens = self.record.as_ref().and_then(|r| r.tokens.clone());
         if let Some(tokens) = &tokens {
-            if tokens.access_token_valid(now) && (op == Operation::Token || logged_in) {
+            // A token obtained during this job is handed out even when its lifetime is
+            // shorter than the safety margin; asking again would only loop.
+            if (op == Operation::Token && tokens.access_token_valid(now)) || logged_in {
                 return Step::Finish(Outcome::Token(tokens.clone()));
             }
         }
@@ -1453,6 +1474,7 @@ impl Client {
 
     fn finish(&mut self, outcome: Outcome) {
         self.release_lease();
+        self.just_renewed = false;
         self.wait = Wait::Nothing;
         let Some(job) = self.jobs.pop_front() else {
             return;
@@ -1478,12 +1500,17 @@ impl Client {
         }
     }
 
-    fn report_lifecycle(&mut self, now: Timestamp) {
+    fn report_lifecycle(&mut self, now: Timestamp, at: usize) {
+        if matches!(self.wait, Wait::Store(_, StorePurpose::Load)) {
+            // A read says nothing about the lifecycle; report once its result is known.
+            return;
+        }
         let state = self.lifecycle(now);
         if self.reported != Some(state) {
             self.reported = Some(state);
+            let at = at.min(self.out.len());
             self.out
-                .push_back(Command::Emit(Event::StateChanged(state)));
+                .insert(at, Command::Emit(Event::StateChanged(state)));
         }
     }
 

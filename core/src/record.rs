@@ -216,13 +216,13 @@ impl Record {
         }
     }
 
-    /// Which identity is in use: DCR once CIMD was rejected or absent, CIMD while accepted,
-    /// else the pre-registered client.
+    /// Which identity is in use: a recorded pre-registered client first (MCP-7), then CIMD
+    /// while the server accepts it, then DCR.
     pub fn identity(&self) -> IdentityKind {
-        match (&self.cimd, &self.dcr) {
-            (Some(cimd), _) if !cimd.rejected => IdentityKind::Cimd,
-            (_, Some(_)) => IdentityKind::Dcr,
-            _ if self.pre_registered_client_id.is_some() => IdentityKind::PreRegistered,
+        match (&self.pre_registered_client_id, &self.cimd, &self.dcr) {
+            (Some(_), _, _) => IdentityKind::PreRegistered,
+            (None, Some(cimd), _) if !cimd.rejected => IdentityKind::Cimd,
+            (None, _, Some(_)) => IdentityKind::Dcr,
             _ => IdentityKind::None,
         }
     }

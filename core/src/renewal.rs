@@ -113,10 +113,12 @@ pub fn parse_management_answer(
     let answer = json_object(body).map_err(ManagementFailure::BadAnswer)?;
     match string(&answer, "client_id") {
         Some(id) if id == registration.client_id => {}
-        Some(id) => return Err(ManagementFailure::BadAnswer(format!(
+        Some(id) => {
+            return Err(ManagementFailure::BadAnswer(format!(
             "the answer names client_id `{id}`, not `{}`; the stored registration is kept (MGMT-6)",
             registration.client_id
-        ))),
+        )))
+        }
         None => {
             return Err(ManagementFailure::BadAnswer(
                 "the answer has no client_id (MGMT-6)".into(),

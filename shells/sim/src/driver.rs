@@ -1,0 +1,498 @@
+//! The driver: runs the core against the simulated provider and store in virtual time.
+//!
+//! The driver is the simplest possible shell. It pops the core's commands and carries each one
+//! out at once: HTTP requests go to [`SimulatedProvider::handle`], store operations to
+//! [`SimStore::apply`], the browser step follows the provider's redirect back to the callback.
+//! When the core waits for time, the virtual clock jumps to its deadline. Every run is bounded
+//! by a step limit, so a livelock is an error, never a hang.
+
+use std::fmt;
+
+use tenure_core::{
+    Client, ClientConfig, Command, Duration, Error, Event, Input, Lifecycle, OpId, Operation,
+    Record, RequestKind, Secret, Timestamp,
+};
+
+use crate::provider::{Reply, SimulatedProvider};
+use crate::store::SimStore;
+
+/// How many commands and clock jumps one operation may take before it counts as a livelock.
+pub const DEFAULT_STEP_LIMIT: usize = 10_000;
+
+/// What the simulated user's browser does with an authorization URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Browser {
+    /// Follow the provider's redirect to the loopback callback.
+    Follow,
+    /// Never come back (the user closed the tab).
+    Never,
+    /// Follow, but deliver this query to the callback instead (an attacker's or a stale one);
+    /// `{state}` is replaced by the state the client sent.
+    Deliver(String),
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A token was handed out.
+    Token {
+        /// The access token.
+        access_token: Secret,
+        /// When it expires.
+        expires_at: Option<Timestamp>,
+    },
+    /// The operation finished without a token result.
+    Done,
+    /// A browser login is needed.
+    LoginRequired(String),
+    /// The operation failed.
+    Failed(Error),
+}
+
+impl Outcome {
+    /// The error, if the operation failed.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Outcome::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether a token was handed out.
+    pub fn is_token(&self) -> bool {
+        matches!(self, Outcome::Token { .. })
+    }
+}
+
+/// Why a simulation could not finish an operation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The step limit was reached.
+    #[error("no outcome after {0} steps: the client livelocked")]
+    Livelock(usize),
+    /// The client waits for nothing and produced no outcome.
+    #[error("the client stalled: no command, no deadline, no outcome")]
+    Stalled,
+}
+
+/// One request the client sent, as the provider saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentRequest {
+    /// When.
+    pub at: Timestamp,
+    /// What for.
+    pub kind: RequestKind,
+    /// `GET`, `POST` …
+    pub method: String,
+    /// The full URL.
+    pub url: String,
+    /// The status, or the fault that replaced the answer.
+    pub answer: String,
+}
+
+/// One line of the timeline a person can follow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// Virtual time.
+    pub at: Timestamp,
+    /// What happened.
+    pub what: What,
+}
+
+/// What a timeline entry records.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum What {
+    /// A process (re)start; whether a stored record was handed in.
+    Start {
+        /// A record was found in the store.
+        stored: bool,
+    },
+    /// The user asked for something.
+    Operation(Operation),
+    /// A request and its answer.
+    Request(SentRequest),
+    /// The record was written (new generation).
+    Stored(u64),
+    /// The browser was sent to the authorization endpoint.
+    Browser,
+    /// The lifecycle moved.
+    State(Lifecycle),
+    /// The client warned.
+    Warning(String),
+    /// The operation ended.
+    Outcome(String),
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}  ", self.at)?;
+        match &self.what {
+            What::Start { stored: true } => {
+                write!(f, "start      process starts; the store holds a record")
+            }
+            What::Start { stored: false } => {
+                write!(f, "start      process starts; the store is empty")
+            }
+            What::Operation(op) => write!(f, "op         {}", operation_name(*op)),
+            What::Request(r) => write!(
+                f,
+                "request    {:<6} {} -> {}",
+                r.method,
+                tenure_core::endpoint::sanitize(&r.url),
+                r.answer
+            ),
+            What::Stored(generation) => {
+                write!(f, "store      record written (generation {generation})")
+            }
+            What::Browser => write!(f, "browser    user sent to the authorization endpoint"),
+            What::State(state) => write!(f, "state      {}", state.as_str()),
+            What::Warning(message) => write!(f, "warning    {message}"),
+            What::Outcome(text) => write!(f, "outcome    {text}"),
+        }
+    }
+}
+
+/// The CLI's name of an operation.
+pub fn operation_name(op: Operation) -> &'static str {
+    match op {
+        Operation::Token => "token",
+        Operation::Login => "login",
+        Operation::Renew => "renew",
+        Operation::Forget => "forget",
+        Operation::Logout => "logout",
+        _ => "other",
+    }
+}
+
+/// A client, a simulated provider and a store, in virtual time.
+#[derive(Debug)]
+pub struct Simulation {
+    now: Timestamp,
+    config: ClientConfig,
+    client: Client,
+    /// The simulated authorization server.
+    pub provider: SimulatedProvider,
+    /// The store, which outlives client restarts.
+    pub store: SimStore,
+    /// What the browser does.
+    pub browser: Browser,
+    /// How much virtual time a request that times out costs.
+    pub request_timeout: Duration,
+    /// The most steps one operation may take.
+    pub step_limit: usize,
+    timeline: Vec<Entry>,
+    requests: Vec<SentRequest>,
+    next_op: u64,
+}
+
+impl Simulation {
+    /// A simulation at `now` with an empty store; the client has started.
+    pub fn new(config: ClientConfig, provider: SimulatedProvider, now: Timestamp) -> Self {
+        let mut simulation = Simulation {
+            now,
+            client: Client::new(config.clone()),
+            config,
+            provider,
+            store: SimStore::new(),
+            browser: Browser::Follow,
+            request_timeout: Duration::from_secs(30),
+            step_limit: DEFAULT_STEP_LIMIT,
+            timeline: Vec::new(),
+            requests: Vec::new(),
+            next_op: 0,
+        };
+        simulation.start();
+        simulation
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// Moves the clock forward (never backward).
+    pub fn advance(&mut self, by: Duration) {
+        self.now = self.now + by;
+    }
+
+    /// Sets the clock, backward too (a wall clock can jump).
+    pub fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+    }
+
+    /// The client under test.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The client's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Every request sent so far, in order.
+    pub fn requests(&self) -> &[SentRequest] {
+        &self.requests
+    }
+
+    /// How many requests of `kind` were sent.
+    pub fn count(&self, kind: RequestKind) -> usize {
+        self.requests.iter().filter(|r| r.kind == kind).count()
+    }
+
+    /// The timeline so far.
+    pub fn timeline(&self) -> &[Entry] {
+        &self.timeline
+    }
+
+    /// Takes the timeline entries recorded since the last call.
+    pub fn take_timeline(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.timeline)
+    }
+
+    /// The stored record of this client, if any.
+    pub fn stored(&self) -> Option<&Record> {
+        find_record(&self.store, &self.config)
+    }
+
+    /// Simulates a crash and a new process: in-flight state is lost, the store is kept, and a
+    /// new client starts from what the store holds.
+    pub fn restart(&mut self) {
+        self.client = Client::new(self.config.clone());
+        self.start();
+    }
+
+    /// Restarts with a changed configuration (e.g. a new seed for a second replica).
+    pub fn restart_with(&mut self, config: ClientConfig) {
+        self.config = config;
+        self.restart();
+    }
+
+    fn start(&mut self) {
+        let stored = self.stored().cloned();
+        self.note(What::Start {
+            stored: stored.is_some(),
+        });
+        self.client.handle(self.now, Input::Start { stored });
+        // A start only reports state; nothing else can be asked of the shell yet.
+        while let Some(command) = self.client.poll_command() {
+            let _ = self.carry_out(command);
+        }
+    }
+
+    /// Asks for `op` and carries out the client's commands until it ends.
+    pub fn run(&mut self, op: Operation) -> Result<Outcome, SimError> {
+        let mut outcomes = self.run_all(&[op])?;
+        Ok(outcomes.remove(0))
+    }
+
+    /// Asks for several operations at once, as concurrent callers would, and carries out the
+    /// client's commands until every one has ended. Outcomes come in the order asked.
+    pub fn run_all(&mut self, ops: &[Operation]) -> Result<Vec<Outcome>, SimError> {
+        let mut pending: Vec<(OpId, Option<Outcome>)> = Vec::new();
+        for op in ops {
+            self.next_op += 1;
+            let id = OpId(self.next_op);
+            self.note(What::Operation(*op));
+            self.client
+                .handle(self.now, Input::Operation { id, op: *op });
+            pending.push((id, None));
+        }
+        for _ in 0..self.step_limit {
+            while let Some(command) = self.client.poll_command() {
+                if let Some((id, outcome)) = self.carry_out(command) {
+                    if let Some(slot) = pending.iter_mut().find(|(op, _)| *op == id) {
+                        self.note(What::Outcome(describe(&outcome)));
+                        slot.1 = Some(outcome);
+                    }
+                }
+            }
+            if pending.iter().all(|(_, outcome)| outcome.is_some()) {
+                return Ok(pending.into_iter().filter_map(|(_, o)| o).collect());
+            }
+            match self.client.poll_timeout() {
+                Some(at) => {
+                    self.now = self.now.max(at);
+                    self.client.handle(self.now, Input::Tick);
+                }
+                None => return Err(SimError::Stalled),
+            }
+        }
+        Err(SimError::Livelock(self.step_limit))
+    }
+
+    /// Carries out one command; returns an operation's outcome if this ended one.
+    fn carry_out(&mut self, command: Command) -> Option<(OpId, Outcome)> {
+        match command {
+            Command::Http {
+                id: request_id,
+                kind,
+                request,
+            } => {
+                let reply = self.provider.handle(self.now, &request);
+                let (answer, input) = match reply {
+                    Reply::Response(response) => (
+                        response.status().as_u16().to_string(),
+                        Input::HttpResponse {
+                            id: request_id,
+                            response,
+                        },
+                    ),
+                    Reply::Timeout => {
+                        self.now = self.now + self.request_timeout;
+                        (
+                            "timeout".to_string(),
+                            Input::HttpFailed {
+                                id: request_id,
+                                error: "timed out".into(),
+                            },
+                        )
+                    }
+                    Reply::Lost => (
+                        "connection lost".to_string(),
+                        Input::HttpFailed {
+                            id: request_id,
+                            error: "the connection closed before the answer arrived".into(),
+                        },
+                    ),
+                };
+                let sent = SentRequest {
+                    at: self.now,
+                    kind,
+                    method: request.method().to_string(),
+                    url: request.uri().to_string(),
+                    answer,
+                };
+                self.requests.push(sent.clone());
+                self.note(What::Request(sent));
+                self.client.handle(self.now, input);
+                None
+            }
+            Command::Store { id: store_id, op } => {
+                let result = self.store.apply(self.now, &op);
+                if let (
+                    tenure_core::StoreOp::CompareAndSwap { record, .. },
+                    tenure_core::StoreResult::Written,
+                ) = (&op, &result)
+                {
+                    self.note(What::Stored(record.generation));
+                }
+                self.client.handle(
+                    self.now,
+                    Input::Store {
+                        id: store_id,
+                        result,
+                    },
+                );
+                None
+            }
+            Command::OpenBrowser { url } => {
+                self.note(What::Browser);
+                self.browse(&url);
+                None
+            }
+            Command::Emit(event) => self.observe(event),
+            _ => None,
+        }
+    }
+
+    fn observe(&mut self, event: Event) -> Option<(OpId, Outcome)> {
+        let (op, outcome) = match event {
+            Event::StateChanged(state) => {
+                self.note(What::State(state));
+                return None;
+            }
+            Event::Warning(message) => {
+                self.note(What::Warning(message));
+                return None;
+            }
+            Event::TokenReady {
+                op,
+                access_token,
+                expires_at,
+            } => (
+                op,
+                Outcome::Token {
+                    access_token,
+                    expires_at,
+                },
+            ),
+            Event::Done { op } => (op, Outcome::Done),
+            Event::LoginRequired { op, reason } => (op, Outcome::LoginRequired(reason)),
+            Event::Failed { op, error } => (op, Outcome::Failed(error)),
+            _ => return None,
+        };
+        Some((op, outcome))
+    }
+
+    /// The user's browser: ask the authorization endpoint, follow its redirect to the
+    /// loopback callback.
+    fn browse(&mut self, url: &str) {
+        if self.browser == Browser::Never {
+            return;
+        }
+        let Ok(request) = http::Request::get(url).body(Vec::new()) else {
+            return;
+        };
+        let Reply::Response(response) = self.provider.handle(self.now, &request) else {
+            return;
+        };
+        let location = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let Some((target, query)) = location.split_once('?') else {
+            return;
+        };
+        if target != self.config.redirect_uri {
+            return;
+        }
+        let query = match &self.browser {
+            Browser::Deliver(template) => {
+                let state = url::Url::parse(url)
+                    .ok()
+                    .and_then(|u| {
+                        u.query_pairs()
+                            .find(|(k, _)| k == "state")
+                            .map(|(_, v)| v.into_owned())
+                    })
+                    .unwrap_or_default();
+                template.replace("{state}", &state)
+            }
+            _ => query.to_string(),
+        };
+        self.client.handle(self.now, Input::Callback { query });
+    }
+
+    fn note(&mut self, what: What) {
+        self.timeline.push(Entry { at: self.now, what });
+    }
+}
+
+/// The record that belongs to `config` in `store`: by key when the issuer is configured,
+/// otherwise the one for the same upstream, redirect URI and scopes.
+pub fn find_record<'a>(store: &'a SimStore, config: &ClientConfig) -> Option<&'a Record> {
+    match &config.issuer {
+        Some(issuer) => store.get(&config.key_for(issuer)),
+        None => store
+            .records()
+            .find(|r| r.key == config.key_for(&r.key.issuer)),
+    }
+}
+
+fn describe(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Token { expires_at, .. } => match expires_at {
+            Some(at) => format!("access token handed out (valid until {at})"),
+            None => "access token handed out".into(),
+        },
+        Outcome::Done => "done".into(),
+        Outcome::LoginRequired(reason) => format!("login required: {reason}"),
+        Outcome::Failed(error) => format!("error: {error}"),
+    }
+}
