@@ -191,7 +191,11 @@ impl Printer {
             for (name, kind) in counts {
                 summary.insert(name.into(), json!(sim.count(kind)));
             }
-            println!("{}", json!({"summary": summary, "expired_secret_sent": 0}));
+            let presented = sim.provider.stats().expired_secret_presented;
+            println!(
+                "{}",
+                json!({"summary": summary, "expired_secret_sent": presented})
+            );
         } else {
             let parts: Vec<String> = counts
                 .iter()

@@ -58,6 +58,18 @@ fn secret_expiry(sim: &Simulation) -> Timestamp {
     }
 }
 
+/// Starts a new process at `offset` hours relative to the secret's expiry (negative: before).
+fn restart_near_expiry(sim: &mut Simulation, offset_hours: i64) {
+    let expiry = secret_expiry(sim);
+    let at = if offset_hours < 0 {
+        expiry - Duration::from_hours(-offset_hours)
+    } else {
+        expiry + Duration::from_hours(offset_hours)
+    };
+    sim.set_now(at);
+    sim.restart();
+}
+
 fn current_secret(sim: &Simulation) -> String {
     let dcr = sim.stored().unwrap().dcr.as_ref().unwrap();
     dcr.client_secret.as_ref().unwrap().expose().to_string()
@@ -142,8 +154,7 @@ fn renewal_in_the_window_stores_the_new_secret_and_rotated_token_mgmt_5() {
     let mut sim = logged_in(expiring_provider());
     let old_secret = current_secret(&sim);
     let client_id = sim.stored().unwrap().client_id().unwrap().to_string();
-    sim.set_now(secret_expiry(&sim) - Duration::from_hours(12));
-    sim.restart();
+    restart_near_expiry(&mut sim, -12);
     assert!(sim.run(Operation::Token).unwrap().is_token());
     assert_eq!(sim.count(RequestKind::RegistrationUpdate), 1);
     let new_secret = current_secret(&sim);
@@ -157,8 +168,7 @@ fn renewal_in_the_window_stores_the_new_secret_and_rotated_token_mgmt_5() {
     assert!(sim.run(Operation::Token).unwrap().is_token());
     assert_eq!(sim.count(RequestKind::RegistrationUpdate), 1);
     // The rotated registration access token works for the next renewal.
-    sim.set_now(secret_expiry(&sim) - Duration::from_hours(1));
-    sim.restart();
+    restart_near_expiry(&mut sim, -1);
     assert!(sim.run(Operation::Token).unwrap().is_token());
     assert_eq!(sim.provider.stats().renewals, 2);
 }
@@ -168,8 +178,7 @@ fn renewal_failure_before_expiry_warns_and_keeps_the_old_secret_inv_6() {
     let mut sim = logged_in(expiring_provider());
     sim.provider
         .fail_always(Endpoint::Management, Fault::ServerError);
-    sim.set_now(secret_expiry(&sim) - Duration::from_hours(12));
-    sim.restart();
+    restart_near_expiry(&mut sim, -12);
     sim.take_timeline();
     assert!(sim.run(Operation::Token).unwrap().is_token());
     let warned = sim.timeline().iter().any(
@@ -217,8 +226,7 @@ fn renewal_failure_after_expiry_is_a_hard_error_and_the_secret_is_never_sent_inv
 #[test]
 fn an_expired_secret_is_renewed_when_the_server_allows_it() {
     let mut sim = logged_in(expiring_provider());
-    sim.set_now(secret_expiry(&sim) + Duration::from_hours(1));
-    sim.restart();
+    restart_near_expiry(&mut sim, 1);
     assert!(sim.run(Operation::Token).unwrap().is_token());
     assert_eq!(sim.provider.stats().expired_secret_presented, 0);
 }
@@ -228,8 +236,7 @@ fn lost_renewal_answer_recovers_by_registering_again_edge_13() {
     let mut sim = logged_in(expiring_provider());
     sim.provider
         .fail_next(Endpoint::Management, Fault::LostResponse);
-    sim.set_now(secret_expiry(&sim) - Duration::from_hours(12));
-    sim.restart();
+    restart_near_expiry(&mut sim, -12);
     // The server rotated the secret but the answer never came: the old secret is dead, the
     // token endpoint says invalid_client, and the client registers again. The old grant
     // belonged to the old client, so the user logs in once more.
@@ -251,8 +258,7 @@ fn lost_renewal_answer_recovers_a_machine_client_without_help() {
     assert!(sim.run(Operation::Token).unwrap().is_token());
     sim.provider
         .fail_next(Endpoint::Management, Fault::LostResponse);
-    sim.set_now(secret_expiry(&sim) - Duration::from_hours(12));
-    sim.restart();
+    restart_near_expiry(&mut sim, -12);
     assert!(sim.run(Operation::Token).unwrap().is_token());
     assert_eq!(sim.provider.stats().registrations, 2);
 }
