@@ -1,8 +1,18 @@
-//! `tenure-tokio`: the async shell that will carry out the core's commands over the network.
+//! `tenure-tokio`: the async shell that carries out the core's commands over the network.
 //!
-//! It is the next piece of work: reqwest with rustls for HTTP (no redirects on requests that
-//! carry a secret, connect and total timeouts, body caps), the loopback callback listener on
-//! 127.0.0.1, timers for [`tenure_core::Client::poll_timeout`], and a store adapter behind
-//! the core's store commands. Until then the crate only names the core it drives.
+//! ```text
+//!   tenure_core::Client ──Command::Http────────▶ http::HttpClient (reqwest + rustls)
+//!          ▲             ──Command::OpenBrowser─▶ browser::show + callback::CallbackListener
+//!          │             ──Command::Store───────▶ a store adapter
+//!          └──── Input (answers, callback query, ticks at poll_timeout) ◀───┘
+//! ```
+//!
+//! The shell decides nothing: which URL, whether to renew, whether an error means fall back
+//! are all the core's. The shell enforces the transport rules of design §4 (no redirects,
+//! https except loopback, timeouts, body caps, a 127.0.0.1-only callback listener).
+
+pub mod browser;
+pub mod callback;
+pub mod http;
 
 pub use tenure_core as core;
