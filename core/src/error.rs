@@ -133,6 +133,9 @@ pub enum Error {
     /// The browser never came back to the loopback callback.
     #[error("no redirect reached the loopback callback within {0}; run the login again")]
     CallbackTimeout(crate::time::Duration),
+    /// The loopback callback could not be opened.
+    #[error("cannot receive the login redirect: {0}")]
+    CallbackUnavailable(String),
     /// A request failed in transport (connection, timeout, oversized body).
     #[error("request to {url} failed: {detail}")]
     Transport {

@@ -80,6 +80,12 @@ pub enum Input {
         /// The raw query, without the leading `?`.
         query: String,
     },
+    /// The shell could not receive the browser's redirect (e.g. the callback port is taken):
+    /// the login ends with this reason.
+    CallbackUnavailable {
+        /// What went wrong, and what to do.
+        reason: String,
+    },
     /// The protected resource answered 401/403 with these `WWW-Authenticate` values: the
     /// authorization server may have moved, so discovery runs again (PRM-9).
     ResourceChallenge {

@@ -321,6 +321,11 @@ impl Client {
                 }
             }
             Input::Callback { query } => self.handle_callback(now, &query),
+            Input::CallbackUnavailable { reason } => {
+                if matches!(self.wait, Wait::Callback) {
+                    self.finish(Outcome::Failed(Error::CallbackUnavailable(reason)));
+                }
+            }
             Input::ResourceChallenge { headers } => self.handle_challenge(&headers),
             Input::Tick => self.handle_tick(now),
         }
