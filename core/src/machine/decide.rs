@@ -1,0 +1,434 @@
+//! Deciding: the one place where the lifecycle chooses its next step.
+
+use super::*;
+
+impl Client {
+    /// Carries out a step decided outside [`Client::next_step`].
+    pub(super) fn apply(&mut self, step: Step) {
+        match step {
+            Step::Wait(wait) => self.wait = wait,
+            Step::Finish(outcome) => self.finish(outcome),
+        }
+    }
+
+    pub(super) fn advance(&mut self, now: Timestamp) {
+        // Bounded: every iteration either issues a command and returns, or finishes a job.
+        while matches!(self.wait, Wait::Nothing) && self.started && !self.jobs.is_empty() {
+            let step = self.next_step(now);
+            self.apply(step);
+        }
+    }
+
+    /// The one place where the lifecycle decides what happens next.
+    pub(super) fn next_step(&mut self, now: Timestamp) -> Step {
+        let Some(op) = self.current_op() else {
+            return Step::Finish(Outcome::Done);
+        };
+        if let Some(error) = &self.config_error {
+            return Step::Finish(Outcome::Failed(error.clone().into()));
+        }
+        if self.challenge_prm.is_some() {
+            // PRM-9: a challenge named metadata; discover again, the AS may have moved.
+            self.server = None;
+        }
+        let Some(server) = self.server.clone() else {
+            if matches!(op, Operation::Forget | Operation::Logout) && self.record.is_none() {
+                // Nothing is held, so there is nothing to discover for.
+                return Step::Finish(Outcome::Done);
+            }
+            return self.begin_discovery();
+        };
+        let key = self.config.key_for(&server.issuer);
+        if self.loaded.as_ref() != Some(&key) {
+            return self.store(StoreOp::Load { key }, StorePurpose::Load);
+        }
+        match op {
+            Operation::Logout => match self.record.as_ref().and_then(|r| r.tokens.as_ref()) {
+                Some(_) => self.write(Patch::ClearTokens),
+                None => Step::Finish(Outcome::Done),
+            },
+            Operation::Forget => self.step_forget(),
+            Operation::Token | Operation::Login | Operation::Renew => {
+                self.step_credentials(now, op, &server)
+            }
+        }
+    }
+
+    pub(super) fn step_forget(&mut self) -> Step {
+        let deleted_remote = self.jobs.front().is_some_and(|job| job.deleted_remote);
+        if !deleted_remote {
+            if let Some(registration) = self.registration().filter(|r| r.manageable()) {
+                let request = management_request(registration, http::Method::DELETE);
+                return match request {
+                    Ok(request) => self.http(
+                        RequestKind::RegistrationDelete,
+                        request,
+                        HttpPurpose::Delete,
+                    ),
+                    Err(failure) => {
+                        Step::Finish(Outcome::Failed(Error::Management(failure.to_string())))
+                    }
+                };
+            }
+            if self.identity() == IdentityKind::Dcr {
+                self.warn("the registration cannot be deleted at the server (no registration management); it is only forgotten locally".into());
+            }
+        }
+        match &self.record {
+            Some(record) => {
+                let op = StoreOp::Delete {
+                    key: record.key.clone(),
+                    expected: record.generation,
+                };
+                self.store(op, StorePurpose::Delete)
+            }
+            None => Step::Finish(Outcome::Done),
+        }
+    }
+
+    pub(super) fn step_credentials(
+        &mut self,
+        now: Timestamp,
+        op: Operation,
+        server: &AuthServer,
+    ) -> Step {
+        // 1. An identity.
+        let identity = self.identity();
+        if identity == IdentityKind::None || self.pre_registration_stale() {
+            return self.step_register(server);
+        }
+
+        // 2. A secret that will keep working.
+        match self.registration().cloned() {
+            Some(registration) => {
+                if let Some(step) = self.step_renewal(now, op, &registration) {
+                    return step;
+                }
+            }
+            None if op == Operation::Renew => {
+                return Step::Finish(Outcome::Failed(Error::RenewalFailed(format!(
+                    "the client is {}; only a dynamically registered client has a secret to renew",
+                    identity.as_str()
+                ))))
+            }
+            None => {}
+        }
+        if op == Operation::Renew {
+            return Step::Finish(Outcome::Done);
+        }
+
+        // 3. Tokens.
+        let Some(job) = self.jobs.front() else {
+            return Step::Finish(Outcome::Done);
+        };
+        let logged_in = job.obtained_tokens;
+        let refresh_failed = job.refresh_failed;
+        let tokens = self.record.as_ref().and_then(|r| r.tokens.clone());
+        if let Some(tokens) = &tokens {
+            // A token obtained during this job is handed out even when its lifetime is
+            // shorter than the safety margin; asking again would only loop.
+            if (op == Operation::Token && tokens.access_token_valid(now)) || logged_in {
+                return Step::Finish(Outcome::Token(tokens.clone()));
+            }
+        }
+        if op == Operation::Token && !refresh_failed {
+            if let Some(refresh_token) = tokens.as_ref().and_then(|t| t.refresh_token.clone()) {
+                // INV-10: one refresh in flight per grant, since jobs run one at a time.
+                return self.send_token_request(
+                    now,
+                    GrantRequest::Refresh {
+                        refresh_token: &refresh_token,
+                    },
+                );
+            }
+        }
+        match self.config.grant {
+            Grant::ClientCredentials => {
+                let scopes = self.config.scopes.clone();
+                self.send_token_request(now, GrantRequest::ClientCredentials { scopes: &scopes })
+            }
+            Grant::AuthorizationCode if op == Operation::Login => {
+                self.begin_authorization(now, server)
+            }
+            Grant::AuthorizationCode => Step::Finish(Outcome::LoginRequired(if refresh_failed {
+                "the refresh token is no longer accepted".into()
+            } else {
+                "no valid tokens are held".into()
+            })),
+        }
+    }
+
+    /// Whether the stored pre-registered client id differs from the configured one (added,
+    /// changed or removed since the record was written).
+    pub(super) fn pre_registration_stale(&self) -> bool {
+        let stored = self
+            .record
+            .as_ref()
+            .and_then(|r| r.pre_registered_client_id.as_ref());
+        stored != self.config.client_id.as_ref()
+    }
+
+    pub(super) fn step_register(&mut self, server: &AuthServer) -> Step {
+        let cimd_rejected = self
+            .record
+            .as_ref()
+            .and_then(|r| r.cimd.as_ref())
+            .is_some_and(|c| c.rejected);
+        match choose_method(&self.config, server, cimd_rejected) {
+            _ if self.pre_registration_stale() => {
+                self.write(Patch::SetPreRegistered(self.config.client_id.clone()))
+            }
+            Some(Method::PreRegistered) => Step::Finish(Outcome::Failed(Error::Protocol(
+                "the pre-registered client id is already recorded".into(),
+            ))),
+            // No request: the URL is the client id (INV-2 keeps it apart from DCR).
+            Some(Method::Cimd) => {
+                let url = self.config.cimd_url.clone().unwrap_or_default();
+                self.write(Patch::SetCimd(url))
+            }
+            Some(Method::Dcr) => {
+                if !self.lease_held {
+                    return self.take_lease();
+                }
+                let endpoint = server.registration_endpoint.clone().unwrap_or_default();
+                match registration_request(&self.config, server, &endpoint) {
+                    Ok(request) => self.http(
+                        RequestKind::Registration,
+                        request,
+                        HttpPurpose::Register { endpoint },
+                    ),
+                    Err(error) => Step::Finish(Outcome::Failed(error)),
+                }
+            }
+            None => Step::Finish(Outcome::Failed(Error::NoRegistrationMethod {
+                issuer: server.issuer.clone(),
+            })),
+        }
+    }
+
+    /// Renews when due and allowed (INV-1, INV-5, INV-6, INV-8); `None` means go on with the
+    /// current secret.
+    pub(super) fn step_renewal(
+        &mut self,
+        now: Timestamp,
+        op: Operation,
+        registration: &Registration,
+    ) -> Option<Step> {
+        let job = self.jobs.front()?;
+        if job.renewed {
+            return None;
+        }
+        let due =
+            op == Operation::Renew || registration.secret_expiring(now, self.config.renew_within);
+        if due && job.renewal_failure.is_none() && !self.renewal_attempted {
+            if registration.manageable() {
+                if !self.lease_held {
+                    // Under the lease the record is read again first: another replica may
+                    // have renewed while this one waited (INV-8).
+                    return Some(self.take_lease());
+                }
+                self.renewal_attempted = true;
+                return Some(match management_request(registration, http::Method::PUT) {
+                    Ok(request) => {
+                        self.http(RequestKind::RegistrationUpdate, request, HttpPurpose::Renew)
+                    }
+                    Err(failure) => {
+                        Step::Finish(Outcome::Failed(Error::RenewalFailed(failure.to_string())))
+                    }
+                });
+            }
+            self.renewal_attempted = true;
+            let reason = ManagementFailure::Unavailable.to_string();
+            if !registration.secret_expired(now) && op != Operation::Renew {
+                self.warn(format!(
+                    "the client secret expires soon and cannot be renewed: {reason}"
+                ));
+            }
+            if let Some(job) = self.jobs.front_mut() {
+                job.renewal_failure = Some(reason);
+            }
+        }
+        if self.lease_held && !due {
+            self.release_lease();
+        }
+        let reason = self
+            .jobs
+            .front()
+            .and_then(|job| job.renewal_failure.clone())
+            .unwrap_or_else(|| {
+                "renewal was already attempted since this process started; start again to retry"
+                    .into()
+            });
+        match registration.secret_expires.at() {
+            // INV-5, INV-6: an expired secret is never sent; this is a hard error.
+            Some(at) if registration.secret_expired(now) => {
+                Some(Step::Finish(Outcome::Failed(Error::SecretExpired {
+                    at,
+                    reason,
+                })))
+            }
+            _ if op == Operation::Renew => {
+                Some(Step::Finish(Outcome::Failed(Error::RenewalFailed(reason))))
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn begin_authorization(&mut self, now: Timestamp, server: &AuthServer) -> Step {
+        let Some(endpoint) = server.authorization_endpoint.clone() else {
+            return Step::Finish(Outcome::Failed(Error::Discovery(
+                "the authorization server has no authorization_endpoint; use --grant client_credentials".into(),
+            )));
+        };
+        let Some(client_id) = self.client_id().map(str::to_owned) else {
+            return Step::Finish(Outcome::Failed(Error::Protocol("no client id".into())));
+        };
+        // PKCE-1, PKCE-7: a fresh verifier and state for every authorization request.
+        let verifier = Secret::new(self.entropy.token());
+        let state = self.entropy.token();
+        let redirect_uri = self
+            .registration()
+            .and_then(|r| r.redirect_uri.clone())
+            .unwrap_or_else(|| self.config.redirect_uri.clone());
+        let challenge = pkce_challenge(verifier.expose());
+        let url = authorization_url(&AuthorizationParams {
+            endpoint: &endpoint,
+            client_id: &client_id,
+            redirect_uri: &redirect_uri,
+            scopes: &self.config.scopes,
+            state: &state,
+            code_challenge: &challenge,
+            resource: self.resource.as_deref(),
+        });
+        let url = match url {
+            Ok(url) => url,
+            Err(reason) => return Step::Finish(Outcome::Failed(Error::Discovery(reason))),
+        };
+        let login = PendingLogin {
+            state,
+            verifier,
+            issuer: server.issuer.clone(),
+            redirect_uri,
+            client_id,
+            iss_required: server.iss_parameter_supported,
+            deadline: now + self.config.callback_timeout,
+        };
+        if let Some(job) = self.jobs.front_mut() {
+            job.login = Some(login);
+        }
+        self.out.push_back(Command::OpenBrowser { url });
+        Step::Wait(Wait::Callback)
+    }
+
+    pub(super) fn send_code_exchange(
+        &mut self,
+        now: Timestamp,
+        login: &PendingLogin,
+        code: &Secret,
+    ) {
+        let step = if self.client_id() != Some(login.client_id.as_str()) {
+            Step::Finish(Outcome::Failed(Error::Protocol(
+                "the client identity changed during the login; log in again".into(),
+            )))
+        } else {
+            self.send_token_request(
+                now,
+                GrantRequest::Code {
+                    code,
+                    verifier: &login.verifier,
+                    redirect_uri: &login.redirect_uri,
+                },
+            )
+        };
+        self.apply(step);
+    }
+
+    pub(super) fn send_token_request(&mut self, now: Timestamp, grant: GrantRequest<'_>) -> Step {
+        let Some(server) = self.server.clone() else {
+            return Step::Finish(Outcome::Failed(Error::Protocol(
+                "no server metadata".into(),
+            )));
+        };
+        let auth = match self.client_auth(now) {
+            Ok(auth) => auth,
+            Err(error) => return Step::Finish(Outcome::Failed(error)),
+        };
+        let (client_id, secret, method) = auth;
+        let auth = match (method, secret.as_ref()) {
+            (crate::config::AuthMethod::ClientSecretBasic, Some(secret)) => ClientAuth::Basic {
+                client_id: &client_id,
+                secret,
+            },
+            (crate::config::AuthMethod::ClientSecretPost, Some(secret)) => ClientAuth::Post {
+                client_id: &client_id,
+                secret,
+            },
+            _ => ClientAuth::None {
+                client_id: &client_id,
+            },
+        };
+        let kind = match grant {
+            GrantRequest::Code { .. } => RequestKind::CodeExchange,
+            GrantRequest::Refresh { .. } => RequestKind::Refresh,
+            _ => RequestKind::ClientCredentials,
+        };
+        let grant_type = grant.grant_type();
+        match token_request(
+            &server.token_endpoint,
+            auth,
+            grant,
+            self.resource.as_deref(),
+        ) {
+            Ok(request) => self.http(kind, request, HttpPurpose::Token { grant: grant_type }),
+            Err(reason) => Step::Finish(Outcome::Failed(Error::Protocol(reason))),
+        }
+    }
+
+    /// The client id, secret and method for the token endpoint. A secret is only handed out
+    /// while it has not expired (INV-5), and only ever to the token endpoint (MGMT-22).
+    pub(super) fn client_auth(
+        &self,
+        now: Timestamp,
+    ) -> Result<(String, Option<Secret>, crate::config::AuthMethod), Error> {
+        use crate::config::AuthMethod;
+        match self.identity() {
+            IdentityKind::PreRegistered => Ok((
+                self.config.client_id.clone().unwrap_or_default(),
+                self.config.client_secret.clone(),
+                self.config
+                    .auth_method
+                    .unwrap_or(if self.config.client_secret.is_some() {
+                        AuthMethod::ClientSecretBasic
+                    } else {
+                        AuthMethod::None
+                    }),
+            )),
+            IdentityKind::Cimd => Ok((
+                self.client_id().unwrap_or_default().to_owned(),
+                None,
+                AuthMethod::None,
+            )),
+            IdentityKind::Dcr => {
+                let registration = self
+                    .registration()
+                    .ok_or_else(|| Error::Protocol("no registration".into()))?;
+                if let Some(at) = registration
+                    .secret_expires
+                    .at()
+                    .filter(|_| registration.secret_expired(now))
+                {
+                    return Err(Error::SecretExpired {
+                        at,
+                        reason: "it was not renewed".into(),
+                    });
+                }
+                Ok((
+                    registration.client_id.clone(),
+                    registration.client_secret.clone(),
+                    registration.token_endpoint_auth_method,
+                ))
+            }
+            IdentityKind::None => Err(Error::Protocol("no client identity".into())),
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Handling inputs: folding answers, store results, callbacks and ticks into the state.
+//! Handlers decide nothing about what comes next; they end by letting
+//! [`Client::next_step`] choose.
+
+use super::*;
+
+impl Client {
+    pub(super) fn handle_start(&mut self, stored: Option<Record>) {
+        if self.started {
+            self.warn("ignored a second start: build a new client for a new process".into());
+            return;
+        }
+        self.started = true;
+        if let Some(record) = stored {
+            if self.record_fits(&record) {
+                self.server = Some(record.server.clone());
+                self.loaded = Some(record.key.clone());
+                self.record = Some(record);
+            } else {
+                self.warn(format!(
+                    "the stored record for {} belongs to another configuration (issuer, resource, redirect URI or scopes changed); it is left alone and the client starts afresh",
+                    sanitize(&record.key.issuer)
+                ));
+            }
+        }
+    }
+
+    pub(super) fn record_fits(&self, record: &Record) -> bool {
+        let key = &record.key;
+        let issuer_ok = self.config.issuer.as_ref().is_none_or(|i| *i == key.issuer);
+        issuer_ok && record.server.issuer == key.issuer && *key == self.config.key_for(&key.issuer)
+    }
+
+    pub(super) fn handle_operation(&mut self, id: OpId, op: Operation) {
+        // Single flight: a caller asking for what is already being done joins it.
+        if let Some(job) = self.jobs.iter_mut().find(|job| job.op == op) {
+            job.waiters.push(id);
+            return;
+        }
+        self.jobs.push_back(Job {
+            op,
+            waiters: vec![id],
+            cimd_fallback_used: false,
+            renewal_failure: None,
+            renewed: false,
+            reregistered: false,
+            obtained_tokens: false,
+            refresh_failed: false,
+            deleted_remote: false,
+            lease_waits: 0,
+            login: None,
+        });
+    }
+
+    pub(super) fn handle_challenge(&mut self, headers: &[String]) {
+        let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let challenge = resource_challenge(&refs);
+        if challenge.resource_metadata.is_some() && self.resource.is_some() {
+            // PRM-9: fetch the metadata again; the AS may have changed.
+            self.challenge_prm = challenge.resource_metadata;
+        }
+    }
+
+    pub(super) fn handle_tick(&mut self, now: Timestamp) {
+        match self.wait {
+            Wait::Until(at) if now >= at => {
+                self.wait = Wait::Nothing;
+                // Someone else may have finished meanwhile: read again.
+                self.loaded = None;
+            }
+            Wait::Callback => {
+                let expired = self
+                    .jobs
+                    .front()
+                    .and_then(|job| job.login.as_ref())
+                    .is_some_and(|login| now >= login.deadline);
+                if expired {
+                    self.wait = Wait::Nothing;
+                    self.finish(Outcome::Failed(Error::CallbackTimeout(
+                        self.config.callback_timeout,
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn handle_callback(&mut self, now: Timestamp, query: &str) {
+        if !matches!(self.wait, Wait::Callback) {
+            self.warn("ignored a callback: no login is waiting for one".into());
+            return;
+        }
+        let Some(login) = self.jobs.front().and_then(|job| job.login.as_ref()) else {
+            return;
+        };
+        let expectation = CallbackExpectation {
+            state: &login.state,
+            issuer: &login.issuer,
+            iss_required: login.iss_required,
+        };
+        match check_callback(query, &expectation) {
+            // INV-11: a callback that fails the checks is ignored, and its error not shown.
+            Err(reason) => self.warn(format!("ignored a callback: {reason}")),
+            Ok(CallbackResult::Code(code)) => {
+                self.wait = Wait::Nothing;
+                let login = self.jobs.front_mut().and_then(|job| job.login.take());
+                if let Some(login) = login {
+                    self.send_code_exchange(now, &login, &code);
+                }
+            }
+            Ok(CallbackResult::Error(error)) => {
+                self.wait = Wait::Nothing;
+                if let Some(job) = self.jobs.front_mut() {
+                    job.login = None;
+                }
+                if !self.try_cimd_fallback(&error) {
+                    self.finish(Outcome::Failed(Error::AuthorizationDenied(error)));
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle_http(
+        &mut self,
+        now: Timestamp,
+        purpose: HttpPurpose,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        match purpose {
+            HttpPurpose::ResourceMetadata {
+                candidates,
+                current,
+                mut failures,
+            } => {
+                let found = answer.and_then(|(status, body)| {
+                    if status != 200 {
+                        return Err(format!("HTTP {status}"));
+                    }
+                    let document = json_object(&body)?;
+                    parse_protected_resource(&document, &current)
+                });
+                match found {
+                    Ok(prm) => {
+                        let chosen = match &self.config.issuer {
+                            Some(issuer) if prm.authorization_servers.contains(issuer) => {
+                                Some(issuer.clone())
+                            }
+                            Some(_) => None,
+                            None => prm.authorization_servers.first().cloned(),
+                        };
+                        let step = match chosen {
+                            Some(issuer) => self.begin_server_metadata(issuer, prm.scopes_supported),
+                            None => Step::Finish(Outcome::Failed(Error::Discovery(format!(
+                                "the resource lists authorization servers {:?}, not the configured --issuer",
+                                prm.authorization_servers
+                            )))),
+                        };
+                        self.apply(step);
+                    }
+                    Err(reason) => {
+                        failures.push(format!("{}: {reason}", sanitize(&current.url)));
+                        let step = self.next_resource_candidate(candidates, failures);
+                        self.apply(step);
+                    }
+                }
+            }
+            HttpPurpose::ServerMetadata {
+                issuer,
+                candidates,
+                current,
+                mut failures,
+                resource_scopes,
+            } => {
+                let found = answer.and_then(|(status, body)| {
+                    if status != 200 {
+                        return Err(format!("HTTP {status}"));
+                    }
+                    parse_server_metadata(&json_object(&body)?, &issuer)
+                });
+                match found {
+                    Ok(mut server) => {
+                        if self.config.grant == Grant::AuthorizationCode && !server.pkce_s256 {
+                            // MCP-13: PKCE support is confirmed before anything else happens.
+                            self.finish(Outcome::Failed(Error::PkceUnsupported { issuer }));
+                            return;
+                        }
+                        server.resource_scopes = resource_scopes;
+                        self.server = Some(server);
+                    }
+                    Err(reason) => {
+                        failures.push(format!("{}: {reason}", sanitize(&current)));
+                        let step = self.next_server_candidate(
+                            issuer,
+                            candidates,
+                            failures,
+                            resource_scopes,
+                        );
+                        self.apply(step);
+                    }
+                }
+            }
+            HttpPurpose::Register { endpoint } => {
+                let parsed = answer
+                    .map_err(|detail| Error::Transport {
+                        url: sanitize(&endpoint),
+                        detail,
+                    })
+                    .and_then(|(status, body)| {
+                        parse_registration(&self.config, &endpoint, status, &body)
+                    });
+                match parsed {
+                    Ok((registration, warnings)) => {
+                        warnings.into_iter().for_each(|w| self.warn(w));
+                        let step = self.write(Patch::SetRegistration(Box::new(registration)));
+                        self.apply(step);
+                    }
+                    Err(error) => {
+                        self.release_lease();
+                        self.finish(Outcome::Failed(error));
+                    }
+                }
+            }
+            HttpPurpose::Renew => self.handle_renewal_answer(now, answer),
+            HttpPurpose::Delete => {
+                let outcome = match answer {
+                    Ok((status, body)) => parse_deletion(status, &body),
+                    Err(detail) => Err(ManagementFailure::BadAnswer(detail)),
+                };
+                match outcome {
+                    Ok(deletion) => {
+                        if deletion == Deletion::Unsupported {
+                            self.warn("the server does not support deleting registrations (405); the registration still exists there (MGMT-14)".into());
+                        }
+                        if let Some(job) = self.jobs.front_mut() {
+                            job.deleted_remote = true;
+                        }
+                    }
+                    Err(failure) => self.finish(Outcome::Failed(Error::Management(format!(
+                        "deleting the registration failed: {failure}; nothing was removed locally"
+                    )))),
+                }
+            }
+            HttpPurpose::Token { grant } => self.handle_token_answer(now, grant, answer),
+        }
+    }
+
+    pub(super) fn handle_renewal_answer(
+        &mut self,
+        now: Timestamp,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        let Some(current) = self.registration().cloned() else {
+            self.release_lease();
+            return;
+        };
+        let outcome = match answer {
+            Ok((status, body)) => parse_management_answer(&self.config, &current, status, &body),
+            Err(detail) => Err(ManagementFailure::BadAnswer(format!("no answer: {detail}"))),
+        };
+        match outcome {
+            Ok((renewed, warnings)) => {
+                warnings.into_iter().for_each(|w| self.warn(w));
+                if let Some(job) = self.jobs.front_mut() {
+                    job.renewed = true;
+                }
+                // INV-4: stored before anything else; the lease is released once it is.
+                let step = self.write(Patch::Renewed(Box::new(renewed)));
+                self.apply(step);
+            }
+            Err(failure) => {
+                self.release_lease();
+                let reason = failure.to_string();
+                if let Some(job) = self.jobs.front_mut() {
+                    job.renewal_failure = Some(reason.clone());
+                }
+                if !current.secret_expired(now) && self.current_op() != Some(Operation::Renew) {
+                    // INV-6: before expiry a failed renewal is a warning; the old secret goes on.
+                    self.warn(format!(
+                        "renewing the client secret failed ({reason}); the current secret stays in use until {}",
+                        current.secret_expires.at().map(|t| t.to_rfc3339()).unwrap_or_default()
+                    ));
+                }
+                if matches!(failure, ManagementFailure::Gone(_)) {
+                    let step = self.write(Patch::DropManagement);
+                    self.apply(step);
+                }
+            }
+        }
+    }
+
+    pub(super) fn handle_token_answer(
+        &mut self,
+        now: Timestamp,
+        grant: &'static str,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        let token_endpoint = self
+            .server
+            .as_ref()
+            .map(|s| s.token_endpoint.clone())
+            .unwrap_or_default();
+        let (status, body) = match answer {
+            Ok(answer) => answer,
+            Err(detail) => {
+                self.finish(Outcome::Failed(Error::Transport {
+                    url: sanitize(&token_endpoint),
+                    detail,
+                }));
+                return;
+            }
+        };
+        let previous = self
+            .record
+            .as_ref()
+            .and_then(|r| r.tokens.as_ref())
+            .and_then(|t| t.refresh_token.clone())
+            .filter(|_| grant == "refresh_token");
+        match parse_token_answer(status, &body, now, previous.as_ref()) {
+            Ok(tokens) => {
+                if let Some(job) = self.jobs.front_mut() {
+                    job.obtained_tokens = true;
+                }
+                // INV-4, INV-10: the (possibly rotated) tokens are stored before anything else.
+                let step = self.write(Patch::SetTokens(tokens));
+                self.apply(step);
+            }
+            Err(TokenFailure::BadAnswer(reason)) => self.finish(Outcome::Failed(Error::Protocol(
+                format!("token endpoint: {reason}"),
+            ))),
+            Err(TokenFailure::Refused(cause)) => self.handle_token_refusal(grant, cause),
+        }
+    }
+
+    pub(super) fn handle_token_refusal(&mut self, grant: &'static str, cause: ServerError) {
+        if self.try_cimd_fallback(&cause) {
+            return;
+        }
+        let identity = self.identity();
+        if grant == "refresh_token" && cause.is("invalid_grant") {
+            // RT-7: the refresh token is dead; drop it and never retry it.
+            if let Some(job) = self.jobs.front_mut() {
+                job.refresh_failed = true;
+            }
+            let step = self.write(Patch::ClearTokens);
+            self.apply(step);
+            return;
+        }
+        let may_reregister = self.jobs.front().is_some_and(|job| !job.reregistered);
+        if cause.is("invalid_client") && identity == IdentityKind::Dcr && may_reregister {
+            // DCR-24, MGMT-16, EDGE-13: the server no longer knows this client (deleted,
+            // expired, or a renewal answer was lost). Register again, once.
+            self.warn(format!(
+                "the token endpoint no longer accepts the registered client ({cause}); registering again"
+            ));
+            if let Some(job) = self.jobs.front_mut() {
+                job.reregistered = true;
+            }
+            let step = self.write(Patch::DropRegistration);
+            self.apply(step);
+            return;
+        }
+        let hint = match (cause.code.as_deref(), identity) {
+            (Some("invalid_client"), IdentityKind::PreRegistered) => {
+                "; check --client-id and the secret".to_string()
+            }
+            (Some("invalid_client"), _) => {
+                "; run `tenure forget` and try again to register anew".into()
+            }
+            (Some("invalid_grant"), _) => "; run `tenure login` again".into(),
+            _ => String::new(),
+        };
+        self.finish(Outcome::Failed(Error::TokenRejected {
+            grant: grant.into(),
+            cause,
+            hint,
+        }));
+    }
+
+    /// INV-3: a CIMD client id refused with `invalid_client` or `unauthorized_client` falls
+    /// back to DCR once per login. Decided on the error code, never on its text.
+    pub(super) fn try_cimd_fallback(&mut self, error: &ServerError) -> bool {
+        let rejected = error.is("invalid_client") || error.is("unauthorized_client");
+        let can = self.identity() == IdentityKind::Cimd
+            && self.jobs.front().is_some_and(|job| !job.cimd_fallback_used);
+        if !(rejected && can) {
+            return false;
+        }
+        if let Some(job) = self.jobs.front_mut() {
+            job.cimd_fallback_used = true;
+        }
+        self.warn(format!(
+            "the authorization server rejected the CIMD client id ({error}); falling back to dynamic registration"
+        ));
+        let step = self.write(Patch::RejectCimd);
+        self.apply(step);
+        true
+    }
+
+    pub(super) fn handle_store(
+        &mut self,
+        now: Timestamp,
+        purpose: StorePurpose,
+        result: StoreResult,
+    ) {
+        match (purpose, result) {
+            (_, StoreResult::Failed(reason)) => {
+                self.release_lease();
+                self.finish(Outcome::Failed(Error::Store(reason)));
+            }
+            (StorePurpose::Load, StoreResult::Loaded(found)) => {
+                let key = self.current_key();
+                match found {
+                    Some(record) if Some(&record.key) == key.as_ref() => self.record = Some(record),
+                    Some(_) => {
+                        self.finish(Outcome::Failed(Error::Store(
+                            "the store answered with a record of another key".into(),
+                        )));
+                        return;
+                    }
+                    None => self.record = None,
+                }
+                self.loaded = key;
+            }
+            (StorePurpose::Write { patch, .. }, StoreResult::Written) => {
+                if let Some(record) = self.pending_write.take() {
+                    self.record = Some(record);
+                }
+                if matches!(patch, Patch::Renewed(_)) {
+                    // Reported as `Renewed` until the job ends.
+                    self.just_renewed = true;
+                }
+                if matches!(patch, Patch::SetRegistration(_) | Patch::Renewed(_)) {
+                    self.release_lease();
+                }
+            }
+            (StorePurpose::Write { patch, retries }, StoreResult::Conflict(current)) => {
+                // INV-9: someone wrote first. Adopt what they wrote and apply the change to it.
+                self.record = current;
+                if retries >= MAX_WRITE_RETRIES {
+                    self.finish(Outcome::Failed(Error::Store(
+                        "the record kept changing under concurrent writers; try again".into(),
+                    )));
+                } else {
+                    let step = self.write_with(patch, retries + 1);
+                    self.apply(step);
+                }
+            }
+            (StorePurpose::Delete, StoreResult::Deleted) => {
+                self.record = None;
+                self.finish(Outcome::Done);
+            }
+            (StorePurpose::Delete, StoreResult::Conflict(current)) => {
+                self.record = current;
+            }
+            (StorePurpose::Lease, StoreResult::LeaseTaken) => {
+                self.lease_held = true;
+                // Read again under the lease: another replica may have just finished.
+                self.loaded = None;
+            }
+            (StorePurpose::Lease, StoreResult::LeaseHeld) => {
+                let Some(job) = self.jobs.front_mut() else {
+                    return;
+                };
+                job.lease_waits += 1;
+                if job.lease_waits > MAX_LEASE_WAITS {
+                    self.finish(Outcome::Failed(Error::Store(
+                        "another process has held the registration lease for too long; try again later".into(),
+                    )));
+                    return;
+                }
+                let exponent = job.lease_waits.min(5) - 1;
+                let backoff = Duration::from_millis(LEASE_BACKOFF.as_millis() << exponent)
+                    .min(LEASE_BACKOFF_CAP);
+                self.wait = Wait::Until(now + backoff);
+            }
+            (_, other) => {
+                self.finish(Outcome::Failed(Error::Store(format!(
+                    "unexpected store answer {other:?}"
+                ))));
+            }
+        }
+    }
+}

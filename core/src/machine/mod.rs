@@ -1,0 +1,472 @@
+//! The lifecycle machine: one client key's discovery, registration, renewal and tokens.
+//!
+//! The machine never waits for anything. [`Client::handle`] takes an input with the current
+//! time; [`Client::poll_command`] hands out what must be done next; [`Client::poll_timeout`]
+//! says when to come back with [`Input::Tick`]. At most one request or store operation is in
+//! flight at a time, which is what makes "persist before use" (INV-4) hold by construction: the
+//! next step is chosen only after the previous write was acknowledged.
+//!
+//! Every decision is made in one place, [`Client::next_step`], from the durable record, the
+//! validated server metadata and the current operation. Handlers of answers only fold the
+//! answer into that state and call it again.
+
+use std::collections::VecDeque;
+
+use crate::authorization::{
+    authorization_url, check_callback, pkce_challenge, AuthorizationParams, CallbackExpectation,
+    CallbackResult,
+};
+use crate::challenge::resource_challenge;
+use crate::config::{ClientConfig, Grant};
+use crate::discovery::{
+    canonical_resource, metadata_candidates, parse_protected_resource, parse_server_metadata,
+    prm_candidates, PrmCandidate,
+};
+use crate::endpoint::sanitize;
+use crate::entropy::Entropy;
+use crate::error::{ConfigError, Error, ServerError};
+use crate::io::{
+    Command, Event, Input, Lifecycle, OpId, Operation, RequestId, RequestKind, StoreOp, StoreOpId,
+    StoreResult,
+};
+use crate::key::ClientKey;
+use crate::record::{AuthServer, CimdIdentity, IdentityKind, Record, Registration, Tokens};
+use crate::registration::{choose_method, parse_registration, registration_request, Method};
+use crate::renewal::{
+    management_request, parse_deletion, parse_management_answer, Deletion, ManagementFailure,
+};
+use crate::secret::Secret;
+use crate::time::{Duration, Timestamp};
+use crate::tokens::{parse_token_answer, token_request, ClientAuth, GrantRequest, TokenFailure};
+use crate::wire::json_object;
+
+mod decide;
+mod discover;
+mod effects;
+mod inputs;
+
+/// How many times a refused compare-and-swap is retried on the fresh record before giving up.
+const MAX_WRITE_RETRIES: u32 = 5;
+/// How many times to wait for another holder's lease before giving up.
+const MAX_LEASE_WAITS: u32 = 20;
+/// The first wait for a busy lease; it doubles up to [`LEASE_BACKOFF_CAP`].
+const LEASE_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait between two looks at a busy lease.
+const LEASE_BACKOFF_CAP: Duration = Duration::from_secs(4);
+
+/// The sans-IO client for one configuration. See the module documentation.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    config_error: Option<ConfigError>,
+    /// The canonical resource, when one is configured.
+    resource: Option<String>,
+    entropy: Entropy,
+    holder: String,
+    started: bool,
+
+    /// The record as last acknowledged by the store; `None` until one exists.
+    record: Option<Record>,
+    /// The key whose stored value `record` reflects.
+    loaded: Option<ClientKey>,
+    /// Validated server metadata for this process.
+    server: Option<AuthServer>,
+    /// A `resource_metadata` URL from the last challenge (PRM-9).
+    challenge_prm: Option<String>,
+    /// Whether renewal was attempted in this process start (INV-1: at most one attempt, so
+    /// a failing or misconfigured server cannot cause a loop). A long-running embedder gets
+    /// another attempt by starting a new machine from the stored record.
+    renewal_attempted: bool,
+    lease_held: bool,
+    /// The record a compare-and-swap in flight would store.
+    pending_write: Option<Record>,
+
+    jobs: VecDeque<Job>,
+    wait: Wait,
+    out: VecDeque<Command>,
+    next_id: u64,
+    reported: Option<Lifecycle>,
+    just_renewed: bool,
+}
+
+/// One operation being worked on, and the callers waiting for it (single flight).
+#[derive(Debug)]
+struct Job {
+    op: Operation,
+    waiters: Vec<OpId>,
+    /// INV-3: at most one CIMD → DCR fallback per login.
+    cimd_fallback_used: bool,
+    /// Why renewal failed during this job, if it did.
+    renewal_failure: Option<String>,
+    renewed: bool,
+    /// Re-registration after `invalid_client`, at most once per job (DCR-24, MGMT-16).
+    reregistered: bool,
+    /// Tokens were obtained during this job (a login is then complete).
+    obtained_tokens: bool,
+    refresh_failed: bool,
+    deleted_remote: bool,
+    lease_waits: u32,
+    login: Option<PendingLogin>,
+}
+
+/// In-flight state of one authorization request; never persisted.
+#[derive(Debug)]
+struct PendingLogin {
+    state: String,
+    verifier: Secret,
+    issuer: String,
+    redirect_uri: String,
+    client_id: String,
+    iss_required: bool,
+    deadline: Timestamp,
+}
+
+/// What the machine is waiting for.
+#[derive(Debug)]
+enum Wait {
+    Nothing,
+    Http(RequestId, HttpPurpose),
+    Store(StoreOpId, StorePurpose),
+    Callback,
+    Until(Timestamp),
+}
+
+#[derive(Debug)]
+enum HttpPurpose {
+    ResourceMetadata {
+        candidates: VecDeque<PrmCandidate>,
+        current: PrmCandidate,
+        failures: Vec<String>,
+    },
+    ServerMetadata {
+        issuer: String,
+        candidates: VecDeque<String>,
+        current: String,
+        failures: Vec<String>,
+        resource_scopes: Option<Vec<String>>,
+    },
+    Register {
+        endpoint: String,
+    },
+    Renew,
+    Delete,
+    Token {
+        grant: &'static str,
+    },
+}
+
+#[derive(Debug)]
+enum StorePurpose {
+    Load,
+    Write { patch: Patch, retries: u32 },
+    Delete,
+    Lease,
+}
+
+/// A change to the durable record. Kept as a value so that a refused compare-and-swap can
+/// be re-applied to the record another writer stored (INV-9).
+#[derive(Clone, Debug)]
+enum Patch {
+    SetRegistration(Box<Registration>),
+    /// A renewed registration; the lifecycle reports `Renewed` once it is stored.
+    Renewed(Box<Registration>),
+    DropManagement,
+    DropRegistration,
+    SetCimd(String),
+    RejectCimd,
+    SetPreRegistered(Option<String>),
+    SetTokens(Tokens),
+    ClearTokens,
+}
+
+impl Patch {
+    fn apply(&self, record: &mut Record) {
+        match self {
+            Patch::SetRegistration(registration) | Patch::Renewed(registration) => {
+                record.dcr = Some((**registration).clone());
+            }
+            Patch::DropManagement => {
+                if let Some(dcr) = &mut record.dcr {
+                    dcr.registration_access_token = None;
+                    dcr.registration_client_uri = None;
+                }
+            }
+            Patch::DropRegistration => {
+                // INV-2: only the DCR slot is cleared; a CIMD id stays.
+                record.dcr = None;
+                record.tokens = None;
+            }
+            Patch::SetCimd(url) => {
+                record.cimd = Some(CimdIdentity {
+                    client_id: url.clone(),
+                    rejected: false,
+                })
+            }
+            Patch::RejectCimd => {
+                if let Some(cimd) = &mut record.cimd {
+                    cimd.rejected = true;
+                }
+                record.tokens = None;
+            }
+            Patch::SetPreRegistered(id) => record.pre_registered_client_id = id.clone(),
+            Patch::SetTokens(tokens) => record.tokens = Some(tokens.clone()),
+            Patch::ClearTokens => record.tokens = None,
+        }
+    }
+}
+
+/// What [`Client::next_step`] decided.
+enum Step {
+    /// A command was issued; wait for its answer.
+    Wait(Wait),
+    /// The job is over.
+    Finish(Outcome),
+}
+
+enum Outcome {
+    Token(Tokens),
+    Done,
+    LoginRequired(String),
+    Failed(Error),
+}
+
+/// What `tenure status` shows about a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// How the client is identified.
+    pub identity: IdentityKind,
+    /// The client id in use.
+    pub client_id: Option<String>,
+    /// When the secret expires, if it does.
+    pub secret_expires_at: Option<Timestamp>,
+    /// Whether the renewal window is open.
+    pub renewal_due: bool,
+    /// When the access token expires, if one is held and its lifetime is known.
+    pub access_token_expires_at: Option<Timestamp>,
+    /// Whether a refresh token is held.
+    pub has_refresh_token: bool,
+    /// The lifecycle state.
+    pub lifecycle: Lifecycle,
+}
+
+impl Client {
+    /// A machine for `config`. An invalid configuration is reported when the first operation
+    /// runs, as a failed operation that names the option to fix.
+    pub fn new(config: ClientConfig) -> Self {
+        let mut config_error = config.validate().err();
+        let resource = match config.resource.as_deref().map(canonical_resource) {
+            Some(Ok(resource)) => Some(resource),
+            Some(Err(reason)) => {
+                config_error.get_or_insert(ConfigError::Resource(reason));
+                None
+            }
+            None => None,
+        };
+        let mut entropy = Entropy::new(config.seed);
+        let holder = format!("holder-{}", &entropy.token()[..16]);
+        Client {
+            config,
+            config_error,
+            resource,
+            entropy,
+            holder,
+            started: false,
+            record: None,
+            loaded: None,
+            server: None,
+            challenge_prm: None,
+            renewal_attempted: false,
+            lease_held: false,
+            pending_write: None,
+            jobs: VecDeque::new(),
+            wait: Wait::Nothing,
+            out: VecDeque::new(),
+            next_id: 0,
+            reported: None,
+            just_renewed: false,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The record as last acknowledged by the store.
+    pub fn record(&self) -> Option<&Record> {
+        self.record.as_ref()
+    }
+
+    /// The lease holder id this client uses.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Feeds one input at wall-clock time `now`.
+    pub fn handle(&mut self, now: Timestamp, input: Input) {
+        // A change of lifecycle state is reported before the commands that follow from it.
+        let mark = self.out.len();
+        match input {
+            Input::Start { stored } => self.handle_start(stored),
+            Input::Operation { id, op } => self.handle_operation(id, op),
+            Input::HttpResponse { id, response } => {
+                if let Some(purpose) = self.take_http(id) {
+                    let status = response.status().as_u16();
+                    self.handle_http(now, purpose, Ok((status, response.into_body())));
+                }
+            }
+            Input::HttpFailed { id, error } => {
+                if let Some(purpose) = self.take_http(id) {
+                    self.handle_http(now, purpose, Err(error));
+                }
+            }
+            Input::Store { id, result } => {
+                if let Some(purpose) = self.take_store(id) {
+                    self.handle_store(now, purpose, result);
+                }
+            }
+            Input::Callback { query } => self.handle_callback(now, &query),
+            Input::CallbackUnavailable { reason } => {
+                if matches!(self.wait, Wait::Callback) {
+                    self.finish(Outcome::Failed(Error::CallbackUnavailable(reason)));
+                }
+            }
+            Input::ResourceChallenge { headers } => self.handle_challenge(&headers),
+            Input::Tick => self.handle_tick(now),
+        }
+        self.advance(now);
+        self.report_lifecycle(now, mark);
+    }
+
+    /// The next thing to do, until `None`.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// When to send [`Input::Tick`] next, if the machine waits for time.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        match &self.wait {
+            Wait::Until(at) => Some(*at),
+            Wait::Callback => self
+                .jobs
+                .front()
+                .and_then(|job| job.login.as_ref())
+                .map(|login| login.deadline),
+            _ => None,
+        }
+    }
+
+    /// Whether no operation is pending.
+    pub fn is_idle(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// A summary of the credentials at `now`.
+    pub fn status(&self, now: Timestamp) -> Status {
+        let record = self.record.as_ref();
+        let identity = self.identity();
+        let dcr = record
+            .and_then(|r| r.dcr.as_ref())
+            .filter(|_| identity == IdentityKind::Dcr);
+        let tokens = record.and_then(|r| r.tokens.as_ref());
+        Status {
+            identity,
+            client_id: self.client_id().map(str::to_owned),
+            secret_expires_at: dcr.and_then(|d| d.secret_expires.at()),
+            renewal_due: dcr.is_some_and(|d| d.secret_expiring(now, self.config.renew_within)),
+            access_token_expires_at: tokens.and_then(|t| t.expires_at),
+            has_refresh_token: tokens.is_some_and(|t| t.refresh_token.is_some()),
+            lifecycle: self.lifecycle(now),
+        }
+    }
+
+    /// Where the lifecycle stands at `now`.
+    pub fn lifecycle(&self, now: Timestamp) -> Lifecycle {
+        if let Some(state) = self.phase() {
+            return state;
+        }
+        if self.just_renewed {
+            return Lifecycle::Renewed;
+        }
+        match self.identity() {
+            IdentityKind::None => Lifecycle::Unregistered,
+            IdentityKind::Dcr => match self.registration() {
+                Some(d) if d.secret_expired(now) => Lifecycle::Expired,
+                Some(d) if d.secret_expiring(now, self.config.renew_within) => Lifecycle::Expiring,
+                _ => Lifecycle::Registered,
+            },
+            _ => Lifecycle::Registered,
+        }
+    }
+
+    /// The state implied by what the machine is waiting for, if any.
+    fn phase(&self) -> Option<Lifecycle> {
+        match &self.wait {
+            Wait::Http(_, HttpPurpose::ResourceMetadata { .. })
+            | Wait::Http(_, HttpPurpose::ServerMetadata { .. }) => Some(Lifecycle::Discovering),
+            Wait::Http(_, HttpPurpose::Register { .. }) => Some(Lifecycle::Registering),
+            Wait::Http(_, HttpPurpose::Renew) => Some(Lifecycle::Renewing),
+            Wait::Store(_, StorePurpose::Write { patch, .. }) => match patch {
+                Patch::SetRegistration(_) | Patch::SetCimd(_) | Patch::SetPreRegistered(_) => {
+                    Some(Lifecycle::Registering)
+                }
+                Patch::Renewed(_) => Some(Lifecycle::Renewing),
+                _ => None,
+            },
+            // A lease is only taken to register or to renew.
+            Wait::Store(_, StorePurpose::Lease) | Wait::Until(_) => Some(match self.identity() {
+                IdentityKind::Dcr => Lifecycle::Renewing,
+                _ => Lifecycle::Registering,
+            }),
+            _ => None,
+        }
+    }
+
+    // ----- reading state -----
+
+    fn current_op(&self) -> Option<Operation> {
+        self.jobs.front().map(|job| job.op)
+    }
+
+    fn current_key(&self) -> Option<ClientKey> {
+        self.server.as_ref().map(|s| self.config.key_for(&s.issuer))
+    }
+
+    fn identity(&self) -> IdentityKind {
+        match &self.record {
+            Some(record) => record.identity(),
+            None => IdentityKind::None,
+        }
+    }
+
+    fn client_id(&self) -> Option<&str> {
+        self.record.as_ref().and_then(Record::client_id)
+    }
+
+    fn registration(&self) -> Option<&Registration> {
+        self.record
+            .as_ref()
+            .filter(|r| r.identity() == IdentityKind::Dcr)
+            .and_then(|r| r.dcr.as_ref())
+    }
+
+    fn take_http(&mut self, id: RequestId) -> Option<HttpPurpose> {
+        match std::mem::replace(&mut self.wait, Wait::Nothing) {
+            Wait::Http(waiting, purpose) if waiting == id => Some(purpose),
+            other => {
+                self.wait = other;
+                None
+            }
+        }
+    }
+
+    fn take_store(&mut self, id: StoreOpId) -> Option<StorePurpose> {
+        match std::mem::replace(&mut self.wait, Wait::Nothing) {
+            Wait::Store(waiting, purpose) if waiting == id => Some(purpose),
+            other => {
+                self.wait = other;
+                None
+            }
+        }
+    }
+}
