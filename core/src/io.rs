@@ -36,6 +36,32 @@ pub enum Operation {
     Logout,
 }
 
+impl Operation {
+    /// The operation's name on the command line and in traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Token => "token",
+            Operation::Login => "login",
+            Operation::Renew => "renew",
+            Operation::Forget => "forget",
+            Operation::Logout => "logout",
+        }
+    }
+
+    /// The operation named `name` on the command line and in traces.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Operation::Token,
+            Operation::Login,
+            Operation::Renew,
+            Operation::Forget,
+            Operation::Logout,
+        ]
+        .into_iter()
+        .find(|op| op.as_str() == name)
+    }
+}
+
 /// An input to [`crate::Client::handle`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]

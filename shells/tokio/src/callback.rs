@@ -18,7 +18,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most bytes read of one request's head.
 const HEAD_LIMIT: usize = 8 * 1024;
 
-const DONE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tenure</title></head>\
+const DONE_PAGE: &str =
+    "<!doctype html><html><head><meta charset=\"utf-8\"><title>Tenure</title></head>\
 <body style=\"font-family:sans-serif;margin:3em\"><h1>Tenure received the answer</h1>\
 <p>You can close this tab and go back to the terminal.</p></body></html>";
 
@@ -79,7 +80,11 @@ impl CallbackListener {
     /// other paths (a browser's `/favicon.ico`) get a 404 and the wait goes on.
     pub async fn receive(self) -> Result<String, CallbackError> {
         loop {
-            let (socket, _) = self.listener.accept().await.map_err(CallbackError::Accept)?;
+            let (socket, _) = self
+                .listener
+                .accept()
+                .await
+                .map_err(CallbackError::Accept)?;
             if let Some(query) = self.answer(socket).await {
                 return Ok(query);
             }
@@ -99,7 +104,9 @@ impl CallbackListener {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
         if path != self.path {
             let _ = socket
-                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
                 .await;
             return None;
         }
@@ -142,7 +149,9 @@ mod tests {
 
     #[tokio::test]
     async fn hands_back_the_query_of_the_callback_path() {
-        let listener = CallbackListener::bind("http://127.0.0.1:0/callback").await.unwrap();
+        let listener = CallbackListener::bind("http://127.0.0.1:0/callback")
+            .await
+            .unwrap();
         let port = listener.port();
         let waiting = tokio::spawn(listener.receive());
         let favicon = get(port, "/favicon.ico").await;
@@ -154,7 +163,11 @@ mod tests {
 
     #[tokio::test]
     async fn only_loopback_redirects_are_served_nat_5() {
-        for uri in ["https://app.example.com/cb", "http://10.0.0.1:80/cb", "http://127.0.0.1/cb"] {
+        for uri in [
+            "https://app.example.com/cb",
+            "http://10.0.0.1:80/cb",
+            "http://127.0.0.1/cb",
+        ] {
             assert!(matches!(
                 CallbackListener::bind(uri).await,
                 Err(CallbackError::NotLoopback(_))
@@ -164,7 +177,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_taken_port_says_what_to_do() {
-        let first = CallbackListener::bind("http://127.0.0.1:0/callback").await.unwrap();
+        let first = CallbackListener::bind("http://127.0.0.1:0/callback")
+            .await
+            .unwrap();
         let uri = format!("http://127.0.0.1:{}/callback", first.port());
         let error = CallbackListener::bind(&uri).await.unwrap_err();
         assert!(error.to_string().contains("--redirect-port"), "{error}");

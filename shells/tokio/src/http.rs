@@ -175,7 +175,10 @@ mod tests {
                 .to_vec(),
         )
         .await;
-        let answer = client().send(get(&format!("{base}/token")), 1024).await.unwrap();
+        let answer = client()
+            .send(get(&format!("{base}/token")), 1024)
+            .await
+            .unwrap();
         assert_eq!(answer.status(), 302);
     }
 
@@ -196,7 +199,8 @@ mod tests {
 
     #[tokio::test]
     async fn error_bodies_are_cut_not_refused() {
-        let mut answer = b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n".to_vec();
+        let mut answer =
+            b"HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n".to_vec();
         answer.extend(std::iter::repeat_n(b'z', 20 * 1024));
         let base = serve(answer).await;
         let answer = client().send(get(&base), BODY_LIMIT).await.unwrap();

@@ -14,5 +14,6 @@
 pub mod browser;
 pub mod callback;
 pub mod http;
+pub mod recorder;
 
 pub use tenure_core as core;
