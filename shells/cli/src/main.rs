@@ -1,15 +1,26 @@
 //! `tenure`: the command line of Tenure.
 //!
-//! Today it runs the whole lifecycle against the built-in simulated authorization server
-//! (`tenure demo`). The commands that work against real servers (`add`, `login`, `token`,
-//! `status`, `renew`, `logout`, `forget`, `replay`) arrive with the tokio shell and the
-//! stores.
+//! `tenure demo` runs the whole lifecycle against the built-in simulated authorization
+//! server. The other commands work against real servers through `tenure-tokio`, keeping
+//! named client configurations and their credentials in a store: a sled directory by default,
+//! or Redis with `--store redis://HOST:PORT/DB`.
 
+mod commands;
 mod demo;
+mod profile;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use tenure_core::{AuthMethod, Duration, Grant, Operation, Timestamp};
+use tenure_store::Store;
+use tenure_tokio::browser::BrowserMode;
+use tenure_tokio::driver::Clock;
+
+use commands::{Context, Failure};
+use profile::Profile;
 
 /// Exit codes of design §6.
 pub mod exit {
@@ -34,6 +45,13 @@ struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Where credentials live: a directory (sled, the default is under the user's data
+    /// directory) or redis://HOST:PORT/DB, or redis-sentinel://HOST:PORT/MASTER/DB.
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    store: Option<String>,
+    /// Pretend the clock says this (RFC 3339); for tests.
+    #[arg(long, global = true, hide = true, value_name = "RFC3339")]
+    now: Option<String>,
     #[command(subcommand)]
     command: Commands,
 }
@@ -44,12 +62,234 @@ enum Commands {
     /// virtual time: discovery, registration, login, refresh, renewal, a warm restart, and
     /// expiry with a failing renewal. No network, no setup.
     Demo,
+    /// Add a named client configuration.
+    Add(AddArgs),
+    /// Log in with authorization code + PKCE through the loopback callback (or fetch a
+    /// client-credentials token).
+    Login {
+        /// The client's name.
+        name: String,
+        /// Print the authorization URL (`open: URL` on stderr) instead of opening a browser.
+        #[arg(long)]
+        no_browser: bool,
+    },
+    /// Print a valid access token, registering, refreshing and renewing as needed.
+    Token {
+        /// The client's name.
+        name: String,
+    },
+    /// Show identity, client id, secret expiry, renewal and tokens of one or every client.
+    Status {
+        /// The client's name; every client when absent.
+        name: Option<String>,
+    },
+    /// Renew the client secret now (RFC 7592).
+    Renew {
+        /// The client's name.
+        name: String,
+    },
+    /// Drop the tokens and keep the registration.
+    Logout {
+        /// The client's name.
+        name: String,
+    },
+    /// Delete the registration at the server (RFC 7592), then the local record.
+    Forget {
+        /// The client's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("server").required(true).args(["issuer", "resource"])))]
+struct AddArgs {
+    /// The client's name.
+    name: String,
+    /// The authorization server's issuer.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// The protected resource (e.g. an MCP server URL); its metadata names the server.
+    #[arg(long)]
+    resource: Option<String>,
+    /// A scope to request; repeat for several.
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// A pre-registered client id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// The environment variable holding the pre-registered client secret.
+    #[arg(long, requires = "client_id", value_name = "VAR")]
+    client_secret_env: Option<String>,
+    /// A Client ID Metadata Document URL to use as the client id.
+    #[arg(long, value_name = "URL")]
+    cimd_url: Option<String>,
+    /// How the client authenticates at the token endpoint.
+    #[arg(long, value_parser = parse_auth_method, value_name = "none|client_secret_basic|client_secret_post")]
+    auth_method: Option<AuthMethod>,
+    /// How tokens are obtained.
+    #[arg(long, value_parser = parse_grant, default_value = "authorization_code", value_name = "authorization_code|client_credentials")]
+    grant: Grant,
+    /// The loopback callback port.
+    #[arg(long, value_name = "P")]
+    redirect_port: Option<u16>,
+    /// Renew the client secret once it expires within this (e.g. 24h, 90m, 3600s).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    renew_within: Option<Duration>,
+    /// The environment variable holding an RFC 7591 initial access token.
+    #[arg(long, value_name = "VAR")]
+    initial_access_token_env: Option<String>,
+}
+
+fn parse_auth_method(text: &str) -> Result<AuthMethod, String> {
+    AuthMethod::parse(text).ok_or_else(|| {
+        format!("`{text}` is not one of none, client_secret_basic, client_secret_post")
+    })
+}
+
+fn parse_grant(text: &str) -> Result<Grant, String> {
+    match text {
+        "authorization_code" => Ok(Grant::AuthorizationCode),
+        "client_credentials" => Ok(Grant::ClientCredentials),
+        _ => Err(format!(
+            "`{text}` is not one of authorization_code, client_credentials"
+        )),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    Duration::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a duration; write it like 24h, 90m or 3600s"))
+}
+
+impl AddArgs {
+    fn into_profile(self) -> Profile {
+        Profile {
+            name: self.name,
+            issuer: self.issuer,
+            resource: self.resource,
+            scope: self.scopes,
+            client_id: self.client_id,
+            client_secret_env: self.client_secret_env,
+            cimd_url: self.cimd_url,
+            auth_method: self.auth_method,
+            grant: self.grant,
+            redirect_port: self
+                .redirect_port
+                .unwrap_or(tenure_core::config::DEFAULT_REDIRECT_PORT),
+            renew_within_secs: self.renew_within.map(Duration::as_secs),
+            initial_access_token_env: self.initial_access_token_env,
+            key: None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match cli.command {
-        Commands::Demo => demo::run(cli.json),
+    if let Commands::Demo = cli.command {
+        return ExitCode::from(demo::run(cli.json));
+    }
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(exit::FAILURE);
+        }
     };
-    ExitCode::from(code)
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(failure) => {
+            if failure.code == exit::USAGE || !failure.message.is_empty() {
+                eprintln!("error: {}", failure.message);
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Logs go to stderr, warnings by default; `RUST_LOG=tenure_tokio=info` shows every request.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let clock = match &cli.now {
+        Some(text) => Clock::starting_at(Timestamp::parse_rfc3339(text).ok_or_else(|| {
+            Failure::usage(format!(
+                "--now `{text}` is not an RFC 3339 time such as 2026-01-01T00:00:00Z"
+            ))
+        })?),
+        None => Clock::system(),
+    };
+    let store = open_store(cli.store.as_deref()).await?;
+    let context = Context {
+        store,
+        json: cli.json,
+        clock,
+    };
+    match cli.command {
+        Commands::Demo => unreachable!("handled before the runtime starts"),
+        Commands::Add(args) => commands::add(&context, args.into_profile()).await,
+        Commands::Login { name, no_browser } => {
+            let browser = if no_browser {
+                BrowserMode::Print
+            } else {
+                BrowserMode::Open
+            };
+            commands::operate(&context, &name, Operation::Login, browser).await
+        }
+        Commands::Token { name } => {
+            commands::operate(&context, &name, Operation::Token, BrowserMode::Print).await
+        }
+        Commands::Status { name } => commands::status(&context, name.as_deref()).await,
+        Commands::Renew { name } => {
+            commands::operate(&context, &name, Operation::Renew, BrowserMode::Print).await
+        }
+        Commands::Logout { name } => {
+            commands::operate(&context, &name, Operation::Logout, BrowserMode::Print).await
+        }
+        Commands::Forget { name } => {
+            commands::operate(&context, &name, Operation::Forget, BrowserMode::Print).await
+        }
+    }
+}
+
+async fn open_store(location: Option<&str>) -> Result<Arc<dyn Store>, Failure> {
+    match location {
+        Some(url) if url.starts_with("redis") => {
+            let store = tenure_redis::RedisStore::open(url, tenure_redis::Options::default())
+                .await
+                .map_err(Failure::other)?;
+            Ok(Arc::new(store))
+        }
+        Some(path) => open_sled(PathBuf::from(path)),
+        None => open_sled(default_store_dir().ok_or_else(|| {
+            Failure::usage(
+                "cannot tell where the user's data directory is (HOME is not set); \
+                 pass --store PATH",
+            )
+        })?),
+    }
+}
+
+fn open_sled(path: PathBuf) -> Result<Arc<dyn Store>, Failure> {
+    let store = tenure_sled::SledStore::open(path).map_err(Failure::other)?;
+    Ok(Arc::new(store))
+}
+
+/// `$XDG_DATA_HOME/tenure`, else `~/.local/share/tenure`.
+fn default_store_dir() -> Option<PathBuf> {
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(data).join("tenure"));
+    }
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty())?;
+    Some(PathBuf::from(home).join(".local/share/tenure"))
 }

@@ -13,6 +13,7 @@
 
 pub mod browser;
 pub mod callback;
+pub mod driver;
 pub mod http;
 pub mod recorder;
 

@@ -1,0 +1,373 @@
+//! The commands that work against real servers: `add`, `login`, `token`, `status`, `renew`,
+//! `logout`, `forget`.
+//!
+//! Each command loads the named profile, starts a [`Tenure`] client on the store, runs one
+//! operation and turns its outcome into output and an exit code (design §6). Nothing here
+//! decides anything about the lifecycle; that is the core's job.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tenure_core::{Error, Operation, Status, Timestamp};
+use tenure_store::Store;
+use tenure_tokio::browser::BrowserMode;
+use tenure_tokio::driver::{Clock, Options, Outcome, Tenure};
+
+use crate::exit;
+use crate::profile::Profile;
+
+/// What every command needs.
+pub struct Context {
+    /// The store holding profiles and records.
+    pub store: Arc<dyn Store>,
+    /// `--json`.
+    pub json: bool,
+    /// The clock (`--now` shifts it).
+    pub clock: Clock,
+}
+
+/// A failure that ends a command: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// What to tell the user.
+    pub message: String,
+    /// The exit code.
+    pub code: u8,
+}
+
+impl Failure {
+    fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code,
+        }
+    }
+
+    /// Any other failure (exit 1).
+    pub fn other(message: impl std::fmt::Display) -> Self {
+        Failure::new(exit::FAILURE, message.to_string())
+    }
+
+    /// A usage error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::new(exit::USAGE, message)
+    }
+}
+
+/// `tenure add`: checks and stores a profile.
+pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
+    if context
+        .store
+        .load_profile(&profile.name)
+        .await
+        .map_err(Failure::other)?
+        .is_some()
+    {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "a client named `{0}` exists already; run `tenure forget {0}` first or choose another name",
+                profile.name
+            ),
+        ));
+    }
+    // Check everything that can be checked before the first request; secrets held in
+    // environment variables are read only when they are used.
+    let mut checked = profile.clone();
+    checked.client_secret_env = None;
+    checked.initial_access_token_env = None;
+    let config = checked.config([0; 32]).map_err(Failure::other)?;
+    config
+        .validate()
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    save(context, &profile).await?;
+    if context.json {
+        println!("{}", json!({"name": profile.name, "added": true}));
+    } else {
+        println!(
+            "added `{0}`; run `tenure login {0}` (or `tenure token {0}` for a machine client)",
+            profile.name
+        );
+    }
+    Ok(())
+}
+
+/// `tenure login`, `token`, `renew`, `logout`, `forget`: one operation on one client.
+pub async fn operate(
+    context: &Context,
+    name: &str,
+    op: Operation,
+    browser: BrowserMode,
+) -> Result<(), Failure> {
+    let mut profile = load(context, name).await?;
+    let tenure = start(context, &profile, browser).await?;
+    if op == Operation::Login && !context.json {
+        eprintln!(
+            "waiting for the browser to come back to the loopback callback (Ctrl-C gives up)…"
+        );
+    }
+    let report = tenure.run(op).await.map_err(Failure::other)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if op != Operation::Forget {
+        remember_key(context, &tenure, &mut profile).await?;
+    }
+    match (&report.outcome, op) {
+        (Outcome::Failed(error), _) => Err(failure_of(name, error)),
+        (Outcome::LoginRequired(reason), _) => Err(Failure::new(
+            exit::LOGIN_REQUIRED,
+            format!("login required for `{name}`: {reason}; run `tenure login {name}`"),
+        )),
+        (
+            Outcome::Token {
+                access_token,
+                expires_at,
+            },
+            Operation::Token,
+        ) => {
+            if context.json {
+                println!(
+                    "{}",
+                    json!({"name": name, "access_token": access_token.expose(),
+                           "expires_at": expires_at.map(|t| t.to_rfc3339())})
+                );
+            } else {
+                println!("{}", access_token.expose());
+            }
+            Ok(())
+        }
+        (_, Operation::Forget) => {
+            context
+                .store
+                .delete_profile(name)
+                .await
+                .map_err(Failure::other)?;
+            say(
+                context,
+                name,
+                "forgotten: deleted at the server where possible, and locally",
+            );
+            Ok(())
+        }
+        (outcome, op) => {
+            let text = match (op, outcome) {
+                (Operation::Login, Outcome::Token { expires_at, .. }) => match expires_at {
+                    Some(at) => format!("logged in; the access token is valid until {at}"),
+                    None => "logged in".into(),
+                },
+                (Operation::Renew, _) => "client secret renewed".into(),
+                (Operation::Logout, _) => "logged out; the registration is kept".into(),
+                _ => "done".into(),
+            };
+            say(context, name, &text);
+            Ok(())
+        }
+    }
+}
+
+/// `tenure status [NAME]`.
+pub async fn status(context: &Context, name: Option<&str>) -> Result<(), Failure> {
+    let names = match name {
+        Some(name) => vec![name.to_string()],
+        None => context
+            .store
+            .list_profiles()
+            .await
+            .map_err(Failure::other)?,
+    };
+    let now = context.clock.now();
+    let mut rows = Vec::new();
+    for name in &names {
+        let profile = load(context, name).await?;
+        let tenure = start(context, &profile, BrowserMode::Print).await?;
+        let (status, _) = tenure.status().await.map_err(Failure::other)?;
+        rows.push((name.clone(), status));
+    }
+    if context.json {
+        for (name, status) in &rows {
+            println!("{}", status_json(name, status));
+        }
+    } else if rows.is_empty() {
+        println!("no clients yet; add one with `tenure add NAME --issuer URL`");
+    } else {
+        print_table(&rows, now);
+    }
+    Ok(())
+}
+
+fn status_json(name: &str, status: &Status) -> serde_json::Value {
+    let time = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());
+    json!({
+        "name": name,
+        "identity": status.identity.as_str(),
+        "client_id": status.client_id,
+        "secret_expires_at": time(status.secret_expires_at),
+        "renewal_due": status.renewal_due,
+        "access_token_expires_at": time(status.access_token_expires_at),
+        "refresh_token": status.has_refresh_token,
+        "state": status.lifecycle.as_str(),
+    })
+}
+
+fn print_table(rows: &[(String, Status)], now: Timestamp) {
+    println!(
+        "{:<16} {:<15} {:<13} {:<26} {:<22}",
+        "NAME", "IDENTITY", "STATE", "SECRET EXPIRES", "ACCESS TOKEN"
+    );
+    for (name, status) in rows {
+        let secret = match status.secret_expires_at {
+            Some(at) if status.renewal_due => format!("{at} (renew)"),
+            Some(at) => at.to_string(),
+            None => "never".into(),
+        };
+        let token = match status.access_token_expires_at {
+            Some(at) if at > now => {
+                format!("valid until {}", at.to_rfc3339().get(11..16).unwrap_or(""))
+            }
+            Some(_) if status.has_refresh_token => "expired (refreshable)".into(),
+            Some(_) => "expired".into(),
+            None if status.has_refresh_token => "refreshable".into(),
+            None => "none".into(),
+        };
+        println!(
+            "{:<16} {:<15} {:<13} {:<26} {:<22}",
+            name,
+            status.identity.as_str(),
+            status.lifecycle.as_str(),
+            secret,
+            token
+        );
+    }
+}
+
+fn say(context: &Context, name: &str, text: &str) {
+    if context.json {
+        println!("{}", json!({"name": name, "result": text}));
+    } else {
+        println!("{name}: {text}");
+    }
+}
+
+fn failure_of(name: &str, error: &Error) -> Failure {
+    let code = if error.is_registration_failure() {
+        exit::REGISTRATION_FAILED
+    } else if matches!(error, Error::LoginRequired(_)) {
+        exit::LOGIN_REQUIRED
+    } else {
+        exit::FAILURE
+    };
+    Failure::new(code, format!("`{name}`: {error}"))
+}
+
+async fn load(context: &Context, name: &str) -> Result<Profile, Failure> {
+    match context
+        .store
+        .load_profile(name)
+        .await
+        .map_err(Failure::other)?
+    {
+        Some(value) => Profile::from_json(name, value).map_err(Failure::other),
+        None => Err(Failure::new(
+            exit::USAGE,
+            format!("no client named `{name}`; add it with `tenure add {name} --issuer URL` (see `tenure status` for the known ones)"),
+        )),
+    }
+}
+
+async fn save(context: &Context, profile: &Profile) -> Result<(), Failure> {
+    context
+        .store
+        .save_profile(&profile.name, profile.to_json())
+        .await
+        .map_err(Failure::other)
+}
+
+async fn start(
+    context: &Context,
+    profile: &Profile,
+    browser: BrowserMode,
+) -> Result<Tenure, Failure> {
+    let config = profile.config(seed()?).map_err(Failure::other)?;
+    let options = Options {
+        browser,
+        clock: context.clock,
+        known_key: profile.key.clone(),
+        ..Options::default()
+    };
+    Tenure::start(config, context.store.clone(), options)
+        .await
+        .map_err(Failure::other)
+}
+
+/// Keeps the record's key in the profile, so a resource-configured client finds it again.
+async fn remember_key(
+    context: &Context,
+    tenure: &Tenure,
+    profile: &mut Profile,
+) -> Result<(), Failure> {
+    let (_, record) = tenure.status().await.map_err(Failure::other)?;
+    let key = record.map(|r| r.key);
+    if key.is_some() && key != profile.key {
+        profile.key = key;
+        save(context, profile).await?;
+    }
+    Ok(())
+}
+
+/// 32 bytes from the operating system for PKCE verifiers and `state` (PKCE-2).
+fn seed() -> Result<[u8; 32], Failure> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| Failure::other(format!("the operating system gave no randomness: {e}")))?;
+    Ok(seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_error_kind() {
+        let expired = Error::SecretExpired {
+            at: Timestamp::EPOCH,
+            reason: "x".into(),
+        };
+        assert_eq!(failure_of("n", &expired).code, exit::REGISTRATION_FAILED);
+        assert_eq!(
+            failure_of("n", &Error::Protocol("x".into())).code,
+            exit::FAILURE
+        );
+        assert_eq!(
+            failure_of("n", &Error::LoginRequired("x".into())).code,
+            exit::LOGIN_REQUIRED
+        );
+    }
+
+    #[test]
+    fn status_json_has_the_documented_fields() {
+        let status = Status {
+            identity: tenure_core::IdentityKind::Dcr,
+            client_id: Some("c".into()),
+            secret_expires_at: Some(Timestamp::from_unix_seconds(0)),
+            renewal_due: true,
+            access_token_expires_at: None,
+            has_refresh_token: false,
+            lifecycle: tenure_core::Lifecycle::Expiring,
+        };
+        let value = status_json("n", &status);
+        for field in [
+            "name",
+            "identity",
+            "client_id",
+            "secret_expires_at",
+            "renewal_due",
+            "access_token_expires_at",
+        ] {
+            assert!(value.get(field).is_some(), "{field}");
+        }
+        assert_eq!(value["identity"], "dcr");
+        assert_eq!(value["secret_expires_at"], "1970-01-01T00:00:00Z");
+        assert_eq!(value["access_token_expires_at"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,194 @@
+//! Named client configurations (`tenure add NAME …`), kept in the store next to the records.
+//!
+//! A profile holds what the user typed, never a secret: a client secret or an initial access
+//! token is named by the environment variable that holds it and read when it is needed, so
+//! the store does not collect one more copy of it.
+
+use serde::{Deserialize, Serialize};
+use tenure_core::config::{loopback_redirect_uri, DEFAULT_REDIRECT_PORT};
+use tenure_core::{AuthMethod, ClientConfig, ClientKey, Duration, Grant, Secret};
+
+/// One `tenure add`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The name the user chose.
+    pub name: String,
+    /// `--issuer`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// `--resource`.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// `--scope`, repeatable.
+    #[serde(default)]
+    pub scope: Vec<String>,
+    /// `--client-id`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// `--client-secret-env`: the variable holding the pre-registered secret.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// `--cimd-url`.
+    #[serde(default)]
+    pub cimd_url: Option<String>,
+    /// `--auth-method`.
+    #[serde(default)]
+    pub auth_method: Option<AuthMethod>,
+    /// `--grant`.
+    #[serde(default = "default_grant")]
+    pub grant: Grant,
+    /// `--redirect-port`.
+    #[serde(default = "default_port")]
+    pub redirect_port: u16,
+    /// `--renew-within`, in seconds.
+    #[serde(default)]
+    pub renew_within_secs: Option<i64>,
+    /// `--initial-access-token-env`: the variable holding the initial access token.
+    #[serde(default)]
+    pub initial_access_token_env: Option<String>,
+    /// The key the record was last stored under, so a client configured by resource finds
+    /// its record again without discovering first.
+    #[serde(default)]
+    pub key: Option<ClientKey>,
+}
+
+fn default_grant() -> Grant {
+    Grant::AuthorizationCode
+}
+
+fn default_port() -> u16 {
+    DEFAULT_REDIRECT_PORT
+}
+
+/// A profile that cannot be turned into a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// A named environment variable is not set.
+    #[error("the environment variable {variable} (the {what} of `{name}`) is not set; export it and run again")]
+    MissingVariable {
+        /// The variable.
+        variable: String,
+        /// What it holds.
+        what: &'static str,
+        /// The profile.
+        name: String,
+    },
+    /// The stored profile does not parse.
+    #[error("the stored configuration of `{name}` is unreadable ({reason}); run `tenure add {name} …` again")]
+    Corrupt {
+        /// The profile.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Profile {
+    /// Reads a stored profile.
+    pub fn from_json(name: &str, value: serde_json::Value) -> Result<Self, ProfileError> {
+        serde_json::from_value(value).map_err(|e| ProfileError::Corrupt {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The profile as stored.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The core's configuration, with secrets read from their variables and `seed` as the
+    /// entropy for PKCE and `state`.
+    pub fn config(&self, seed: [u8; 32]) -> Result<ClientConfig, ProfileError> {
+        let mut config = ClientConfig::for_issuer(&self.name, "");
+        config.issuer = self.issuer.clone();
+        config.resource = self.resource.clone();
+        config.scopes = self.scope.clone();
+        config.client_id = self.client_id.clone();
+        config.client_secret = self.secret_from(&self.client_secret_env, "client secret")?;
+        config.cimd_url = self.cimd_url.clone();
+        config.auth_method = self.auth_method;
+        config.grant = self.grant;
+        config.redirect_uri = loopback_redirect_uri(self.redirect_port);
+        if let Some(seconds) = self.renew_within_secs {
+            config.renew_within = Duration::from_secs(seconds);
+        }
+        config.initial_access_token =
+            self.secret_from(&self.initial_access_token_env, "initial access token")?;
+        config.software_id = Some("tenure-cli".into());
+        config.software_version = Some(env!("CARGO_PKG_VERSION").into());
+        config.seed = seed;
+        Ok(config)
+    }
+
+    fn secret_from(
+        &self,
+        variable: &Option<String>,
+        what: &'static str,
+    ) -> Result<Option<Secret>, ProfileError> {
+        let Some(variable) = variable else {
+            return Ok(None);
+        };
+        match std::env::var(variable) {
+            Ok(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
+            _ => Err(ProfileError::MissingVariable {
+                variable: variable.clone(),
+                what,
+                name: self.name.clone(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile {
+            name: "reg".into(),
+            issuer: Some("https://as.example.com".into()),
+            resource: None,
+            scope: vec!["read".into()],
+            client_id: None,
+            client_secret_env: None,
+            cimd_url: None,
+            auth_method: Some(AuthMethod::ClientSecretPost),
+            grant: Grant::ClientCredentials,
+            redirect_port: 9123,
+            renew_within_secs: Some(3600),
+            initial_access_token_env: None,
+            key: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_through_json_and_becomes_a_configuration() {
+        let profile = profile();
+        let back = Profile::from_json("reg", profile.to_json()).unwrap();
+        assert_eq!(back, profile);
+        let config = back.config([1; 32]).unwrap();
+        assert_eq!(config.redirect_uri, "http://127.0.0.1:9123/callback");
+        assert_eq!(config.renew_within, Duration::from_secs(3600));
+        assert_eq!(config.grant, Grant::ClientCredentials);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_missing_secret_variable_says_which() {
+        let mut profile = profile();
+        profile.client_id = Some("id".into());
+        profile.client_secret_env = Some("TENURE_TEST_SURELY_UNSET_VARIABLE".into());
+        let error = profile.config([0; 32]).unwrap_err().to_string();
+        assert!(
+            error.contains("TENURE_TEST_SURELY_UNSET_VARIABLE"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unreadable_profiles_name_the_fix() {
+        let error = Profile::from_json("x", serde_json::json!({"grant": 5})).unwrap_err();
+        assert!(error.to_string().contains("tenure add x"));
+    }
+}

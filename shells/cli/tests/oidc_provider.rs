@@ -1,0 +1,329 @@
+//! The `tenure` binary against a real authorization server (oidc-provider on 127.0.0.1),
+//! driven as a user drives it. Counts are taken at the server, not from Tenure's output.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use support::{client_credentials, complete_login, free_port, Provider, Tenure};
+
+fn wait_until(at: Instant) {
+    if let Some(left) = at.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
+}
+
+/// A confidential DCR client with client credentials. With a secret that lives 8 s and a
+/// renewal window of 5 s: the first token registers and does not renew; once in the window,
+/// one start renews exactly once (MGMT-7, INV-1), the new secret and rotated registration
+/// access token are stored (INV-4, MGMT-5), the new secret works and the old one is refused;
+/// a second start with the fresh secret does not renew again.
+#[test]
+fn a_confidential_client_renews_its_secret_once_and_keeps_working() {
+    let provider = Provider::start(&["--secret-ttl", "8"]);
+    let tenure = Tenure::new("renew");
+    let registered_at = Instant::now();
+    tenure.ok(&[
+        "add",
+        "svc",
+        "--issuer",
+        &provider.issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--auth-method",
+        "client_secret_basic",
+        "--renew-within",
+        "5s",
+    ]);
+    let first = tenure.ok(&["token", "svc"]);
+    assert!(!first.stdout.trim().is_empty(), "no token printed");
+    assert_eq!(provider.count("registrations"), 1);
+    assert_eq!(
+        provider.count("updates"),
+        0,
+        "a fresh secret must not be renewed"
+    );
+    let before = tenure.record();
+    let old = before.dcr.clone().expect("a DCR registration is stored");
+    let status = tenure.status("svc");
+    assert_eq!(status["identity"], "dcr");
+    assert_eq!(status["renewal_due"], false);
+
+    // Into the renewal window (expiry at +8 s, window 5 s).
+    wait_until(registered_at + Duration::from_millis(4_000));
+    let renewed_run = tenure.ok(&["token", "svc"]);
+    assert!(!renewed_run.stdout.trim().is_empty());
+    assert_eq!(provider.count("updates"), 1, "exactly one PUT per start");
+    assert_eq!(provider.count("registrations"), 1);
+    let after = tenure.record();
+    let new = after.dcr.clone().unwrap();
+    assert_eq!(
+        new.client_id, old.client_id,
+        "MGMT-6: the client id never changes"
+    );
+    assert_ne!(
+        new.client_secret, old.client_secret,
+        "the renewed secret is stored"
+    );
+    assert_ne!(
+        new.registration_access_token, old.registration_access_token,
+        "the rotated registration access token is stored"
+    );
+    assert!(after.generation > before.generation);
+    let (status, _) = client_credentials(
+        &provider,
+        &new.client_id,
+        new.client_secret.as_ref().unwrap().expose(),
+    );
+    assert_eq!(status, 200, "the new secret works");
+    let (status, error) = client_credentials(
+        &provider,
+        &old.client_id,
+        old.client_secret.as_ref().unwrap().expose(),
+    );
+    assert_eq!(
+        (status, error.as_str()),
+        (401, "invalid_client"),
+        "the old secret is refused"
+    );
+
+    // A new start while the renewed secret is fresh: a token, and no second renewal.
+    tenure.ok(&["token", "svc"]);
+    assert_eq!(
+        provider.count("updates"),
+        1,
+        "a fresh secret is not renewed again"
+    );
+}
+
+/// Renewal failing before expiry is a warning and the old secret keeps working; after expiry
+/// it is the hard error, exit 5, naming the expiry time (INV-6).
+#[test]
+fn a_failing_renewal_warns_before_expiry_and_fails_hard_after() {
+    // Access tokens shorter than Tenure's 30 s margin are never reused, so every `token`
+    // really goes to the token endpoint with the client secret.
+    let provider = Provider::start(&["--secret-ttl", "6", "--access-token-ttl", "1"]);
+    let tenure = Tenure::new("failing");
+    let registered_at = Instant::now();
+    tenure.ok(&[
+        "add",
+        "svc",
+        "--issuer",
+        &provider.issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--renew-within",
+        "4s",
+    ]);
+    tenure.ok(&["token", "svc"]);
+    provider.fail_updates(true);
+
+    wait_until(registered_at + Duration::from_millis(3_000));
+    let soft = tenure.run(&["token", "svc"]);
+    assert_eq!(
+        soft.code, 0,
+        "a renewal failing before expiry must not fail the command: {soft:?}"
+    );
+    assert!(
+        !soft.stdout.trim().is_empty(),
+        "the old secret still gets a token"
+    );
+    assert!(
+        soft.stderr.contains("warning"),
+        "the failure is a warning: {soft:?}"
+    );
+    assert_eq!(provider.count("updates"), 1);
+    assert_eq!(
+        provider.count("token_client_credentials"),
+        2,
+        "the old secret was used"
+    );
+
+    wait_until(registered_at + Duration::from_millis(7_000));
+    let hard = tenure.run(&["token", "svc"]);
+    assert_eq!(
+        hard.code, 5,
+        "after expiry a failed renewal is exit 5: {hard:?}"
+    );
+    let expiry = tenure.status("svc")["secret_expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        hard.stderr.contains(&expiry),
+        "the error names the expiry {expiry}: {hard:?}"
+    );
+    assert_eq!(
+        provider.count("token_client_credentials"),
+        2,
+        "INV-5: no expired secret sent"
+    );
+}
+
+/// A public client logs in with authorization code + PKCE through the loopback callback,
+/// completed by an HTTP client following the redirects; a restart with valid tokens sends
+/// no request at all; an expired access token is refreshed and the rotated refresh token
+/// replaces the old one (INV-10).
+#[test]
+fn a_public_client_logs_in_then_starts_warm_then_refreshes() {
+    let provider = Provider::start(&[]);
+    let tenure = Tenure::new("login");
+    let port = free_port().to_string();
+    tenure.ok(&[
+        "add",
+        "cli",
+        "--issuer",
+        &provider.issuer,
+        "--scope",
+        "read",
+        "--scope",
+        "offline_access",
+        "--auth-method",
+        "none",
+        "--redirect-port",
+        &port,
+    ]);
+    let mut login = tenure
+        .command(&["login", "cli", "--no-browser"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = login.stderr.take().unwrap();
+    let mut url = String::new();
+    for line in BufReader::new(stderr).lines().take(20) {
+        let line = line.unwrap();
+        if let Some(found) = line.strip_prefix("open: ") {
+            url = found.to_string();
+            break;
+        }
+    }
+    assert!(
+        url.contains("code_challenge_method=S256"),
+        "PKCE S256: {url}"
+    );
+    let query = complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
+    assert!(query.contains("code=") && query.contains("iss="), "{query}");
+    let status = login.wait().unwrap();
+    assert!(status.success(), "tenure login failed");
+    assert_eq!(provider.count("registrations"), 1);
+    assert_eq!(provider.count("token_authorization_code"), 1);
+
+    let before = provider.counts()["requests"].as_array().unwrap().len();
+    let token = tenure.ok(&["token", "cli"]);
+    assert!(!token.stdout.trim().is_empty());
+    let after = provider.counts()["requests"].as_array().unwrap().len();
+    assert_eq!(
+        after, before,
+        "a warm start with a valid token sends no request"
+    );
+
+    let first_refresh = tenure.record().tokens.unwrap().refresh_token;
+    assert!(first_refresh.is_some(), "a refresh token was issued");
+    let later = "2100-01-01T00:00:00Z";
+    let refreshed = tenure.run(&["--now", later, "token", "cli"]);
+    assert_eq!(refreshed.code, 0, "{refreshed:?}");
+    assert_eq!(provider.count("token_refresh_token"), 1);
+    let rotated = tenure.record().tokens.unwrap().refresh_token;
+    assert!(
+        rotated.is_some() && rotated != first_refresh,
+        "the rotated refresh token is kept"
+    );
+}
+
+/// `logout` drops the tokens and keeps the registration; `forget` deletes the registration at
+/// the server (MGMT-13), after which the server refuses it, and removes it locally.
+#[test]
+fn logout_keeps_the_registration_and_forget_deletes_it_at_the_server() {
+    let provider = Provider::start(&[]);
+    let tenure = Tenure::new("forget");
+    tenure.ok(&[
+        "add",
+        "svc",
+        "--issuer",
+        &provider.issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+    ]);
+    tenure.ok(&["token", "svc"]);
+    tenure.ok(&["logout", "svc"]);
+    let status = tenure.status("svc");
+    assert_eq!(status["identity"], "dcr", "logout keeps the registration");
+    assert_eq!(status["access_token_expires_at"], serde_json::Value::Null);
+    let record = tenure.record();
+    assert!(record.tokens.is_none());
+    let dcr = record.dcr.unwrap();
+
+    tenure.ok(&["forget", "svc"]);
+    assert_eq!(provider.count("deletes"), 1);
+    let (status, error) = client_credentials(
+        &provider,
+        &dcr.client_id,
+        dcr.client_secret.as_ref().unwrap().expose(),
+    );
+    assert_eq!((status, error.as_str()), (401, "invalid_client"));
+    let gone = tenure.run(&["token", "svc"]);
+    assert_eq!(gone.code, 2, "the client is gone locally too: {gone:?}");
+    assert!(gone.stderr.contains("tenure add svc"), "{gone:?}");
+}
+
+/// Registration with an RFC 7591 initial access token read from the environment.
+#[test]
+fn an_initial_access_token_opens_registration() {
+    let provider = Provider::start(&["--initial-access-token", "let-me-in"]);
+    let tenure = Tenure::new("iat");
+    tenure.ok(&[
+        "add",
+        "svc",
+        "--issuer",
+        &provider.issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+        "--initial-access-token-env",
+        "TENURE_TEST_IAT",
+    ]);
+    let refused = tenure.run_with(&["token", "svc"], &[("TENURE_TEST_IAT", "wrong")]);
+    assert_eq!(refused.code, 5, "{refused:?}");
+    assert!(
+        !refused.stderr.contains("wrong"),
+        "INV-12: no secret in errors"
+    );
+    let run = tenure.run_with(&["token", "svc"], &[("TENURE_TEST_IAT", "let-me-in")]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(provider.count("registrations"), 1);
+}
+
+/// Metadata whose issuer differs from the configured one is never used (DISC-4).
+#[test]
+fn an_issuer_mismatch_is_refused() {
+    let provider = Provider::start(&[]);
+    let tenure = Tenure::new("mismatch");
+    let wrong = provider.issuer.replace("127.0.0.1", "localhost");
+    tenure.ok(&[
+        "add",
+        "svc",
+        "--issuer",
+        &wrong,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+    ]);
+    let run = tenure.run(&["token", "svc"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("issuer"), "{run:?}");
+    assert_eq!(
+        provider.count("registrations"),
+        0,
+        "nothing registered with a wrong issuer"
+    );
+}
