@@ -327,3 +327,187 @@ fn an_issuer_mismatch_is_refused() {
         "nothing registered with a wrong issuer"
     );
 }
+
+/// Serves `body` (announcing `length` bytes when given) to up to `answers` requests on a
+/// free port, in a thread; returns the port.
+fn serve(body: String, answers: usize, length: Option<usize>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    serve_listener(listener, body, answers, length)
+}
+
+fn serve_on(port: u16, body: String, answers: usize) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    serve_listener(listener, body, answers, None);
+}
+
+fn serve_listener(
+    listener: std::net::TcpListener,
+    body: String,
+    answers: usize,
+    length: Option<usize>,
+) -> u16 {
+    use std::io::{Read, Write};
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(answers) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n",
+                length.unwrap_or(body.len())
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    });
+    port
+}
+
+/// A 10 MB metadata document is refused from its announced length, without reading it whole.
+#[test]
+fn a_ten_megabyte_metadata_document_is_refused() {
+    let port = serve("{".repeat(1024), 4, Some(10 * 1024 * 1024));
+    let tenure = Tenure::new("huge");
+    let issuer = format!("http://127.0.0.1:{port}");
+    tenure.ok(&[
+        "add",
+        "svc",
+        "--issuer",
+        &issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+    ]);
+    let run = tenure.run(&["token", "svc"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("limit"),
+        "the error names the size limit: {run:?}"
+    );
+}
+
+/// Every command works on a Redis store too (`--store redis://…`), and the record is there
+/// for a second process on the same store.
+#[test]
+fn the_cli_keeps_its_credentials_in_redis() {
+    let redis_port = free_port();
+    let _redis = support::Guard(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (Debian: apt-get install redis-server)"),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let provider = Provider::start(&[]);
+    let url = format!("redis://127.0.0.1:{redis_port}/0");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_tenure"))
+            .args(["--store", &url])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let added = run(&[
+        "add",
+        "svc",
+        "--issuer",
+        &provider.issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+    ]);
+    assert_eq!(added.0, Some(0), "{added:?}");
+    let first = run(&["token", "svc"]);
+    let second = run(&["token", "svc"]);
+    assert_eq!(first.0, Some(0));
+    assert_eq!(
+        first.1, second.1,
+        "the second process is served the stored token"
+    );
+    assert_eq!(provider.count("registrations"), 1);
+    assert_eq!(provider.count("token_client_credentials"), 1);
+    let status = run(&["--json", "status"]);
+    assert!(status.1.contains("\"identity\":\"dcr\""), "{status:?}");
+}
+
+/// A CIMD client id the server accepts: no registration request at all (CIMD-1), and the
+/// login completes with the document URL as the client id.
+#[test]
+fn a_cimd_client_id_is_used_without_registering() {
+    let provider = Provider::start(&["--cimd"]);
+    let redirect_port = free_port().to_string();
+    // The harness fetches https://127.0.0.1:P/… ids over plain http on the same port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let document_port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let client_id = format!("https://127.0.0.1:{document_port}/client.json");
+    let document = serde_json::json!({
+        "client_id": client_id,
+        "client_name": "Tenure CIMD test",
+        "redirect_uris": [format!("http://127.0.0.1:{redirect_port}/callback")],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    });
+    serve_on(document_port, document.to_string(), 8);
+    let tenure = Tenure::new("cimd");
+    tenure.ok(&[
+        "add",
+        "cimd",
+        "--issuer",
+        &provider.issuer,
+        "--scope",
+        "read",
+        "--cimd-url",
+        &client_id,
+        "--redirect-port",
+        &redirect_port,
+    ]);
+    let mut login = tenure
+        .command(&["login", "cimd", "--no-browser"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = login.stderr.take().unwrap();
+    let url = BufReader::new(stderr)
+        .lines()
+        .take(20)
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("open: ").map(str::to_string))
+        .expect("the authorization URL is printed");
+    assert!(url.contains("client_id=https%3A%2F%2F127.0.0.1"), "{url}");
+    complete_login(&url, &format!("http://127.0.0.1:{redirect_port}/callback"));
+    assert!(login.wait().unwrap().success());
+    assert_eq!(
+        provider.count("registrations"),
+        0,
+        "CIMD needs no registration"
+    );
+    assert_eq!(provider.count("token_authorization_code"), 1);
+    assert_eq!(tenure.status("cimd")["identity"], "cimd");
+}

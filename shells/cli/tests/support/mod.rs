@@ -326,3 +326,13 @@ fn base64(text: &str) -> String {
     }
     out
 }
+
+/// A child process killed when dropped, so a failing test leaves no server behind.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
