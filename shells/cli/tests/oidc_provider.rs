@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use support::{client_credentials, complete_login, free_port, Provider, Tenure};
@@ -188,21 +187,7 @@ fn a_public_client_logs_in_then_starts_warm_then_refreshes() {
         "--redirect-port",
         &port,
     ]);
-    let mut login = tenure
-        .command(&["login", "cli", "--no-browser"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = login.stderr.take().unwrap();
-    let mut url = String::new();
-    for line in BufReader::new(stderr).lines().take(20) {
-        let line = line.unwrap();
-        if let Some(found) = line.strip_prefix("open: ") {
-            url = found.to_string();
-            break;
-        }
-    }
+    let (mut login, url) = tenure.start_login("cli");
     assert!(
         url.contains("code_challenge_method=S256"),
         "PKCE S256: {url}"
@@ -487,19 +472,7 @@ fn a_cimd_client_id_is_used_without_registering() {
         "--redirect-port",
         &redirect_port,
     ]);
-    let mut login = tenure
-        .command(&["login", "cimd", "--no-browser"])
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = login.stderr.take().unwrap();
-    let url = BufReader::new(stderr)
-        .lines()
-        .take(20)
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("open: ").map(str::to_string))
-        .expect("the authorization URL is printed");
+    let (mut login, url) = tenure.start_login("cimd");
     assert!(url.contains("client_id=https%3A%2F%2F127.0.0.1"), "{url}");
     complete_login(&url, &format!("http://127.0.0.1:{redirect_port}/callback"));
     assert!(login.wait().unwrap().success());

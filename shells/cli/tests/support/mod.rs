@@ -270,6 +270,25 @@ impl Tenure {
         run
     }
 
+    /// Starts `tenure login NAME --no-browser` and reads the authorization URL it prints
+    /// (`open: URL` on stderr); the login then waits for its callback.
+    pub fn start_login(&self, name: &str) -> (Child, String) {
+        let mut login = self
+            .command(&["login", name, "--no-browser"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the tenure binary runs");
+        let stderr = login.stderr.take().unwrap();
+        let url = BufReader::new(stderr)
+            .lines()
+            .take(20)
+            .map_while(Result::ok)
+            .find_map(|line| line.strip_prefix("open: ").map(str::to_string))
+            .expect("tenure login prints the authorization URL as `open: URL`");
+        (login, url)
+    }
+
     /// `tenure status NAME --json`, parsed.
     pub fn status(&self, name: &str) -> Value {
         let run = self.ok(&["--json", "status", name]);
