@@ -12,6 +12,7 @@ use tenure_core::{Error, Operation, Status, Timestamp};
 use tenure_store::Store;
 use tenure_tokio::browser::BrowserMode;
 use tenure_tokio::driver::{Clock, Options, Outcome, Tenure};
+use tenure_tokio::recorder::Recorder;
 
 use crate::exit;
 use crate::profile::Profile;
@@ -24,6 +25,8 @@ pub struct Context {
     pub json: bool,
     /// The clock (`--now` shifts it).
     pub clock: Clock,
+    /// `--record FILE`: where to append the exchanges as a provider trace.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// A failure that ends a command: the message for stderr and the exit code.
@@ -166,6 +169,45 @@ pub async fn operate(
     }
 }
 
+/// `tenure replay TRACE…`: plays each recorded trace back to the core and prints a summary;
+/// any divergence makes the exit code 3.
+pub fn replay(files: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
+    let mut diverged = false;
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::other(format!("cannot read {}: {e}", file.display())))?;
+        let summary = tenure_sim::replay::parse(&text)
+            .and_then(|trace| tenure_sim::replay::replay(&trace))
+            .map_err(|e| Failure::usage(format!("{} is not a valid trace: {e}", file.display())))?;
+        diverged |= summary.diverged.is_some();
+        if json {
+            let mut value = summary.to_json();
+            value["file"] = json!(file.display().to_string());
+            println!("{value}");
+        } else {
+            println!(
+                "{}: {}, {} requests ({} registrations, {} renewals, {} refreshes)",
+                file.display(),
+                summary.outcome,
+                summary.requests.len(),
+                summary.registrations,
+                summary.renewals,
+                summary.refreshes
+            );
+            if let Some(error) = &summary.error {
+                println!("  error: {error}");
+            }
+            if let Some(why) = &summary.diverged {
+                println!("  diverged: {why}");
+            }
+        }
+    }
+    if diverged {
+        return Err(Failure::new(exit::DIVERGED, ""));
+    }
+    Ok(())
+}
+
 /// `tenure status [NAME]`.
 pub async fn status(context: &Context, name: Option<&str>) -> Result<(), Failure> {
     let names = match name {
@@ -293,11 +335,28 @@ async fn start(
         browser,
         clock: context.clock,
         known_key: profile.key.clone(),
+        recorder: recorder(context, profile)?,
         ..Options::default()
     };
     Tenure::start(config, context.store.clone(), options)
         .await
         .map_err(Failure::other)
+}
+
+/// The recorder for `--record FILE`; a new file starts with the `config` line.
+fn recorder(context: &Context, profile: &Profile) -> Result<Option<Recorder>, Failure> {
+    let Some(path) = &context.record else {
+        return Ok(None);
+    };
+    let fresh = std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(true);
+    let recorder = Recorder::open(path)
+        .map_err(|e| Failure::other(format!("cannot write the trace {}: {e}", path.display())))?;
+    if fresh {
+        recorder.config(profile.trace_config());
+    }
+    Ok(Some(recorder))
 }
 
 /// Keeps the record's key in the profile, so a resource-configured client finds it again.

@@ -49,6 +49,10 @@ struct Cli {
     /// directory) or redis://HOST:PORT/DB, or redis-sentinel://HOST:PORT/MASTER/DB.
     #[arg(long, global = true, value_name = "PATH|URL")]
     store: Option<String>,
+    /// Append every exchange with the server to FILE as a provider trace (secrets replaced),
+    /// for `tenure replay`.
+    #[arg(long, global = true, value_name = "FILE")]
+    record: Option<PathBuf>,
     /// Pretend the clock says this (RFC 3339); for tests.
     #[arg(long, global = true, hide = true, value_name = "RFC3339")]
     now: Option<String>,
@@ -97,6 +101,13 @@ enum Commands {
     Forget {
         /// The client's name.
         name: String,
+    },
+    /// Play recorded provider traces back to the core and print what the client did; exits 3
+    /// when the client sent a request a trace has no answer for.
+    Replay {
+        /// Trace files (JSON Lines).
+        #[arg(required = true, value_name = "TRACE.jsonl")]
+        traces: Vec<PathBuf>,
     },
 }
 
@@ -185,8 +196,12 @@ impl AddArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Commands::Demo = cli.command {
-        return ExitCode::from(demo::run(cli.json));
+    match &cli.command {
+        Commands::Demo => return ExitCode::from(demo::run(cli.json)),
+        Commands::Replay { traces } => {
+            return finish(commands::replay(traces, cli.json));
+        }
+        _ => {}
     }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -199,10 +214,14 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    match runtime.block_on(run(cli)) {
+    finish(runtime.block_on(run(cli)))
+}
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(failure) => {
-            if failure.code == exit::USAGE || !failure.message.is_empty() {
+            if !failure.message.is_empty() {
                 eprintln!("error: {}", failure.message);
             }
             ExitCode::from(failure.code)
@@ -234,9 +253,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         store,
         json: cli.json,
         clock,
+        record: cli.record,
     };
     match cli.command {
-        Commands::Demo => unreachable!("handled before the runtime starts"),
+        Commands::Demo | Commands::Replay { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Commands::Add(args) => commands::add(&context, args.into_profile()).await,
         Commands::Login { name, no_browser } => {
             let browser = if no_browser {

@@ -121,6 +121,41 @@ impl Profile {
         Ok(config)
     }
 
+    /// The `client` object of a trace's `config` line (design §7): the options of `tenure add`
+    /// with dashes as underscores. Secrets are not written; placeholders stand in for them.
+    pub fn trace_config(&self) -> serde_json::Value {
+        let mut client = serde_json::json!({
+            "name": self.name,
+            "scope": self.scope,
+            "grant": self.grant.as_str(),
+            "redirect_port": self.redirect_port,
+        });
+        let mut set = |name: &str, value: Option<serde_json::Value>| {
+            if let Some(value) = value {
+                client[name] = value;
+            }
+        };
+        set("issuer", self.issuer.clone().map(Into::into));
+        set("resource", self.resource.clone().map(Into::into));
+        set("client_id", self.client_id.clone().map(Into::into));
+        set("cimd_url", self.cimd_url.clone().map(Into::into));
+        set("auth_method", self.auth_method.map(|m| m.as_str().into()));
+        set("renew_within", self.renew_within_secs.map(Into::into));
+        set(
+            "client_secret",
+            self.client_secret_env
+                .as_ref()
+                .map(|_| "recorded-client_secret-0".into()),
+        );
+        set(
+            "initial_access_token",
+            self.initial_access_token_env
+                .as_ref()
+                .map(|_| "recorded-initial_access_token-0".into()),
+        );
+        client
+    }
+
     fn secret_from(
         &self,
         variable: &Option<String>,

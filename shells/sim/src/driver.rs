@@ -13,7 +13,7 @@ use tenure_core::{
     Record, RequestKind, Secret, Timestamp,
 };
 
-use crate::provider::{Reply, SimulatedProvider};
+use crate::provider::{Reply, Server, SimulatedProvider};
 use crate::store::SimStore;
 
 /// How many commands and clock jumps one operation may take before it counts as a livelock.
@@ -30,6 +30,9 @@ pub enum Browser {
     /// Follow, but deliver this query to the callback instead (an attacker's or a stale one);
     /// `{state}` is replaced by the state the client sent.
     Deliver(String),
+    /// Do not ask the server at all: deliver these queries to the callback, one per browser
+    /// step, in order (a recorded trace's `callback` lines); `{state}` as above.
+    Script(std::collections::VecDeque<String>),
 }
 
 /// How an operation ended.
@@ -167,14 +170,15 @@ pub fn operation_name(op: Operation) -> &'static str {
     }
 }
 
-/// A client, a simulated provider and a store, in virtual time.
+/// A client, a server and a store, in virtual time. The server is the simulated provider
+/// unless another [`Server`] is given (a recorded trace, for replay).
 #[derive(Debug)]
-pub struct Simulation {
+pub struct Simulation<S = SimulatedProvider> {
     now: Timestamp,
     config: ClientConfig,
     client: Client,
-    /// The simulated authorization server.
-    pub provider: SimulatedProvider,
+    /// The authorization server.
+    pub provider: S,
     /// The store, which outlives client restarts.
     pub store: SimStore,
     /// What the browser does.
@@ -188,9 +192,9 @@ pub struct Simulation {
     next_op: u64,
 }
 
-impl Simulation {
+impl<S: Server> Simulation<S> {
     /// A simulation at `now` with an empty store; the client has started.
-    pub fn new(config: ClientConfig, provider: SimulatedProvider, now: Timestamp) -> Self {
+    pub fn new(config: ClientConfig, provider: S, now: Timestamp) -> Self {
         let mut simulation = Simulation {
             now,
             client: Client::new(config.clone()),
@@ -431,8 +435,26 @@ impl Simulation {
     /// The user's browser: ask the authorization endpoint, follow its redirect to the
     /// loopback callback.
     fn browse(&mut self, url: &str) {
-        if self.browser == Browser::Never {
-            return;
+        let state = || {
+            url::Url::parse(url)
+                .ok()
+                .and_then(|u| {
+                    u.query_pairs()
+                        .find(|(k, _)| k == "state")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .unwrap_or_default()
+        };
+        match &mut self.browser {
+            Browser::Never => return,
+            Browser::Script(queries) => {
+                if let Some(template) = queries.pop_front() {
+                    let query = template.replace("{state}", &state());
+                    self.client.handle(self.now, Input::Callback { query });
+                }
+                return;
+            }
+            _ => {}
         }
         let Ok(request) = http::Request::get(url).body(Vec::new()) else {
             return;
@@ -453,17 +475,7 @@ impl Simulation {
             return;
         }
         let query = match &self.browser {
-            Browser::Deliver(template) => {
-                let state = url::Url::parse(url)
-                    .ok()
-                    .and_then(|u| {
-                        u.query_pairs()
-                            .find(|(k, _)| k == "state")
-                            .map(|(_, v)| v.into_owned())
-                    })
-                    .unwrap_or_default();
-                template.replace("{state}", &state)
-            }
+            Browser::Deliver(template) => template.replace("{state}", &state()),
             _ => query.to_string(),
         };
         self.client.handle(self.now, Input::Callback { query });

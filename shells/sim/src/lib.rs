@@ -9,12 +9,14 @@
 //! ```
 //!
 //! Everything is deterministic: the same configuration, seeds and script always produce the
-//! same requests, answers and timeline. `tenure demo` and the lifecycle tests are built on it.
+//! same requests, answers and timeline. `tenure demo` and the lifecycle tests are built on it,
+//! and [`replay`] plays recorded provider traces (design §7) back to the core the same way.
 
 pub mod driver;
 pub mod provider;
+pub mod replay;
 pub mod store;
 
 pub use driver::{Browser, Entry, Outcome, SimError, Simulation, What};
-pub use provider::{Endpoint, Fault, ProviderConfig, Reply, SimulatedProvider};
+pub use provider::{Endpoint, Fault, ProviderConfig, Reply, Server, SimulatedProvider};
 pub use store::SimStore;

@@ -322,6 +322,19 @@ pub struct SimulatedProvider {
     ledger: BTreeMap<String, Issued>,
 }
 
+/// Something that answers the client's HTTP requests in virtual time: the simulated provider,
+/// or a recorded trace played back ([`crate::replay`]).
+pub trait Server {
+    /// Answers one request at virtual time `now`.
+    fn handle(&mut self, now: Timestamp, request: &http::Request<Vec<u8>>) -> Reply;
+}
+
+impl Server for SimulatedProvider {
+    fn handle(&mut self, now: Timestamp, request: &http::Request<Vec<u8>>) -> Reply {
+        SimulatedProvider::handle(self, now, request)
+    }
+}
+
 impl fmt::Debug for SimulatedProvider {
     /// Names the server and counts; issued credentials stay out of the output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use crate::browser::{show, BrowserMode};
 use crate::callback::CallbackListener;
 use crate::http::{HttpClient, Timeouts};
+use crate::recorder::Recorder;
 
 /// Wall-clock time, optionally shifted (the CLI's hidden `--now` for tests).
 #[derive(Clone, Copy, Debug, Default)]
@@ -66,6 +67,8 @@ pub struct Options {
     /// The key the record was stored under last time, when the configuration alone cannot
     /// tell (a client configured by resource learns its issuer by discovery).
     pub known_key: Option<ClientKey>,
+    /// Where to record the exchanges as a provider trace (design §7), if anywhere.
+    pub recorder: Option<Recorder>,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             timeouts: Timeouts::default(),
             clock: Clock::system(),
             known_key: None,
+            recorder: None,
         }
     }
 }
@@ -229,6 +233,9 @@ impl Driver {
         let (redirects, mut redirected) = mpsc::unbounded_channel::<Input>();
         let mut listener: Option<tokio::task::JoinHandle<()>> = None;
         let mut callers_gone = false;
+        if let Some(recorder) = &self.options.recorder {
+            recorder.start(self.options.clock.now());
+        }
         self.client
             .handle(self.options.clock.now(), Input::Start { stored });
         loop {
@@ -258,7 +265,12 @@ impl Driver {
                     }
                 },
                 Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => joined.ok(),
-                Some(input) = redirected.recv() => Some(input),
+                Some(input) = redirected.recv() => {
+                    if let (Some(recorder), Input::Callback { query }) = (&self.options.recorder, &input) {
+                        recorder.callback(query);
+                    }
+                    Some(input)
+                }
                 _ = sleep_until(wake), if wake.is_some() => Some(Input::Tick),
             };
             if let Some(input) = input {
@@ -274,6 +286,9 @@ impl Driver {
                 let id = OpId(self.next_op);
                 self.waiters.insert(id, reply);
                 tracing::debug!(?op, "operation asked for");
+                if let Some(recorder) = &self.options.recorder {
+                    recorder.op(op.as_str(), self.options.clock.now());
+                }
                 Some(Input::Operation { id, op })
             }
             Message::Status(reply) => {
@@ -294,11 +309,16 @@ impl Driver {
         match command {
             Command::Http { id, kind, request } => {
                 let http = self.http.clone();
-                tracing::info!(?kind, method = %request.method(), url = %sanitize(&request.uri().to_string()), "request");
+                let recorder = self.options.recorder.clone();
+                let (method, url) = (request.method().to_string(), request.uri().to_string());
+                tracing::info!(?kind, %method, url = %sanitize(&url), "request");
                 in_flight.spawn(async move {
                     match http.send(request, kind.body_limit()).await {
                         Ok(response) => {
                             tracing::info!(?kind, status = response.status().as_u16(), "answer");
+                            if let Some(recorder) = recorder {
+                                recorder.response(&method, &url, &response);
+                            }
                             Input::HttpResponse { id, response }
                         }
                         Err(error) => {

@@ -50,12 +50,18 @@ impl Recorder {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
+        // Several processes append to one trace (a restart is a `start` line): go on from
+        // the placeholders already in the file, so a new secret never reuses an old name.
+        let counters = match std::fs::read_to_string(path) {
+            Ok(text) => placeholders_in(&text),
+            Err(_) => HashMap::new(),
+        };
         let file = options.open(path)?;
         Ok(Recorder {
             inner: Arc::new(Mutex::new(Inner {
                 file,
                 placeholders: HashMap::new(),
-                counters: HashMap::new(),
+                counters,
             })),
         })
     }
@@ -138,6 +144,28 @@ impl Recorder {
     }
 }
 
+/// The highest placeholder number of each kind in `text`.
+fn placeholders_in(text: &str) -> HashMap<&'static str, u32> {
+    let mut counters = HashMap::new();
+    for kind in SECRET_MEMBERS {
+        let prefix = format!("recorded-{kind}-");
+        let highest = text
+            .match_indices(&prefix)
+            .filter_map(|(at, _)| {
+                let digits: String = text[at + prefix.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                digits.parse::<u32>().ok()
+            })
+            .max();
+        if let Some(highest) = highest {
+            counters.insert(kind, highest);
+        }
+    }
+    counters
+}
+
 impl Inner {
     fn write(&mut self, line: &Value) {
         // A failed write loses a trace line, never a credential: warn and go on.
@@ -184,7 +212,7 @@ impl Inner {
 mod tests {
     use super::*;
 
-    fn lines(path: &Path) -> Vec<Value> {
+    fn read_lines(path: &Path) -> Vec<Value> {
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
@@ -215,7 +243,7 @@ mod tests {
         for secret in ["TOPSECRET", "RAT1", "RAT2", "CODE1", "abc"] {
             assert!(!text.contains(secret), "{secret} leaked");
         }
-        let lines = lines(&path);
+        let lines = read_lines(&path);
         assert_eq!(
             lines[0]["body"]["client_secret"],
             "recorded-client_secret-1"
@@ -239,6 +267,25 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+
+        // A second process appending to the same trace never reuses a placeholder.
+        let again = Recorder::open(&path).unwrap();
+        again.response(
+            "POST",
+            "https://as.example.com/reg",
+            &answer(
+                r#"{"client_id":"c2","client_secret":"OTHER","registration_access_token":"RAT3"}"#,
+            ),
+        );
+        let appended = read_lines(&path);
+        assert_eq!(
+            appended[3]["body"]["client_secret"],
+            "recorded-client_secret-2"
+        );
+        assert_eq!(
+            appended[3]["body"]["registration_access_token"],
+            "recorded-registration_access_token-3"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
