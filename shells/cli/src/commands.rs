@@ -27,6 +27,8 @@ pub struct Context {
     pub clock: Clock,
     /// `--record FILE`: where to append the exchanges as a provider trace.
     pub record: Option<std::path::PathBuf>,
+    /// `--http-timeout`: connect and total timeouts of every request.
+    pub timeouts: tenure_tokio::http::Timeouts,
 }
 
 /// A failure that ends a command: the message for stderr and the exit code.
@@ -336,7 +338,7 @@ async fn start(
         clock: context.clock,
         known_key: profile.key.clone(),
         recorder: recorder(context, profile)?,
-        ..Options::default()
+        timeouts: context.timeouts,
     };
     Tenure::start(config, context.store.clone(), options)
         .await

@@ -53,6 +53,11 @@ struct Cli {
     /// for `tenure replay`.
     #[arg(long, global = true, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// Give up on a request to the server after this many seconds (the whole exchange,
+    /// body included); connecting may take at most a third of it.
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    http_timeout: u64,
     /// Pretend the clock says this (RFC 3339); for tests.
     #[arg(long, global = true, hide = true, value_name = "RFC3339")]
     now: Option<String>,
@@ -254,6 +259,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         json: cli.json,
         clock,
         record: cli.record,
+        timeouts: tenure_tokio::http::Timeouts {
+            connect: std::time::Duration::from_secs(cli.http_timeout.div_ceil(3)),
+            total: std::time::Duration::from_secs(cli.http_timeout),
+        },
     };
     match cli.command {
         Commands::Demo | Commands::Replay { .. } => {

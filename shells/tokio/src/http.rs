@@ -118,8 +118,14 @@ impl HttpClient {
 }
 
 /// A transport error in words, without the URL (reqwest's text can carry the query).
-fn describe(error: &reqwest::Error) -> &'static str {
-    if error.is_timeout() {
+fn describe(error: &reqwest::Error) -> String {
+    if let Some(tls) = certificate_problem(error) {
+        return format!(
+            "the server's TLS certificate was refused ({tls}); check that the URL names the \
+             right host and that its certificate is issued by a trusted authority"
+        );
+    }
+    let words = if error.is_timeout() {
         "timed out"
     } else if error.is_connect() {
         "could not connect"
@@ -129,7 +135,22 @@ fn describe(error: &reqwest::Error) -> &'static str {
         "the request could not be sent"
     } else {
         "the exchange failed"
+    };
+    words.to_string()
+}
+
+/// rustls's words for a refused certificate, found among the error's causes. They name the
+/// problem (unknown issuer, expired, wrong name), never a URL or a secret.
+fn certificate_problem(error: &reqwest::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if text.contains("certificate") {
+            return Some(text);
+        }
+        cause = current.source();
     }
+    None
 }
 
 #[cfg(test)]
