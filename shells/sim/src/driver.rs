@@ -190,6 +190,7 @@ pub struct Simulation<S = SimulatedProvider> {
     timeline: Vec<Entry>,
     requests: Vec<SentRequest>,
     next_op: u64,
+    inputs: u64,
 }
 
 impl<S: Server> Simulation<S> {
@@ -207,6 +208,7 @@ impl<S: Server> Simulation<S> {
             timeline: Vec::new(),
             requests: Vec::new(),
             next_op: 0,
+            inputs: 0,
         };
         simulation.start();
         simulation
@@ -240,6 +242,17 @@ impl<S: Server> Simulation<S> {
     /// Every request sent so far, in order.
     pub fn requests(&self) -> &[SentRequest] {
         &self.requests
+    }
+
+    /// How many inputs the core has handled (the benchmark's unit of work).
+    pub fn inputs_handled(&self) -> u64 {
+        self.inputs
+    }
+
+    /// Hands the core one input at the current virtual time.
+    fn feed(&mut self, input: Input) {
+        self.inputs += 1;
+        self.client.handle(self.now, input);
     }
 
     /// How many requests of `kind` were sent.
@@ -280,7 +293,7 @@ impl<S: Server> Simulation<S> {
         self.note(What::Start {
             stored: stored.is_some(),
         });
-        self.client.handle(self.now, Input::Start { stored });
+        self.feed(Input::Start { stored });
         // A start only reports state; nothing else can be asked of the shell yet.
         while let Some(command) = self.client.poll_command() {
             let _ = self.carry_out(command);
@@ -301,8 +314,7 @@ impl<S: Server> Simulation<S> {
             self.next_op += 1;
             let id = OpId(self.next_op);
             self.note(What::Operation(*op));
-            self.client
-                .handle(self.now, Input::Operation { id, op: *op });
+            self.feed(Input::Operation { id, op: *op });
             pending.push((id, None));
         }
         for _ in 0..self.step_limit {
@@ -320,7 +332,7 @@ impl<S: Server> Simulation<S> {
             match self.client.poll_timeout() {
                 Some(at) => {
                     self.now = self.now.max(at);
-                    self.client.handle(self.now, Input::Tick);
+                    self.feed(Input::Tick);
                 }
                 None => return Err(SimError::Stalled),
             }
@@ -372,7 +384,7 @@ impl<S: Server> Simulation<S> {
                 };
                 self.requests.push(sent.clone());
                 self.note(What::Request(sent));
-                self.client.handle(self.now, input);
+                self.feed(input);
                 None
             }
             Command::Store { id: store_id, op } => {
@@ -384,13 +396,10 @@ impl<S: Server> Simulation<S> {
                 {
                     self.note(What::Stored(record.generation));
                 }
-                self.client.handle(
-                    self.now,
-                    Input::Store {
-                        id: store_id,
-                        result,
-                    },
-                );
+                self.feed(Input::Store {
+                    id: store_id,
+                    result,
+                });
                 None
             }
             Command::OpenBrowser { url } => {
@@ -450,7 +459,7 @@ impl<S: Server> Simulation<S> {
             Browser::Script(queries) => {
                 if let Some(template) = queries.pop_front() {
                     let query = template.replace("{state}", &state());
-                    self.client.handle(self.now, Input::Callback { query });
+                    self.feed(Input::Callback { query });
                 }
                 return;
             }
@@ -478,7 +487,7 @@ impl<S: Server> Simulation<S> {
             Browser::Deliver(template) => template.replace("{state}", &state()),
             _ => query.to_string(),
         };
-        self.client.handle(self.now, Input::Callback { query });
+        self.feed(Input::Callback { query });
     }
 
     fn note(&mut self, what: What) {

@@ -1,0 +1,257 @@
+//! What Tenure's end-to-end tests share, whichever crate they live in: the real test
+//! authorization server (`testing/oidc-provider`, started on 127.0.0.1 and stopped when
+//! dropped), a tiny HTTP/1.1 client for loopback URLs that never follows redirects, a
+//! "browser" that follows a login's redirects to the loopback callback, and child processes
+//! that are killed when the test ends.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The repository's root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A running oidc-provider, stopped when dropped (its stdin closing stops it too, so it
+/// never outlives a test process that dies).
+pub struct Provider {
+    pub issuer: String,
+    child: Child,
+    _stdin: ChildStdin,
+}
+
+impl Provider {
+    /// Starts the test authorization server with `flags` (see its README) and waits, bounded,
+    /// for its `ready` line.
+    pub fn start(flags: &[&str]) -> Provider {
+        let dir = root().join("testing/oidc-provider");
+        assert!(
+            dir.join("node_modules/oidc-provider").exists(),
+            "the test authorization server is not installed: run `npm ci` in {} \
+             (scripts/test does it)",
+            dir.display()
+        );
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .args(flags)
+            .current_dir(&dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start node: install Node.js to run these tests");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("oidc-provider did not say `ready` within 30 s");
+        let issuer = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("oidc-provider said `{line}` instead of `ready URL`"))
+            .to_string();
+        Provider {
+            issuer,
+            child,
+            _stdin: stdin,
+        }
+    }
+
+    /// What the server counted (`/__admin/counts`).
+    pub fn counts(&self) -> Value {
+        let (status, _, body) = request("GET", &format!("{}/__admin/counts", self.issuer), &[], "");
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// One counter.
+    pub fn count(&self, name: &str) -> u64 {
+        self.counts()[name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no counter {name}"))
+    }
+
+    /// Makes RFC 7592 updates fail (500) or succeed again.
+    pub fn fail_updates(&self, on: bool) {
+        let url = format!("{}/__admin/fail-updates?on={}", self.issuer, u8::from(on));
+        assert_eq!(request("POST", &url, &[], "").0, 200);
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 request to a loopback URL; never follows redirects. Returns the status,
+/// the headers (names lowercase) and the body.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    let rest = url
+        .strip_prefix("http://")
+        .expect("loopback http URLs only");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut stream = TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect::<Vec<_>>();
+    let body = if headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"))
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, headers, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Follows the authorization URL's redirects as a browser would, until one points at the
+/// loopback callback `callback_prefix`; then calls it (Tenure's listener answers) and returns
+/// its query. Bounded to 10 hops.
+pub fn complete_login(authorization_url: &str, callback_prefix: &str) -> String {
+    let mut url = authorization_url.to_string();
+    for _ in 0..10 {
+        let (status, headers, body) = request("GET", &url, &[], "");
+        if url.starts_with(callback_prefix) {
+            assert_eq!(
+                status, 200,
+                "the loopback callback answered {status}: {body}"
+            );
+            return url
+                .split_once('?')
+                .map(|(_, q)| q.to_string())
+                .unwrap_or_default();
+        }
+        let location = headers
+            .iter()
+            .find(|(n, _)| n == "location")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{url} answered {status} without a redirect: {body}"));
+        url = if location.starts_with("http") {
+            location
+        } else {
+            let origin: String = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+            format!("{origin}{location}")
+        };
+    }
+    panic!("the login did not reach the callback within 10 redirects");
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A client-credentials token request made directly at the server with `id` and `secret`
+/// (basic auth); returns the status and the `error` member.
+pub fn client_credentials(provider: &Provider, id: &str, secret: &str) -> (u16, String) {
+    let credentials = base64(&format!("{id}:{secret}"));
+    let authorization = format!("Basic {credentials}");
+    let (status, _, body) = request(
+        "POST",
+        &format!("{}/token", provider.issuer),
+        &[
+            ("Authorization", &authorization),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        "grant_type=client_credentials&scope=read",
+    );
+    let error = serde_json::from_str::<Value>(&body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    (status, error)
+}
+
+fn base64(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A child process killed when dropped, so a failing test leaves no server behind.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
