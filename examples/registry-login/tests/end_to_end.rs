@@ -1,0 +1,222 @@
+//! `registry-login` end to end: a real authorization server (oidc-provider), a tiny registry
+//! that checks tokens by introspecting them at that server, and the binary driven as a user
+//! drives it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use tenure_test_harness::{complete_login, free_port, request, Provider};
+
+/// A registry on 127.0.0.1: `/pkg/...` for any active token, `/private/...` forbidden to
+/// everyone, 401 without an active token. Tokens are checked at the server's introspection
+/// endpoint with a client of the registry's own.
+fn start_registry(provider: &Provider) -> String {
+    let (status, _, body) = request(
+        "POST",
+        &format!("{}/reg", provider.issuer),
+        &[("Content-Type", "application/json")],
+        r#"{"grant_types":["client_credentials"],"response_types":[],"redirect_uris":[],"token_endpoint_auth_method":"client_secret_post"}"#,
+    );
+    assert_eq!(
+        status, 201,
+        "registering the registry's introspection client: {body}"
+    );
+    let client: Value = serde_json::from_str(&body).unwrap();
+    let (id, secret) = (
+        client["client_id"].as_str().unwrap().to_string(),
+        client["client_secret"].as_str().unwrap().to_string(),
+    );
+    let introspection = format!("{}/token/introspection", provider.issuer);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(200) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 8192];
+            let n = stream.read(&mut buffer).unwrap_or(0);
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let token = text
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("authorization")
+                        .then(|| value.trim().strip_prefix("Bearer ").map(str::to_string))?
+                })
+                .unwrap_or_default();
+            let form = format!("token={token}&client_id={id}&client_secret={secret}");
+            let (_, _, answer) = request(
+                "POST",
+                &introspection,
+                &[("Content-Type", "application/x-www-form-urlencoded")],
+                &form,
+            );
+            let active = serde_json::from_str::<Value>(&answer)
+                .map(|v| v["active"] == true)
+                .unwrap_or(false);
+            let (status, body) = match (active, path.starts_with("/private")) {
+                (false, _) => ("401 Unauthorized", "no valid token"),
+                (true, true) => ("403 Forbidden", "not for you"),
+                (true, false) => ("200 OK", "package contents"),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+struct Cli {
+    config: PathBuf,
+    data: PathBuf,
+}
+
+impl Cli {
+    fn new() -> Cli {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("registry-login-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        Cli {
+            config: dir.join("config/config.json"),
+            data: dir.join("data"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_registry-login"));
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data")
+            .arg(&self.data)
+            .args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = self.command(args).output().unwrap();
+        (
+            status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn login_fetch_refresh_forbidden_logout_and_non_interactive_errors() {
+    // Access tokens of 20 s are inside Tenure's 30 s margin at once, so every use refreshes:
+    // the transparent refresh is exercised on every call.
+    let provider = Provider::start(&["--access-token-ttl", "20"]);
+    let registry = start_registry(&provider);
+    let cli = Cli::new();
+
+    let (code, _, stderr) = cli.run(&["token", &registry]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("registry-login login {registry} --issuer")),
+        "{stderr}"
+    );
+
+    let port = free_port().to_string();
+    let mut login = cli
+        .command(&[
+            "login",
+            &registry,
+            "--issuer",
+            &provider.issuer,
+            "--scope",
+            "read",
+            "--scope",
+            "offline_access",
+            "--redirect-port",
+            &port,
+            "--no-browser",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = BufReader::new(login.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take(20)
+        .find_map(|l| l.strip_prefix("open: ").map(str::to_string))
+        .expect("the login URL is printed");
+    complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
+    assert!(login.wait().unwrap().success());
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&cli.config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the configuration file is private");
+    }
+
+    let (code, body, stderr) = cli.run(&["get", &registry, "/pkg/left-pad"]);
+    assert_eq!((code, body.as_str()), (0, "package contents"), "{stderr}");
+    let refreshes = provider.count("token_refresh_token");
+    assert!(
+        refreshes >= 1,
+        "the near-expiry token was refreshed transparently"
+    );
+    let (code, body, _) = cli.run(&["get", &registry, "/pkg/left-pad"]);
+    assert_eq!((code, body.as_str()), (0, "package contents"));
+    assert!(
+        provider.count("token_refresh_token") > refreshes,
+        "refreshed again"
+    );
+
+    let (code, _, stderr) = cli.run(&["get", &registry, "/private/secret-pkg"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("403") && stderr.contains("lacks permission"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = cli.run(&["logout", &registry]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = cli.run(&["token", &registry]);
+    assert_eq!(
+        code, 4,
+        "non-interactive use after logout must not open a browser: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("run `registry-login login {registry}`")),
+        "{stderr}"
+    );
+    let config = std::fs::read_to_string(&cli.config).unwrap();
+    assert!(config.contains(&registry), "logout keeps the configuration");
+    assert_eq!(
+        provider.count("registrations"),
+        2,
+        "one for the registry, one for us"
+    );
+}
+
+#[test]
+fn plain_http_off_loopback_is_refused_before_anything_is_sent() {
+    let cli = Cli::new();
+    let (code, _, stderr) = cli.run(&[
+        "login",
+        "http://registry.example.com",
+        "--issuer",
+        "https://auth.example.com",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not https"), "{stderr}");
+    assert!(
+        !cli.config.exists(),
+        "nothing is written for a refused login"
+    );
+}
