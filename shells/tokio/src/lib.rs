@@ -18,3 +18,8 @@ pub mod http;
 pub mod recorder;
 
 pub use tenure_core as core;
+
+/// The README's "Embedding Tenure" snippets, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeSnippets;
