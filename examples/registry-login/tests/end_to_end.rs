@@ -2,75 +2,11 @@
 //! that checks tokens by introspecting them at that server, and the binary driven as a user
 //! drives it.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
-use tenure_test_harness::{complete_login, free_port, request, Provider};
-
-/// A registry on 127.0.0.1: `/pkg/...` for any active token, `/private/...` forbidden to
-/// everyone, 401 without an active token. Tokens are checked at the server's introspection
-/// endpoint with a client of the registry's own.
-fn start_registry(provider: &Provider) -> String {
-    let (status, _, body) = request(
-        "POST",
-        &format!("{}/reg", provider.issuer),
-        &[("Content-Type", "application/json")],
-        r#"{"grant_types":["client_credentials"],"response_types":[],"redirect_uris":[],"token_endpoint_auth_method":"client_secret_post"}"#,
-    );
-    assert_eq!(
-        status, 201,
-        "registering the registry's introspection client: {body}"
-    );
-    let client: Value = serde_json::from_str(&body).unwrap();
-    let (id, secret) = (
-        client["client_id"].as_str().unwrap().to_string(),
-        client["client_secret"].as_str().unwrap().to_string(),
-    );
-    let introspection = format!("{}/token/introspection", provider.issuer);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(200) {
-            let Ok(mut stream) = stream else { continue };
-            let mut buffer = [0u8; 8192];
-            let n = stream.read(&mut buffer).unwrap_or(0);
-            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-            let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let token = text
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("authorization")
-                        .then(|| value.trim().strip_prefix("Bearer ").map(str::to_string))?
-                })
-                .unwrap_or_default();
-            let form = format!("token={token}&client_id={id}&client_secret={secret}");
-            let (_, _, answer) = request(
-                "POST",
-                &introspection,
-                &[("Content-Type", "application/x-www-form-urlencoded")],
-                &form,
-            );
-            let active = serde_json::from_str::<Value>(&answer)
-                .map(|v| v["active"] == true)
-                .unwrap_or(false);
-            let (status, body) = match (active, path.starts_with("/private")) {
-                (false, _) => ("401 Unauthorized", "no valid token"),
-                (true, true) => ("403 Forbidden", "not for you"),
-                (true, false) => ("200 OK", "package contents"),
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
-}
+use tenure_test_harness::{complete_login, free_port, start_resource_server, Provider};
 
 struct Cli {
     config: PathBuf,
@@ -118,7 +54,8 @@ fn login_fetch_refresh_forbidden_logout_and_non_interactive_errors() {
     // Access tokens of 20 s are inside Tenure's 30 s margin at once, so every use refreshes:
     // the transparent refresh is exercised on every call.
     let provider = Provider::start(&["--access-token-ttl", "20"]);
-    let registry = start_registry(&provider);
+    // The registry: `/private/...` is forbidden to everyone, the rest needs a valid token.
+    let registry = start_resource_server(&[("/", &provider)], Some("/private"));
     let cli = Cli::new();
 
     let (code, _, stderr) = cli.run(&["token", &registry]);
@@ -164,14 +101,14 @@ fn login_fetch_refresh_forbidden_logout_and_non_interactive_errors() {
     }
 
     let (code, body, stderr) = cli.run(&["get", &registry, "/pkg/left-pad"]);
-    assert_eq!((code, body.as_str()), (0, "package contents"), "{stderr}");
+    assert_eq!((code, body.as_str()), (0, "ok /pkg/left-pad"), "{stderr}");
     let refreshes = provider.count("token_refresh_token");
     assert!(
         refreshes >= 1,
         "the near-expiry token was refreshed transparently"
     );
     let (code, body, _) = cli.run(&["get", &registry, "/pkg/left-pad"]);
-    assert_eq!((code, body.as_str()), (0, "package contents"));
+    assert_eq!((code, body.as_str()), (0, "ok /pkg/left-pad"));
     assert!(
         provider.count("token_refresh_token") > refreshes,
         "refreshed again"

@@ -255,3 +255,127 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
+
+/// A protected API on 127.0.0.1 that checks bearer tokens by introspecting them at the
+/// authorization server that issued them: each path prefix belongs to one server. Paths under
+/// a forbidden prefix answer 403 to every valid token; an inactive or missing token gets 401;
+/// anything else 200 with the body `ok PATH`. Returns the API's base URL.
+pub fn start_resource_server(routes: &[(&str, &Provider)], forbidden: Option<&str>) -> String {
+    let mut checks = Vec::new();
+    for (prefix, provider) in routes {
+        let (status, _, body) = request(
+            "POST",
+            &format!("{}/reg", provider.issuer),
+            &[("Content-Type", "application/json")],
+            r#"{"grant_types":["client_credentials"],"response_types":[],"redirect_uris":[],"token_endpoint_auth_method":"client_secret_post"}"#,
+        );
+        assert_eq!(
+            status, 201,
+            "registering the API's introspection client: {body}"
+        );
+        let client: Value = serde_json::from_str(&body).unwrap();
+        checks.push((
+            prefix.to_string(),
+            format!("{}/token/introspection", provider.issuer),
+            client["client_id"].as_str().unwrap().to_string(),
+            client["client_secret"].as_str().unwrap().to_string(),
+        ));
+    }
+    let forbidden = forbidden.map(str::to_string);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let checks = checks.clone();
+            let forbidden = forbidden.clone();
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 8192];
+                let n = stream.read(&mut buffer).unwrap_or(0);
+                let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let token = text
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("authorization")
+                            .then(|| value.trim().strip_prefix("Bearer ").map(str::to_string))?
+                    })
+                    .unwrap_or_default();
+                let active = checks
+                    .iter()
+                    .find(|(prefix, ..)| path.starts_with(prefix.as_str()))
+                    .is_some_and(|(_, endpoint, id, secret)| {
+                        let form = format!("token={token}&client_id={id}&client_secret={secret}");
+                        let (_, _, answer) = request(
+                            "POST",
+                            endpoint,
+                            &[("Content-Type", "application/x-www-form-urlencoded")],
+                            &form,
+                        );
+                        serde_json::from_str::<Value>(&answer)
+                            .map(|v| v["active"] == true)
+                            .unwrap_or(false)
+                    });
+                let denied = forbidden.as_deref().is_some_and(|f| path.starts_with(f));
+                let (status, body) = match (active, denied) {
+                    (false, _) => ("401 Unauthorized", "no valid token".to_string()),
+                    (true, true) => ("403 Forbidden", "not for you".to_string()),
+                    (true, false) => ("200 OK", format!("ok {path}")),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    url
+}
+
+/// A real `redis-server` on 127.0.0.1 and a free port, killed when dropped.
+pub struct Redis {
+    /// Its port.
+    pub port: u16,
+    _process: Guard,
+}
+
+impl Redis {
+    /// Starts it and waits (bounded) until it accepts connections.
+    pub fn start() -> Redis {
+        let port = free_port();
+        let process = Guard(
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                ])
+                .args(["--appendonly", "no"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (Debian: apt-get install redis-server)"),
+        );
+        let started = std::time::Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "redis-server did not start within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Redis {
+            port,
+            _process: process,
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
