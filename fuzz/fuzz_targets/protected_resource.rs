@@ -1,0 +1,16 @@
+//! RFC 9728 protected resource metadata.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tenure_core::discovery::{parse_protected_resource, prm_candidates};
+use tenure_core::wire::json_object;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(document) = json_object(data) {
+        if let Ok(candidates) = prm_candidates("https://mcp.example.com/mcp", None) {
+            for candidate in candidates {
+                let _ = parse_protected_resource(&document, &candidate);
+            }
+        }
+    }
+});
