@@ -132,6 +132,11 @@ pub struct ClientConfig {
     pub callback_timeout: Duration,
     /// How long a store lease lasts unless renewed.
     pub lease_ttl: Duration,
+    /// Follow MCP revision 2025-03-26 when a resource publishes no protected resource
+    /// metadata: take the resource's origin as the authorization server, read RFC 8414
+    /// metadata at its root, and else use `/authorize`, `/token` and `/register` there
+    /// (EDGE-27). Off by default; only for resources that are MCP servers.
+    pub legacy_discovery: bool,
 }
 
 impl ClientConfig {
@@ -173,6 +178,7 @@ impl ClientConfig {
             seed: [0; 32],
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
             lease_ttl: DEFAULT_LEASE_TTL,
+            legacy_discovery: false,
         }
     }
 

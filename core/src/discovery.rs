@@ -75,6 +75,13 @@ pub fn prm_candidates(
         url: format!("{origin}/.well-known/oauth-protected-resource"),
         expected_resources: root_expected,
     });
+    // A challenge usually names a well-known URL itself: no document is fetched twice.
+    let mut seen: Vec<String> = Vec::new();
+    candidates.retain(|candidate| {
+        let fresh = !seen.contains(&candidate.url);
+        seen.push(candidate.url.clone());
+        fresh
+    });
     Ok(candidates)
 }
 
@@ -182,6 +189,64 @@ pub fn parse_server_metadata(
         token_endpoint_auth_methods: strings(document, "token_endpoint_auth_methods_supported"),
         resource_scopes: None,
     })
+}
+
+/// Where a client that follows MCP revision 2025-03-26 looks for authorization server
+/// metadata when the resource publishes no protected resource metadata (EDGE-27): the MCP
+/// server's origin is the authorization base URL, and RFC 8414 metadata sits at its root.
+/// Returns the origin and the metadata URL.
+pub fn legacy_metadata_url(resource: &str) -> Result<(String, String), String> {
+    let canonical = canonical_resource(resource)?;
+    let url = Url::parse(&canonical).map_err(|e| e.to_string())?;
+    let origin = origin_of(&url);
+    let metadata = format!("{origin}/.well-known/oauth-authorization-server");
+    Ok((origin, metadata))
+}
+
+/// Validates metadata found the 2025-03-26 way at `origin`'s root.
+///
+/// That revision named no issuer: the client knew only the origin. The document's `issuer`
+/// is used as it is, provided it is a valid issuer on that same origin (a server on another
+/// origin cannot be vouched for by this document); every other rule of
+/// [`parse_server_metadata`] applies.
+pub fn parse_legacy_server_metadata(
+    document: &Map<String, Value>,
+    origin: &str,
+) -> Result<AuthServer, String> {
+    let issuer = string(document, "issuer").ok_or("the metadata has no `issuer`")?;
+    check_issuer(&issuer)?;
+    let issuer_origin = Url::parse(&issuer)
+        .map(|url| origin_of(&url))
+        .map_err(|e| e.to_string())?;
+    if issuer_origin != origin {
+        return Err(format!(
+            "the metadata at the MCP server's root names issuer `{issuer}` on another origin than `{origin}`; it is not used (EDGE-27)"
+        ));
+    }
+    parse_server_metadata(document, &issuer)
+}
+
+/// The endpoints MCP revision 2025-03-26 told clients to assume when the MCP server's origin
+/// publishes no metadata at all: `/authorize`, `/token` and `/register` on that origin
+/// (EDGE-27). The origin stands for the issuer. That revision required PKCE of every server,
+/// so S256 is taken as supported.
+pub fn legacy_default_server(origin: &str) -> AuthServer {
+    AuthServer {
+        issuer: origin.to_string(),
+        authorization_endpoint: Some(format!("{origin}/authorize")),
+        token_endpoint: format!("{origin}/token"),
+        registration_endpoint: Some(format!("{origin}/register")),
+        cimd_supported: false,
+        iss_parameter_supported: false,
+        pkce_s256: true,
+        token_endpoint_auth_methods: None,
+        resource_scopes: None,
+    }
+}
+
+/// The authorization server's `scopes_supported`, when it lists any (MCP26-7).
+pub fn server_scopes(document: &Map<String, Value>) -> Option<Vec<String>> {
+    strings(document, "scopes_supported")
 }
 
 #[cfg(test)]
@@ -303,6 +368,17 @@ mod tests {
         .unwrap();
         assert_eq!(challenged[0].url, "https://mcp.example.com/prm");
         assert_eq!(challenged.len(), 3);
+        // A challenge naming the path-form well-known URL does not make it fetched twice.
+        let same = prm_candidates(
+            "https://mcp.example.com/mcp",
+            Some("https://mcp.example.com/.well-known/oauth-protected-resource/mcp"),
+        )
+        .unwrap();
+        assert_eq!(same.len(), 2);
+        assert_eq!(
+            same[0].expected_resources,
+            vec!["https://mcp.example.com/mcp"]
+        );
     }
 
     #[test]
@@ -334,5 +410,37 @@ mod tests {
         let empty =
             doc(json!({"resource": "https://mcp.example.com/mcp", "authorization_servers": []}));
         assert!(parse_protected_resource(&empty, &candidates[0]).is_err());
+    }
+
+    #[test]
+    fn legacy_discovery_uses_the_origin_root_edge_27() {
+        let (origin, url) = legacy_metadata_url("http://localhost:3000/mcp").unwrap();
+        assert_eq!(origin, "http://localhost:3000");
+        assert_eq!(
+            url,
+            "http://localhost:3000/.well-known/oauth-authorization-server"
+        );
+        let server = legacy_default_server(&origin);
+        assert_eq!(server.token_endpoint, "http://localhost:3000/token");
+        assert_eq!(
+            server.registration_endpoint.as_deref(),
+            Some("http://localhost:3000/register")
+        );
+        assert_eq!(
+            server.authorization_endpoint.as_deref(),
+            Some("http://localhost:3000/authorize")
+        );
+    }
+
+    #[test]
+    fn legacy_metadata_issuer_must_stay_on_the_origin_edge_27() {
+        let same = doc(json!({"issuer": "https://mcp.example.com/oauth",
+                              "token_endpoint": "https://mcp.example.com/oauth/token",
+                              "code_challenge_methods_supported": ["S256"]}));
+        let server = parse_legacy_server_metadata(&same, "https://mcp.example.com").unwrap();
+        assert_eq!(server.issuer, "https://mcp.example.com/oauth");
+        let elsewhere = doc(json!({"issuer": "https://as.example.com",
+                                   "token_endpoint": "https://as.example.com/token"}));
+        assert!(parse_legacy_server_metadata(&elsewhere, "https://mcp.example.com").is_err());
     }
 }

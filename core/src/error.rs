@@ -153,6 +153,10 @@ pub enum Error {
     /// The registration management endpoint refused or is missing.
     #[error("registration management failed: {0}")]
     Management(String),
+    /// A resource refused the token for insufficient scope, and authorizing again would not
+    /// help or was tried too often (MCP-18). The text says which.
+    #[error("step-up authorization refused: {0}")]
+    StepUpRefused(String),
 }
 
 impl Error {

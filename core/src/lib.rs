@@ -34,6 +34,7 @@ pub mod machine;
 pub mod record;
 pub mod registration;
 pub mod renewal;
+pub mod scope;
 pub mod secret;
 pub mod time;
 pub mod tokens;

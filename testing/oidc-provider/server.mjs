@@ -108,6 +108,8 @@ const OIDC_ONLY_SCOPES = new Set(['openid', 'offline_access']);
 const SECRET_AUTH_METHODS = new Set(['client_secret_basic', 'client_secret_post', 'client_secret_jwt']);
 
 let failUpdates = opts.failUpdates;
+// Milliseconds every RFC 7592 PUT waits before it is answered (POST /__admin/delay-updates).
+let updateDelayMs = 0;
 
 function freshCounts() {
   return {
@@ -355,17 +357,50 @@ provider.use(async (ctx, next) => {
     ctx.body = { fail_updates: failUpdates };
     return;
   }
+  if (ctx.method === 'POST' && ctx.path === '/__admin/delay-updates') {
+    const ms = ctx.query.ms;
+    if (typeof ms !== 'string' || !/^\d+$/.test(ms) || Number(ms) > 600000) {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_request', error_description: 'ms must be an integer from 0 to 600000' };
+      return;
+    }
+    updateDelayMs = Number(ms);
+    ctx.body = { update_delay_ms: updateDelayMs };
+    return;
+  }
   if (ctx.method === 'GET' && ctx.path === '/__admin/state') {
-    ctx.body = { fail_updates: failUpdates, secret_ttl: opts.secretTtl, issuer };
+    ctx.body = {
+      fail_updates: failUpdates, update_delay_ms: updateDelayMs, secret_ttl: opts.secretTtl, issuer,
+    };
     return;
   }
   ctx.status = 404;
   ctx.body = { error: 'not_found' };
 });
 
-// 3. Forced failure of RFC 7592 updates.
+// 3. Slow and failing RFC 7592 updates. Whether a PUT fails is decided when it arrives,
+// so switching failures off during a delay does not change the fate of a PUT already
+// waiting. A delayed PUT is carried out even if its client has gone away meanwhile, as a
+// real server would.
 provider.use(async (ctx, next) => {
-  if (failUpdates && ctx.method === 'PUT' && REG_CLIENT_PATH.test(ctx.path)) {
+  if (ctx.method !== 'PUT' || !REG_CLIENT_PATH.test(ctx.path)) {
+    await next();
+    return;
+  }
+  const fail = failUpdates;
+  if (updateDelayMs > 0) {
+    // Read the body now: a client that goes away during the delay takes its socket, and
+    // the body with it. oidc-provider then uses `ctx.request.body`.
+    const chunks = [];
+    try {
+      for await (const chunk of ctx.req) chunks.push(chunk);
+    } catch {
+      // Keep what arrived.
+    }
+    ctx.request.body = Buffer.concat(chunks);
+    await new Promise((resolve) => { setTimeout(resolve, updateDelayMs); });
+  }
+  if (fail) {
     ctx.status = 500;
     ctx.set('cache-control', 'no-store');
     ctx.body = { error: 'server_error' };

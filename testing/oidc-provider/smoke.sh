@@ -106,6 +106,21 @@ expect_eq "$upd_fail $(jq -r .error "$WORK/body")" "500 server_error" "fail-upda
 res="$(token_call -u "$CID:$SECRET2" -d grant_type=client_credentials)"
 expect_eq "${res%% *}" 200 "failed PUT left the secret alone"
 
+# --- a delayed PUT whose client gives up is still carried out: a lost answer ---
+lost="$("${CURL[@]}" -H 'content-type: application/json' "$ISSUER/reg" \
+  -d '{"grant_types":["client_credentials"],"response_types":[],"token_endpoint_auth_method":"client_secret_basic","scope":"read"}')"
+"${CURL[@]}" -X POST "$ISSUER/__admin/delay-updates?ms=1000" >/dev/null
+curl -sS --max-time 0.3 -o /dev/null -X PUT -H "authorization: Bearer $(jq -r .registration_access_token <<<"$lost")" \
+  -H 'content-type: application/json' "$(jq -r .registration_client_uri <<<"$lost")" \
+  -d "$(jq 'del(.registration_access_token, .registration_client_uri, .client_secret_expires_at, .client_id_issued_at)' <<<"$lost")" \
+  2>/dev/null || true
+waiting="$("${CURL[@]}" "$ISSUER/__admin/counts" | jq '[.requests[] | select(.method == "PUT" and (has("status") | not))] | length')"
+expect_eq "$waiting" 1 "delay-updates: the waiting PUT is listed without a status"
+sleep 1.2
+"${CURL[@]}" -X POST "$ISSUER/__admin/delay-updates?ms=0" >/dev/null
+res="$(token_call -u "$(jq -r .client_id <<<"$lost"):$(jq -r .client_secret <<<"$lost")" -d grant_type=client_credentials)"
+expect_eq "$(jq -r .error <<<"${res#* }")" invalid_client "delay-updates: the PUT of a client that went away still rotated the secret"
+
 # --- headless authorization code + PKCE for a native public client ---
 nat="$("${CURL[@]}" -H 'content-type: application/json' "$ISSUER/reg" -d '{
   "application_type":"native","redirect_uris":["http://127.0.0.1/callback"],

@@ -125,10 +125,19 @@ impl Client {
         let refresh_failed = job.refresh_failed;
         let tokens = self.record.as_ref().and_then(|r| r.tokens.clone());
         if let Some(tokens) = &tokens {
+            // A token the resource refused is not handed out again (RFC 6750 §3.1).
+            let refused = self.scopes.refused_token.as_ref() == Some(&tokens.access_token);
             // A token obtained during this job is handed out even when its lifetime is
             // shorter than the safety margin; asking again would only loop.
-            if (op == Operation::Token && tokens.access_token_valid(now)) || logged_in {
+            let usable = tokens.access_token_valid(now) && !refused;
+            if (op == Operation::Token && usable) || logged_in {
                 return Step::Finish(Outcome::Token(tokens.clone()));
+            }
+        }
+        if op == Operation::Login {
+            if let Some(reason) = self.scopes.gave_up.take() {
+                // MCP-18: the step-up that would follow the resource's 403 cannot help.
+                return Step::Finish(Outcome::Failed(Error::StepUpRefused(reason)));
             }
         }
         if op == Operation::Token && !refresh_failed {
@@ -144,7 +153,8 @@ impl Client {
         }
         match self.config.grant {
             Grant::ClientCredentials => {
-                let scopes = self.config.scopes.clone();
+                let scopes = self.scopes_to_request(server);
+                self.scopes.requested = Some(scopes.clone());
                 self.send_token_request(now, GrantRequest::ClientCredentials { scopes: &scopes })
             }
             Grant::AuthorizationCode if op == Operation::Login => {
@@ -291,11 +301,12 @@ impl Client {
             .and_then(|r| r.redirect_uri.clone())
             .unwrap_or_else(|| self.config.redirect_uri.clone());
         let challenge = pkce_challenge(verifier.expose());
+        let scopes = self.scopes_to_request(server);
         let url = authorization_url(&AuthorizationParams {
             endpoint: &endpoint,
             client_id: &client_id,
             redirect_uri: &redirect_uri,
-            scopes: &self.config.scopes,
+            scopes: &scopes,
             state: &state,
             code_challenge: &challenge,
             resource: self.resource.as_deref(),
@@ -316,8 +327,37 @@ impl Client {
         if let Some(job) = self.jobs.front_mut() {
             job.login = Some(login);
         }
+        self.scopes.requested = Some(scopes);
         self.out.push_back(Command::OpenBrowser { url });
         Step::Wait(Wait::Callback)
+    }
+
+    /// The scopes for the next authorization or client-credentials request (MCP-10,
+    /// MCP-11, MCP26-7, MCP26-8): see [`crate::scope::requested_scopes`]. A pending step-up
+    /// contributes its scope set; otherwise what was asked for before in this process, or
+    /// the scope the stored token was granted.
+    pub(super) fn scopes_to_request(&self, server: &AuthServer) -> Vec<String> {
+        let granted = self
+            .record
+            .as_ref()
+            .and_then(|r| r.tokens.as_ref())
+            .and_then(|t| t.scope.as_deref())
+            .map(split);
+        let previous = self
+            .scopes
+            .step_up
+            .as_ref()
+            .map(|(scopes, _)| scopes.clone())
+            .or_else(|| self.scopes.requested.clone())
+            .or(granted);
+        requested_scopes(&ScopeSources {
+            configured: &self.config.scopes,
+            previous: previous.as_deref(),
+            challenged: self.scopes.challenged.as_deref(),
+            resource_supported: server.resource_scopes.as_deref(),
+            server_supported: self.scopes.server_supported.as_deref(),
+            wants_refresh: self.config.grant == Grant::AuthorizationCode,
+        })
     }
 
     pub(super) fn send_code_exchange(

@@ -8,7 +8,9 @@ impl Client {
             (Some(resource), _) => {
                 let link = self.challenge_prm.take();
                 match prm_candidates(&resource, link.as_deref()) {
-                    Ok(candidates) => self.next_resource_candidate(candidates.into(), Vec::new()),
+                    Ok(candidates) => {
+                        self.next_resource_candidate(candidates.into(), Vec::new(), false)
+                    }
                     Err(reason) => Step::Finish(Outcome::Failed(Error::Discovery(reason))),
                 }
             }
@@ -21,8 +23,14 @@ impl Client {
         &mut self,
         mut candidates: VecDeque<PrmCandidate>,
         mut failures: Vec<String>,
+        found_document: bool,
     ) -> Step {
         let Some(current) = candidates.pop_front() else {
+            // EDGE-27: only a resource that publishes no metadata at all is taken for a
+            // 2025-03-26 server; a document that failed validation is never bypassed.
+            if self.config.legacy_discovery && !found_document && self.config.issuer.is_none() {
+                return self.begin_legacy_discovery(failures);
+            }
             return Step::Finish(Outcome::Failed(Error::Discovery(format!(
                 "no usable protected resource metadata ({}); check --resource, or give --issuer",
                 failures.join("; ")
@@ -34,13 +42,43 @@ impl Client {
                     candidates,
                     current,
                     failures,
+                    found_document,
                 };
                 self.http(RequestKind::ResourceMetadata, request, purpose)
             }
             Err(reason) => {
                 failures.push(reason);
-                self.next_resource_candidate(candidates, failures)
+                self.next_resource_candidate(candidates, failures, found_document)
             }
+        }
+    }
+
+    /// MCP revision 2025-03-26: the resource's origin is the authorization server; its RFC
+    /// 8414 metadata is read at the origin's root (EDGE-27).
+    fn begin_legacy_discovery(&mut self, failures: Vec<String>) -> Step {
+        let resource = self.resource.clone().unwrap_or_default();
+        let (origin, url) = match legacy_metadata_url(&resource) {
+            Ok(found) => found,
+            Err(reason) => return Step::Finish(Outcome::Failed(Error::Discovery(reason))),
+        };
+        self.warn(format!(
+            "the resource publishes no protected resource metadata ({}); treating {} as its authorization server, as MCP revision 2025-03-26 did",
+            failures.join("; "),
+            sanitize(&origin)
+        ));
+        match crate::wire::get_json(&url) {
+            Ok(request) => {
+                let purpose = HttpPurpose::ServerMetadata {
+                    issuer: origin,
+                    candidates: VecDeque::new(),
+                    current: url,
+                    failures: Vec::new(),
+                    resource_scopes: None,
+                    legacy: true,
+                };
+                self.http(RequestKind::ServerMetadata, request, purpose)
+            }
+            Err(reason) => Step::Finish(Outcome::Failed(Error::Discovery(reason))),
         }
     }
 
@@ -78,6 +116,7 @@ impl Client {
                     current,
                     failures,
                     resource_scopes,
+                    legacy: false,
                 };
                 self.http(RequestKind::ServerMetadata, request, purpose)
             }
@@ -86,5 +125,24 @@ impl Client {
                 self.next_server_candidate(issuer, candidates, failures, resource_scopes)
             }
         }
+    }
+
+    /// Adopts validated metadata, after confirming PKCE support (MCP-13).
+    pub(super) fn adopt_server(
+        &mut self,
+        mut server: AuthServer,
+        resource_scopes: Option<Vec<String>>,
+        server_supported: Option<Vec<String>>,
+    ) {
+        if self.config.grant == Grant::AuthorizationCode && !server.pkce_s256 {
+            // MCP-13: PKCE support is confirmed before anything else happens.
+            self.finish(Outcome::Failed(Error::PkceUnsupported {
+                issuer: server.issuer,
+            }));
+            return;
+        }
+        server.resource_scopes = resource_scopes;
+        self.scopes.server_supported = server_supported;
+        self.server = Some(server);
     }
 }

@@ -52,12 +52,55 @@ impl Client {
         });
     }
 
+    /// A resource refused a request with these `WWW-Authenticate` values.
+    ///
+    /// - `resource_metadata` makes discovery run again (PRM-9);
+    /// - `scope` is what the refused request needs, so the next authorization asks for it
+    ///   (MCP-10, MCP-11);
+    /// - `error="insufficient_scope"` (a 403) weighs a step-up: the next login asks for the
+    ///   union of the earlier and the challenged scopes, or reports why it will not
+    ///   (MCP-18, MCP26-8); the token stays in use for requests it suffices for;
+    /// - any other challenge (a 401) means the token sent was not accepted: it is never
+    ///   handed out again, so the next token request refreshes or asks for a login.
     pub(super) fn handle_challenge(&mut self, headers: &[String]) {
         let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
         let challenge = resource_challenge(&refs);
         if challenge.resource_metadata.is_some() && self.resource.is_some() {
             // PRM-9: fetch the metadata again; the AS may have changed.
             self.challenge_prm = challenge.resource_metadata;
+        }
+        if let Some(scopes) = challenge.scopes.as_ref().filter(|s| !s.is_empty()) {
+            self.scopes.challenged = Some(scopes.clone());
+        }
+        let tokens = self.record.as_ref().and_then(|r| r.tokens.as_ref());
+        if challenge.error.as_deref() == Some("insufficient_scope") {
+            let granted_text = tokens.and_then(|t| t.scope.as_deref()).map(split);
+            let requested = self
+                .scopes
+                .requested
+                .clone()
+                .or_else(|| granted_text.clone())
+                .unwrap_or_default();
+            // RFC 6749 §5.1: an answer without `scope` granted what was asked for.
+            let granted = match tokens {
+                Some(_) => granted_text.unwrap_or_else(|| requested.clone()),
+                None => Vec::new(),
+            };
+            let challenged = challenge.scopes.unwrap_or_default();
+            let last = self
+                .scopes
+                .step_up
+                .as_ref()
+                .map(|(scopes, attempts)| (scopes.as_slice(), *attempts));
+            match step_up(&requested, &granted, &challenged, last) {
+                StepUp::Ask { scopes, attempt } => {
+                    self.scopes.step_up = Some((scopes, attempt));
+                    self.scopes.gave_up = None;
+                }
+                StepUp::GiveUp(reason) => self.scopes.gave_up = Some(reason),
+            }
+        } else if let Some(tokens) = tokens {
+            self.scopes.refused_token = Some(tokens.access_token.clone());
         }
     }
 
@@ -131,12 +174,14 @@ impl Client {
                 candidates,
                 current,
                 mut failures,
+                mut found_document,
             } => {
                 let found = answer.and_then(|(status, body)| {
                     if status != 200 {
                         return Err(format!("HTTP {status}"));
                     }
                     let document = json_object(&body)?;
+                    found_document = true;
                     parse_protected_resource(&document, &current)
                 });
                 match found {
@@ -159,7 +204,8 @@ impl Client {
                     }
                     Err(reason) => {
                         failures.push(format!("{}: {reason}", sanitize(&current.url)));
-                        let step = self.next_resource_candidate(candidates, failures);
+                        let step =
+                            self.next_resource_candidate(candidates, failures, found_document);
                         self.apply(step);
                     }
                 }
@@ -170,24 +216,42 @@ impl Client {
                 current,
                 mut failures,
                 resource_scopes,
+                legacy,
             } => {
-                let found = answer.and_then(|(status, body)| {
+                let document = answer.and_then(|(status, body)| {
                     if status != 200 {
                         return Err(format!("HTTP {status}"));
                     }
-                    parse_server_metadata(&json_object(&body)?, &issuer)
+                    json_object(&body)
                 });
-                match found {
-                    Ok(mut server) => {
-                        if self.config.grant == Grant::AuthorizationCode && !server.pkce_s256 {
-                            // MCP-13: PKCE support is confirmed before anything else happens.
-                            self.finish(Outcome::Failed(Error::PkceUnsupported { issuer }));
-                            return;
-                        }
-                        server.resource_scopes = resource_scopes;
-                        self.server = Some(server);
+                let parsed = document.map(|document| {
+                    let server = if legacy {
+                        parse_legacy_server_metadata(&document, &issuer)
+                    } else {
+                        parse_server_metadata(&document, &issuer)
+                    };
+                    server.map(|server| (server, server_scopes(&document)))
+                });
+                match parsed {
+                    Ok(Ok((server, supported))) => {
+                        self.adopt_server(server, resource_scopes, supported)
                     }
-                    Err(reason) => {
+                    Err(reason) if legacy => {
+                        // EDGE-27: no metadata at the origin either; 2025-03-26 said to
+                        // assume the default endpoints there.
+                        self.warn(format!(
+                            "no authorization server metadata at {} ({reason}); using /authorize, /token and /register there",
+                            sanitize(&current)
+                        ));
+                        self.adopt_server(legacy_default_server(&issuer), None, None);
+                    }
+                    Ok(Err(reason)) if legacy => {
+                        self.finish(Outcome::Failed(Error::Discovery(format!(
+                            "{}: {reason}",
+                            sanitize(&current)
+                        ))));
+                    }
+                    Ok(Err(reason)) | Err(reason) => {
                         failures.push(format!("{}: {reason}", sanitize(&current)));
                         let step = self.next_server_candidate(
                             issuer,
@@ -270,8 +334,26 @@ impl Client {
             Err(failure) => {
                 self.release_lease();
                 let reason = failure.to_string();
+                let may_reregister = self.jobs.front().is_some_and(|job| !job.reregistered);
                 if let Some(job) = self.jobs.front_mut() {
                     job.renewal_failure = Some(reason.clone());
+                }
+                let gone = matches!(failure, ManagementFailure::Gone(_));
+                if gone && current.secret_expired(now) && may_reregister {
+                    // MGMT-16, DCR-24: management is gone and the secret has expired, so it
+                    // cannot be checked at the token endpoint either (INV-5): nothing usable
+                    // is stored. Register again, once, rather than keep a record that can
+                    // only ever fail.
+                    self.warn(format!(
+                        "renewing the client secret failed ({reason}) and the secret expired at {}; registering again",
+                        current.secret_expires.at().map(|t| t.to_rfc3339()).unwrap_or_default()
+                    ));
+                    if let Some(job) = self.jobs.front_mut() {
+                        job.reregistered = true;
+                    }
+                    let step = self.write(Patch::DropRegistration);
+                    self.apply(step);
+                    return;
                 }
                 if !current.secret_expired(now) && self.current_op() != Some(Operation::Renew) {
                     // INV-6: before expiry a failed renewal is a warning; the old secret goes on.
@@ -280,7 +362,7 @@ impl Client {
                         current.secret_expires.at().map(|t| t.to_rfc3339()).unwrap_or_default()
                     ));
                 }
-                if matches!(failure, ManagementFailure::Gone(_)) {
+                if gone {
                     let step = self.write(Patch::DropManagement);
                     self.apply(step);
                 }

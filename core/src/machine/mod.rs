@@ -19,8 +19,9 @@ use crate::authorization::{
 use crate::challenge::resource_challenge;
 use crate::config::{ClientConfig, Grant};
 use crate::discovery::{
-    canonical_resource, metadata_candidates, parse_protected_resource, parse_server_metadata,
-    prm_candidates, PrmCandidate,
+    canonical_resource, legacy_default_server, legacy_metadata_url, metadata_candidates,
+    parse_legacy_server_metadata, parse_protected_resource, parse_server_metadata, prm_candidates,
+    server_scopes, PrmCandidate,
 };
 use crate::endpoint::sanitize;
 use crate::entropy::Entropy;
@@ -35,6 +36,7 @@ use crate::registration::{choose_method, parse_registration, registration_reques
 use crate::renewal::{
     management_request, parse_deletion, parse_management_answer, Deletion, ManagementFailure,
 };
+use crate::scope::{requested_scopes, split, step_up, ScopeSources, StepUp};
 use crate::secret::Secret;
 use crate::time::{Duration, Timestamp};
 use crate::tokens::{parse_token_answer, token_request, ClientAuth, GrantRequest, TokenFailure};
@@ -44,6 +46,8 @@ mod decide;
 mod discover;
 mod effects;
 mod inputs;
+#[cfg(test)]
+mod tests;
 
 /// How many times a refused compare-and-swap is retried on the fresh record before giving up.
 const MAX_WRITE_RETRIES: u32 = 5;
@@ -73,6 +77,8 @@ pub struct Client {
     server: Option<AuthServer>,
     /// A `resource_metadata` URL from the last challenge (PRM-9).
     challenge_prm: Option<String>,
+    /// What the resource's challenges said about scopes and tokens (MCP-10, MCP-18).
+    scopes: ScopeState,
     /// Whether renewal was attempted in this process start (INV-1: at most one attempt, so
     /// a failing or misconfigured server cannot cause a loop). A long-running embedder gets
     /// another attempt by starting a new machine from the stored record.
@@ -109,6 +115,24 @@ struct Job {
     login: Option<PendingLogin>,
 }
 
+/// What the client learned about scopes from the resource and the authorization server in
+/// this process. Not persisted: a restart begins with the granted scope in the record.
+#[derive(Debug, Default)]
+struct ScopeState {
+    /// The `scope` of the latest challenge (MCP-10, MCP-11).
+    challenged: Option<Vec<String>>,
+    /// What the latest authorization or client-credentials request asked for.
+    requested: Option<Vec<String>>,
+    /// The authorization server's `scopes_supported` (MCP26-7), when discovery read it.
+    server_supported: Option<Vec<String>>,
+    /// An access token the resource refused (a 401 challenge): never handed out again.
+    refused_token: Option<Secret>,
+    /// The scope set of the last step-up and how often it was tried (MCP-18).
+    step_up: Option<(Vec<String>, u32)>,
+    /// Why the last step-up was decided against; the next login reports it.
+    gave_up: Option<String>,
+}
+
 /// In-flight state of one authorization request; never persisted.
 #[derive(Debug)]
 struct PendingLogin {
@@ -137,13 +161,19 @@ enum HttpPurpose {
         candidates: VecDeque<PrmCandidate>,
         current: PrmCandidate,
         failures: Vec<String>,
+        /// Some candidate served a JSON document that failed validation: the resource does
+        /// publish metadata, so the 2025-03-26 fallback must not be used (EDGE-23).
+        found_document: bool,
     },
     ServerMetadata {
+        /// The issuer expected; for the 2025-03-26 fallback, the resource's origin.
         issuer: String,
         candidates: VecDeque<String>,
         current: String,
         failures: Vec<String>,
         resource_scopes: Option<Vec<String>>,
+        /// Metadata looked up the 2025-03-26 way (EDGE-27).
+        legacy: bool,
     },
     Register {
         endpoint: String,
@@ -170,6 +200,8 @@ enum Patch {
     SetRegistration(Box<Registration>),
     /// A renewed registration; the lifecycle reports `Renewed` once it is stored.
     Renewed(Box<Registration>),
+    /// The registration access token was refused (MGMT-16): management ends, and the secret
+    /// is in doubt until the token endpoint accepts it again.
     DropManagement,
     DropRegistration,
     SetCimd(String),
@@ -186,9 +218,26 @@ impl Patch {
                 record.dcr = Some((**registration).clone());
             }
             Patch::DropManagement => {
-                if let Some(dcr) = &mut record.dcr {
-                    dcr.registration_access_token = None;
-                    dcr.registration_client_uri = None;
+                let Some(dcr) = &mut record.dcr else {
+                    return;
+                };
+                dcr.registration_access_token = None;
+                dcr.registration_client_uri = None;
+                if dcr.client_secret.is_none() {
+                    return;
+                }
+                // MGMT-16, EDGE-13: a refused registration access token may mean that a
+                // renewal whose answer was lost (a crash, a dropped connection) rotated the
+                // secret away at the server. So the stored access token is not handed out
+                // again until the secret has been presented at the token endpoint, where
+                // `invalid_client` leads to registering again (DCR-24). A refresh token is
+                // kept: refreshing presents the secret too. In the same write, so that no
+                // crash can keep the one and lose the other.
+                match &mut record.tokens {
+                    Some(tokens) if tokens.refresh_token.is_some() => {
+                        tokens.expires_at = Some(Timestamp::EPOCH);
+                    }
+                    _ => record.tokens = None,
                 }
             }
             Patch::DropRegistration => {
@@ -275,6 +324,7 @@ impl Client {
             loaded: None,
             server: None,
             challenge_prm: None,
+            scopes: ScopeState::default(),
             renewal_attempted: false,
             lease_held: false,
             pending_write: None,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tenure_core::{Error, Operation, Status, Timestamp};
+use tenure_core::{Duration, Error, Operation, Status, Timestamp};
 use tenure_store::Store;
 use tenure_tokio::browser::BrowserMode;
 use tenure_tokio::driver::{Clock, Options, Outcome, Tenure};
@@ -332,7 +332,10 @@ async fn start(
     profile: &Profile,
     browser: BrowserMode,
 ) -> Result<Tenure, Failure> {
-    let config = profile.config(seed()?).map_err(Failure::other)?;
+    let mut config = profile.config(seed()?).map_err(Failure::other)?;
+    if let Some(ttl) = lease_ttl_override()? {
+        config.lease_ttl = ttl;
+    }
     let options = Options {
         browser,
         clock: context.clock,
@@ -343,6 +346,26 @@ async fn start(
     Tenure::start(config, context.store.clone(), options)
         .await
         .map_err(Failure::other)
+}
+
+/// The variable that shortens the store lease taken around registration and renewal (the
+/// core's `lease_ttl`, 30 s by default), so that tests can see a killed lease holder's lease
+/// lapse. Hidden: for tests only, like `--now`. A duration such as `3s`.
+pub const LEASE_TTL_VAR: &str = "TENURE_LEASE_TTL";
+
+fn lease_ttl_override() -> Result<Option<Duration>, Failure> {
+    std::env::var_os(LEASE_TTL_VAR)
+        .map(|text| parse_lease_ttl(&text.to_string_lossy()))
+        .transpose()
+}
+
+fn parse_lease_ttl(text: &str) -> Result<Duration, Failure> {
+    match Duration::parse(text) {
+        Some(ttl) if ttl.as_millis() > 0 => Ok(ttl),
+        _ => Err(Failure::usage(format!(
+            "{LEASE_TTL_VAR}=`{text}` is not a positive duration such as 3s"
+        ))),
+    }
 }
 
 /// The recorder for `--record FILE`; a new file starts with the `config` line.
@@ -387,6 +410,21 @@ fn seed() -> Result<[u8; 32], Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_ttl_override_is_a_positive_duration() {
+        assert_eq!(parse_lease_ttl("3s").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_lease_ttl("2m").unwrap(), Duration::from_secs(120));
+        for wrong in ["0s", "soon", ""] {
+            let failure = parse_lease_ttl(wrong).unwrap_err();
+            assert_eq!(failure.code, exit::USAGE);
+            assert!(
+                failure.message.contains(LEASE_TTL_VAR),
+                "{}",
+                failure.message
+            );
+        }
+    }
 
     #[test]
     fn exit_codes_follow_the_error_kind() {

@@ -18,7 +18,7 @@ use tenure_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::browser::{show, BrowserMode};
+use crate::browser::{headless_redirect, show, BrowserMode};
 use crate::callback::CallbackListener;
 use crate::http::{HttpClient, Timeouts};
 use crate::recorder::Recorder;
@@ -128,6 +128,7 @@ pub enum ShellError {
 
 enum Message {
     Op(Operation, oneshot::Sender<Report>),
+    Challenge(Vec<String>),
     Status(oneshot::Sender<(Status, Option<Record>)>),
 }
 
@@ -204,6 +205,21 @@ impl Tenure {
     /// Deletes the registration at the server and the local record.
     pub async fn forget(&self) -> Result<Report, ShellError> {
         self.run(Operation::Forget).await
+    }
+
+    /// Tells Tenure that the protected resource refused a request, with every
+    /// `WWW-Authenticate` value of its answer (a 401 or a 403).
+    ///
+    /// What follows is decided by the core: a `resource_metadata` link makes discovery run
+    /// again (PRM-9); a `scope` is asked for at the next authorization (MCP-10, MCP-11);
+    /// `error="insufficient_scope"` prepares a step-up that the next [`Tenure::login`]
+    /// performs, or refuses with [`Error::StepUpRefused`] when it cannot help (MCP-18,
+    /// MCP26-8); any other challenge marks the token that was sent as refused, so the next
+    /// [`Tenure::token`] refreshes it or reports that a login is required.
+    pub async fn challenge(&self, headers: Vec<String>) -> Result<(), ShellError> {
+        self.messages
+            .send(Message::Challenge(headers))
+            .map_err(|_| ShellError::Stopped)
     }
 
     /// Where the credentials stand, and the record (secrets inside: use
@@ -291,6 +307,7 @@ impl Driver {
                 }
                 Some(Input::Operation { id, op })
             }
+            Message::Challenge(headers) => Some(Input::ResourceChallenge { headers }),
             Message::Status(reply) => {
                 let now = self.options.clock.now();
                 let _ = reply.send((self.client.status(now), self.client.record().cloned()));
@@ -337,6 +354,18 @@ impl Driver {
                     let result = tenure_store::execute(store.as_ref(), &op).await;
                     Input::Store { id, result }
                 });
+            }
+            Command::OpenBrowser { url } if self.options.browser == BrowserMode::Headless => {
+                let redirect_uri = self.client.config().redirect_uri.clone();
+                let http = self.http.clone();
+                let redirects = redirects.clone();
+                *listener = Some(tokio::spawn(async move {
+                    let input = match headless_redirect(&http, &url, &redirect_uri).await {
+                        Ok(query) => Input::Callback { query },
+                        Err(reason) => Input::CallbackUnavailable { reason },
+                    };
+                    let _ = redirects.send(input);
+                }));
             }
             Command::OpenBrowser { url } => {
                 let redirect_uri = self.client.config().redirect_uri.clone();

@@ -4,10 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 pub use tenure_test_harness::*;
@@ -109,4 +110,111 @@ impl Tenure {
         assert_eq!(records.len(), 1, "expected one record");
         records.remove(0)
     }
+}
+
+impl Tenure {
+    /// A runner on a store given by location: a sled directory, or a `redis://` URL that
+    /// several runners (processes of one fleet) share.
+    pub fn on(store: impl Into<PathBuf>) -> Tenure {
+        Tenure {
+            store: store.into(),
+        }
+    }
+
+    /// Starts the binary in the background with extra environment variables; it is killed
+    /// (SIGKILL) if still running when the handle is dropped.
+    pub fn spawn_with(&self, args: &[&str], env: &[(&str, &str)]) -> Background {
+        let mut command = self.command(args);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the tenure binary runs");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        Background {
+            guard: Guard(child),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The stored record of the store's only client, if there is one (sled only; the binary
+    /// must not be running).
+    pub fn stored(&self) -> Option<tenure_core::Record> {
+        let store = tenure_sled::SledStore::open(&self.store).unwrap();
+        let mut records = store.records().unwrap();
+        assert!(records.len() <= 1, "expected at most one record");
+        records.pop()
+    }
+}
+
+/// A `tenure` process running in the background, killed when dropped.
+pub struct Background {
+    guard: Guard,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Background {
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.guard.0.try_wait(), Ok(Some(_)))
+    }
+
+    /// SIGKILL, then reaps it. Returns whether it was still running.
+    pub fn kill(&mut self) -> bool {
+        let running = !self.exited();
+        let _ = self.guard.0.kill();
+        let _ = self.guard.0.wait();
+        running
+    }
+
+    /// Waits for its end, at most `within` (then it is killed and the test fails).
+    pub fn finish(mut self, within: Duration) -> Run {
+        let deadline = Instant::now() + within;
+        let status = loop {
+            if let Ok(Some(status)) = self.guard.0.try_wait() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "tenure did not finish within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join().unwrap_or_default(),
+            stderr: self.stderr.join().unwrap_or_default(),
+        }
+    }
+}
+
+/// Makes every RFC 7592 PUT wait `ms` milliseconds at the server before it is carried out
+/// (0: no delay). See the server's README.
+pub fn delay_updates(provider: &Provider, ms: u64) {
+    let url = format!("{}/__admin/delay-updates?ms={ms}", provider.issuer);
+    assert_eq!(request("POST", &url, &[], "").0, 200);
+}
+
+/// How many `method` requests the server is still answering (listed without a status).
+pub fn in_flight(provider: &Provider, method: &str) -> usize {
+    provider.counts()["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == method && r.get("status").is_none())
+        .count()
 }

@@ -1,0 +1,430 @@
+//! The machine against a scripted resource and authorization server: scope selection,
+//! step-up, refused tokens and the 2025-03-26 fallback, end to end through inputs and
+//! commands.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const RESOURCE: &str = "https://mcp.example.com/mcp";
+const AS: &str = "https://as.example.com";
+const PRM_URL: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+const NOW: Timestamp = Timestamp::from_unix_seconds(1_700_000_000);
+
+/// One scripted answer: status and JSON body.
+type Answer = (u16, Value);
+
+/// A resource and authorization server answering by `METHOD URL-without-query`, a store in
+/// memory, and a browser that is redirected at once with a code.
+struct World {
+    client: Client,
+    answers: HashMap<String, Answer>,
+    stored: Option<Record>,
+    sent: Vec<String>,
+    authorizations: Vec<Url>,
+    events: Vec<Event>,
+    next_op: u64,
+    /// The `scope` the token endpoint grants; `None` grants what was asked for, silently.
+    granted: Option<String>,
+}
+
+use url::Url;
+
+impl World {
+    fn new(config: ClientConfig) -> Self {
+        let mut client = Client::new(config);
+        client.handle(NOW, Input::Start { stored: None });
+        World {
+            client,
+            answers: HashMap::new(),
+            stored: None,
+            sent: Vec::new(),
+            authorizations: Vec::new(),
+            events: Vec::new(),
+            next_op: 0,
+            granted: None,
+        }
+    }
+
+    /// A resource whose metadata lists `scopes_supported` (when given) and an AS that
+    /// registers dynamically.
+    fn mcp(scopes_supported: Option<&[&str]>) -> Self {
+        let mut config = ClientConfig::for_resource("mcp", RESOURCE);
+        config.seed = [7; 32];
+        let mut world = World::new(config);
+        let mut prm = json!({"resource": RESOURCE, "authorization_servers": [AS]});
+        if let Some(scopes) = scopes_supported {
+            prm["scopes_supported"] = json!(scopes);
+        }
+        world.answer("GET", PRM_URL, 200, prm);
+        world.answer(
+            "GET",
+            "https://as.example.com/.well-known/oauth-authorization-server",
+            200,
+            json!({
+                "issuer": AS,
+                "authorization_endpoint": "https://as.example.com/authorize",
+                "token_endpoint": "https://as.example.com/token",
+                "registration_endpoint": "https://as.example.com/register",
+                "code_challenge_methods_supported": ["S256"],
+                "scopes_supported": ["mcp:basic", "offline_access"],
+            }),
+        );
+        world.answer(
+            "POST",
+            "https://as.example.com/register",
+            201,
+            json!({"client_id": "dcr-client", "token_endpoint_auth_method": "none",
+                   "redirect_uris": ["http://127.0.0.1:8976/callback"]}),
+        );
+        world
+    }
+
+    fn answer(&mut self, method: &str, url: &str, status: u16, body: Value) {
+        self.answers
+            .insert(format!("{method} {url}"), (status, body));
+    }
+
+    fn challenge(&mut self, header: &str) {
+        self.client.handle(
+            NOW,
+            Input::ResourceChallenge {
+                headers: vec![header.to_string()],
+            },
+        );
+        self.pump();
+    }
+
+    /// Runs `op` to its end and returns the event that ended it.
+    fn run(&mut self, op: Operation) -> Event {
+        self.next_op += 1;
+        let id = OpId(self.next_op);
+        self.client.handle(NOW, Input::Operation { id, op });
+        self.pump();
+        self.events
+            .iter()
+            .rev()
+            .find(|event| match event {
+                Event::TokenReady { op, .. }
+                | Event::LoginRequired { op, .. }
+                | Event::Done { op }
+                | Event::Failed { op, .. } => *op == id,
+                _ => false,
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("{op:?} did not end; events: {:?}", self.events))
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..200 {
+            let Some(command) = self.client.poll_command() else {
+                return;
+            };
+            let input = match command {
+                Command::Http { id, request, .. } => {
+                    let url = request.uri().to_string();
+                    let bare = url.split('?').next().unwrap_or_default().to_string();
+                    let key = format!("{} {bare}", request.method());
+                    self.sent.push(key.clone());
+                    let (status, body) = if bare.ends_with("/token") {
+                        self.token_answer(request.body())
+                    } else {
+                        self.answers
+                            .get(&key)
+                            .cloned()
+                            .unwrap_or((404, json!({"error": "not_found"})))
+                    };
+                    let response = http::Response::builder()
+                        .status(status)
+                        .body(body.to_string().into_bytes())
+                        .unwrap();
+                    Input::HttpResponse { id, response }
+                }
+                Command::Store { id, op } => Input::Store {
+                    id,
+                    result: self.store(op),
+                },
+                Command::OpenBrowser { url } => {
+                    let url = Url::parse(&url).unwrap();
+                    let state = url
+                        .query_pairs()
+                        .find(|(k, _)| k == "state")
+                        .map(|(_, v)| v.into_owned())
+                        .unwrap();
+                    self.authorizations.push(url);
+                    Input::Callback {
+                        query: format!("code=the-code&state={state}"),
+                    }
+                }
+                Command::Emit(event) => {
+                    self.events.push(event);
+                    continue;
+                }
+            };
+            self.client.handle(NOW, input);
+        }
+        panic!("the machine never settled");
+    }
+
+    /// Grants the scope of the last authorization (or `granted`) with a fresh token.
+    fn token_answer(&self, _body: &[u8]) -> Answer {
+        let asked = self
+            .authorizations
+            .last()
+            .and_then(|url| url.query_pairs().find(|(k, _)| k == "scope"))
+            .map(|(_, v)| v.into_owned());
+        let mut body = json!({
+            "access_token": format!("token-{}", self.authorizations.len()),
+            "token_type": "Bearer",
+            "expires_in": 3600,
+        });
+        if let Some(scope) = self.granted.clone().or(asked) {
+            body["scope"] = json!(scope);
+        }
+        (200, body)
+    }
+
+    fn store(&mut self, op: StoreOp) -> StoreResult {
+        match op {
+            StoreOp::Load { .. } => StoreResult::Loaded(self.stored.clone()),
+            StoreOp::CompareAndSwap {
+                expected, record, ..
+            } => {
+                if self.stored.as_ref().map(|r| r.generation) == expected {
+                    self.stored = Some(*record);
+                    StoreResult::Written
+                } else {
+                    StoreResult::Conflict(self.stored.clone())
+                }
+            }
+            StoreOp::Delete { .. } => {
+                self.stored = None;
+                StoreResult::Deleted
+            }
+            StoreOp::TakeLease { .. } => StoreResult::LeaseTaken,
+            StoreOp::ReleaseLease { .. } => StoreResult::LeaseReleased,
+        }
+    }
+
+    /// The `scope` parameter of authorization request `n` (0-based), if it had one.
+    fn scope_of(&self, n: usize) -> Option<String> {
+        self.authorizations[n]
+            .query_pairs()
+            .find(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// Logs in the way an MCP client does after a 401: token, then login when needed.
+    fn log_in(&mut self) -> Event {
+        match self.run(Operation::Token) {
+            Event::LoginRequired { .. } => self.run(Operation::Login),
+            other => other,
+        }
+    }
+}
+
+fn token_of(event: &Event) -> String {
+    match event {
+        Event::TokenReady { access_token, .. } => access_token.expose().to_string(),
+        other => panic!("expected a token, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_challenge_scope_is_asked_for_first_mcp_10_mcp_11() {
+    let mut world = World::mcp(Some(&["mcp:basic", "mcp:read"]));
+    world.challenge(&format!(
+        r#"Bearer error="invalid_token", scope="mcp:read", resource_metadata="{PRM_URL}""#
+    ));
+    token_of(&world.log_in());
+    // MCP26-7: offline_access is added because the AS lists it.
+    assert_eq!(
+        world.scope_of(0).as_deref(),
+        Some("mcp:read offline_access")
+    );
+}
+
+#[test]
+fn scopes_supported_is_asked_for_without_a_challenge_scope_mcp_10() {
+    let mut world = World::mcp(Some(&["mcp:basic", "mcp:read"]));
+    world.challenge(&format!(r#"Bearer resource_metadata="{PRM_URL}""#));
+    token_of(&world.log_in());
+    assert_eq!(
+        world.scope_of(0).as_deref(),
+        Some("mcp:basic mcp:read offline_access")
+    );
+}
+
+#[test]
+fn no_scope_is_sent_when_nothing_names_one_mcp_10() {
+    let mut world = World::mcp(None);
+    world.challenge(&format!(r#"Bearer resource_metadata="{PRM_URL}""#));
+    token_of(&world.log_in());
+    assert_eq!(world.scope_of(0), None);
+}
+
+#[test]
+fn step_up_asks_for_the_union_then_gives_up_mcp_18_mcp26_8() {
+    let mut world = World::mcp(None);
+    world.challenge(&format!(
+        r#"Bearer scope="mcp:basic", resource_metadata="{PRM_URL}""#
+    ));
+    let first = token_of(&world.log_in());
+    world.challenge(&format!(
+        r#"Bearer error="insufficient_scope", scope="mcp:write", resource_metadata="{PRM_URL}""#
+    ));
+    // The held token still serves requests it suffices for.
+    assert_eq!(token_of(&world.run(Operation::Token)), first);
+    let second = token_of(&world.run(Operation::Login));
+    assert_ne!(first, second);
+    // MCP26-8: everything asked for before (offline_access included, MCP26-7) and more.
+    assert_eq!(
+        world.scope_of(1).as_deref(),
+        Some("mcp:basic offline_access mcp:write")
+    );
+    // The resource refuses again for scopes the new token holds: no third authorization.
+    world.challenge(r#"Bearer error="insufficient_scope", scope="mcp:write""#);
+    match world.run(Operation::Login) {
+        Event::Failed {
+            error: Error::StepUpRefused(reason),
+            ..
+        } => assert!(reason.contains("MCP-18"), "{reason}"),
+        other => panic!("expected a refused step-up, got {other:?}"),
+    }
+    assert_eq!(world.authorizations.len(), 2);
+}
+
+#[test]
+fn a_downscoping_server_gets_a_limited_number_of_step_ups_mcp_18() {
+    let mut world = World::mcp(None);
+    world.granted = Some("mcp:basic".into());
+    world.challenge(&format!(
+        r#"Bearer scope="mcp:basic", resource_metadata="{PRM_URL}""#
+    ));
+    token_of(&world.log_in());
+    let mut refused = false;
+    for _ in 0..5 {
+        world.challenge(r#"Bearer error="insufficient_scope", scope="mcp:admin""#);
+        if let Event::Failed { error, .. } = world.run(Operation::Login) {
+            assert!(matches!(error, Error::StepUpRefused(_)), "{error}");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused);
+    assert_eq!(
+        world.authorizations.len(),
+        1 + crate::scope::MAX_STEP_UPS as usize
+    );
+}
+
+#[test]
+fn a_refused_token_is_not_handed_out_again_rfc_6750() {
+    let mut world = World::mcp(None);
+    world.challenge(&format!(r#"Bearer resource_metadata="{PRM_URL}""#));
+    let first = token_of(&world.log_in());
+    assert_eq!(token_of(&world.run(Operation::Token)), first);
+    world.challenge(r#"Bearer error="invalid_token""#);
+    assert!(matches!(
+        world.run(Operation::Token),
+        Event::LoginRequired { .. }
+    ));
+}
+
+fn legacy_world() -> World {
+    let mut config = ClientConfig::for_resource("mcp", RESOURCE);
+    config.legacy_discovery = true;
+    config.seed = [3; 32];
+    let mut world = World::new(config);
+    world.answer(
+        "POST",
+        "https://mcp.example.com/register",
+        201,
+        json!({"client_id": "legacy-client", "token_endpoint_auth_method": "none",
+               "redirect_uris": ["http://127.0.0.1:8976/callback"]}),
+    );
+    world
+}
+
+#[test]
+fn without_any_metadata_the_2025_03_26_defaults_are_used_edge_27() {
+    let mut world = legacy_world();
+    world.challenge(r#"Bearer error="invalid_token""#);
+    token_of(&world.log_in());
+    assert_eq!(
+        world.authorizations[0].as_str().split('?').next(),
+        Some("https://mcp.example.com/authorize")
+    );
+    assert!(world
+        .sent
+        .contains(&"GET https://mcp.example.com/.well-known/oauth-authorization-server".into()));
+    assert!(world
+        .sent
+        .contains(&"POST https://mcp.example.com/token".into()));
+}
+
+#[test]
+fn root_metadata_on_the_same_origin_is_used_the_2025_03_26_way_edge_27() {
+    let mut world = legacy_world();
+    world.answer(
+        "GET",
+        "https://mcp.example.com/.well-known/oauth-authorization-server",
+        200,
+        json!({
+            "issuer": "https://mcp.example.com/oauth",
+            "authorization_endpoint": "https://mcp.example.com/oauth/authorize",
+            "token_endpoint": "https://mcp.example.com/oauth/token",
+            "registration_endpoint": "https://mcp.example.com/register",
+            "code_challenge_methods_supported": ["S256"],
+        }),
+    );
+    token_of(&world.log_in());
+    assert_eq!(
+        world.authorizations[0].as_str().split('?').next(),
+        Some("https://mcp.example.com/oauth/authorize")
+    );
+    assert_eq!(
+        world.client.record().unwrap().key.issuer,
+        "https://mcp.example.com/oauth"
+    );
+}
+
+#[test]
+fn a_mismatched_resource_document_is_never_bypassed_edge_23_edge_27() {
+    let mut world = legacy_world();
+    world.answer(
+        "GET",
+        PRM_URL,
+        200,
+        json!({"resource": "https://evil.example.com/mcp", "authorization_servers": [AS]}),
+    );
+    world.challenge(&format!(r#"Bearer resource_metadata="{PRM_URL}""#));
+    match world.run(Operation::Token) {
+        Event::Failed {
+            error: Error::Discovery(reason),
+            ..
+        } => assert!(reason.contains("PRM-5"), "{reason}"),
+        other => panic!("expected a discovery failure, got {other:?}"),
+    }
+    assert!(world.authorizations.is_empty());
+    assert!(!world
+        .sent
+        .iter()
+        .any(|s| s.contains("oauth-authorization-server")));
+}
+
+#[test]
+fn without_the_option_a_missing_document_is_an_error() {
+    let mut config = ClientConfig::for_resource("mcp", RESOURCE);
+    config.seed = [3; 32];
+    let mut world = World::new(config);
+    assert!(matches!(
+        world.run(Operation::Token),
+        Event::Failed {
+            error: Error::Discovery(_),
+            ..
+        }
+    ));
+}

@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Runs the MCP conformance suite (@modelcontextprotocol/conformance, pinned in package.json)
+# against Tenure's example MCP client, examples/mcp-conformance-client.
+#
+#   testing/mcp-conformance/run.sh [--suite NAME]... [--expected-failures FILE] [--no-build]
+#
+# Suites: auth, backcompat, draft (all three by default). Every scenario runs on its own,
+# inside a network namespace that has only loopback (the suite's servers listen on every
+# interface), with the client's exit status counted and a time bound per scenario. Prints one
+# line per scenario and a summary per suite; exits non-zero when a scenario fails that the
+# baseline does not list, or when the baseline lists a scenario that now passes. The baseline
+# is a YAML file in the suite's own format (`client:` and a list of scenario names); see
+# README.md for what is in it and why.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+binary="$root/target/debug/mcp-conformance-client"
+results="$here/results"
+# The suite gives the client 30 s; a scenario as a whole gets this long.
+scenario_limit=90
+
+suites=()
+baseline=""
+build=yes
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --suite) suites+=("${2:?--suite needs a name: auth, backcompat or draft}"); shift 2 ;;
+    --expected-failures) baseline="${2:?--expected-failures needs a file}"; shift 2 ;;
+    --no-build) build=no; shift ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#suites[@]} -gt 0 ] || suites=(auth backcompat draft)
+for suite in "${suites[@]}"; do
+  case "$suite" in
+    auth|backcompat|draft) ;;
+    *) echo "run.sh: unknown suite '$suite'; choose auth, backcompat or draft" >&2; exit 2 ;;
+  esac
+done
+if [ -n "$baseline" ]; then
+  baseline=$(cd "$(dirname "$baseline")" && pwd)/$(basename "$baseline")
+  [ -f "$baseline" ] || { echo "run.sh: no baseline file $baseline" >&2; exit 2; }
+fi
+
+if [ -z "${TENURE_CONFORMANCE_NETNS:-}" ]; then
+  # Outside the namespace: everything that needs the network or the build happens here.
+  if [ ! -x "$here/node_modules/.bin/conformance" ] \
+    || [ "$here/package-lock.json" -nt "$here/node_modules" ]; then
+    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+  if [ "$build" = yes ]; then
+    (cd "$root" && cargo build --locked --quiet -p mcp-conformance-client)
+  fi
+  [ -x "$binary" ] || { echo "run.sh: $binary is missing; build it with cargo build -p mcp-conformance-client" >&2; exit 1; }
+  args=()
+  for suite in "${suites[@]}"; do args+=(--suite "$suite"); done
+  [ -z "$baseline" ] || args+=(--expected-failures "$baseline")
+  # root makes a plain network namespace; anyone else gets one inside a user namespace.
+  if [ "$(id -u)" = 0 ]; then unshare_flags=-n; else unshare_flags=-rn; fi
+  export TENURE_CONFORMANCE_NETNS=1
+  exec unshare "$unshare_flags" -- "$0" --no-build "${args[@]}"
+fi
+
+# Inside the namespace: only loopback exists, and it starts down.
+ip link set lo up
+export PATH="$here/node_modules/.bin:$PATH"
+node_version=$(node --version)
+case "$node_version" in
+  v22.*) ;;
+  *) echo "run.sh: expected Node 22 from node_modules (the suite needs it), found $node_version" >&2; exit 1 ;;
+esac
+
+# The scenarios of each suite, from the pinned suite's own list: `auth` is every auth
+# scenario of a dated revision after 2025-03-26, `backcompat` those of 2025-03-26, `draft`
+# those tagged draft.
+listing=$(conformance list)
+scenarios_of() {
+  printf '%s\n' "$listing" | sed -n 's/^  - \(auth\/[^ ]*\) \[\(.*\)\]$/\1 \2/p' | while read -r name versions; do
+    case "$1:$versions" in
+      backcompat:2025-03-26) echo "$name" ;;
+      draft:*draft*) echo "$name" ;;
+      auth:*draft*|auth:*extension*|auth:2025-03-26) ;;
+      auth:*) echo "$name" ;;
+    esac
+  done
+}
+
+expected=()
+if [ -n "$baseline" ]; then
+  while read -r name; do expected+=("$name"); done < <(sed -n 's/^[[:space:]]*-[[:space:]]*\([^[:space:]#]*\).*/\1/p' "$baseline")
+fi
+is_expected() {
+  local name
+  for name in "${expected[@]+"${expected[@]}"}"; do [ "$name" = "$1" ] && return 0; done
+  return 1
+}
+
+# Counts the checks of one scenario's checks.json: "SUCCESS FAILURE WARNING".
+count_checks() {
+  node -e '
+    const checks = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const n = s => checks.filter(c => c.status === s).length;
+    console.log(`${n("SUCCESS")} ${n("FAILURE")} ${n("WARNING")}`);
+    for (const c of checks.filter(c => c.status === "FAILURE" || c.status === "WARNING"))
+      console.error(`      ${c.status.toLowerCase()}: ${c.id}: ${c.errorMessage || c.description}`);
+  ' "$1"
+}
+
+rm -rf "$results"
+mkdir -p "$results"
+started=$(date +%s)
+unexpected=0
+summary=()
+for suite in "${suites[@]}"; do
+  mapfile -t names < <(scenarios_of "$suite")
+  if [ ${#names[@]} -eq 0 ]; then
+    echo "run.sh: the suite lists no $suite scenarios; has the pinned version changed?" >&2
+    exit 1
+  fi
+  echo "== $suite (${#names[@]} scenarios)"
+  passed=0
+  for name in "${names[@]}"; do
+    out="$results/$name"
+    mkdir -p "$out"
+    status=0
+    timeout "$scenario_limit" conformance client --command "$binary" --scenario "$name" \
+      -o "$results" >"$out/conformance.log" 2>&1 || status=$?
+    checks=$(find "$results/$name"-* -name checks.json 2>/dev/null | head -n 1)
+    counts="no checks recorded"
+    if [ -n "$checks" ]; then
+      tally=$(count_checks "$checks" 2>"$out/problems.txt")
+      read -r ok failed warned <<<"$tally"
+      counts="$ok passed, $failed failed, $warned warnings"
+    fi
+    if [ "$status" = 124 ]; then counts="timed out after ${scenario_limit}s; $counts"; fi
+    if [ "$status" = 0 ]; then
+      passed=$((passed + 1))
+      if is_expected "$name"; then
+        echo "  STALE  $name ($counts): it passes; remove it from $(basename "$baseline")"
+        unexpected=$((unexpected + 1))
+      else
+        echo "  pass   $name ($counts)"
+      fi
+    elif is_expected "$name"; then
+      echo "  xfail  $name ($counts; in the baseline)"
+    else
+      echo "  FAIL   $name ($counts; log: ${out#"$root"/}/conformance.log)"
+      [ -s "$out/problems.txt" ] && cat "$out/problems.txt"
+      grep -m 3 'mcp-conformance-client:' "$out/conformance.log" | sed 's/^/      /' || true
+      unexpected=$((unexpected + 1))
+    fi
+  done
+  summary+=("$suite: $passed/${#names[@]} passed")
+done
+
+echo "== summary ($(($(date +%s) - started)) s)"
+printf '  %s\n' "${summary[@]}"
+if [ "$unexpected" -gt 0 ]; then
+  echo "  $unexpected scenario(s) need attention (FAIL or STALE above)"
+  exit 1
+fi
+echo "  all scenarios pass or are in the baseline"
