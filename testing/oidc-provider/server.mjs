@@ -110,6 +110,8 @@ const SECRET_AUTH_METHODS = new Set(['client_secret_basic', 'client_secret_post'
 let failUpdates = opts.failUpdates;
 // Milliseconds every RFC 7592 PUT waits before it is answered (POST /__admin/delay-updates).
 let updateDelayMs = 0;
+// While set (POST /__admin/reject-cimd), client ID metadata documents are refused by policy.
+let rejectCimd = false;
 
 function freshCounts() {
   return {
@@ -368,6 +370,17 @@ provider.use(async (ctx, next) => {
     ctx.body = { update_delay_ms: updateDelayMs };
     return;
   }
+  if (ctx.method === 'POST' && ctx.path === '/__admin/reject-cimd') {
+    const on = ctx.query.on;
+    if (on !== '1' && on !== '0') {
+      ctx.status = 400;
+      ctx.body = { error: 'invalid_request', error_description: 'on must be 1 or 0' };
+      return;
+    }
+    rejectCimd = on === '1';
+    ctx.body = { reject_cimd: rejectCimd };
+    return;
+  }
   if (ctx.method === 'GET' && ctx.path === '/__admin/state') {
     ctx.body = {
       fail_updates: failUpdates, update_delay_ms: updateDelayMs, secret_ttl: opts.secretTtl, issuer,
@@ -376,6 +389,33 @@ provider.use(async (ctx, next) => {
   }
   ctx.status = 404;
   ctx.body = { error: 'not_found' };
+});
+
+// 2b. A policy that refuses client ID metadata documents: the authorization endpoint
+// answers a CIMD client (an https client_id) with the standard error redirect
+// `unauthorized_client` to its loopback redirect URI, state and iss included, as a server
+// that will not trust that document does.
+provider.use(async (ctx, next) => {
+  if (rejectCimd && ctx.method === 'GET' && ctx.path === '/auth') {
+    const clientId = String(ctx.query.client_id || '');
+    const redirectUri = String(ctx.query.redirect_uri || '');
+    let target = null;
+    try {
+      target = new URL(redirectUri);
+    } catch {
+      target = null;
+    }
+    if (clientId.startsWith('https://') && target && isLoopbackHost(target.hostname)) {
+      target.searchParams.set('error', 'unauthorized_client');
+      target.searchParams.set('error_description', 'this server does not accept that client metadata document');
+      if (ctx.query.state) target.searchParams.set('state', String(ctx.query.state));
+      target.searchParams.set('iss', issuer);
+      ctx.status = 303;
+      ctx.redirect(target.href);
+      return;
+    }
+  }
+  await next();
 });
 
 // 3. Slow and failing RFC 7592 updates. Whether a PUT fails is decided when it arrives,

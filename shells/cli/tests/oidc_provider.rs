@@ -484,3 +484,75 @@ fn a_cimd_client_id_is_used_without_registering() {
     assert_eq!(provider.count("token_authorization_code"), 1);
     assert_eq!(tenure.status("cimd")["identity"], "cimd");
 }
+
+/// A CIMD client id the server refuses at the authorization endpoint (`unauthorized_client`
+/// in the error redirect) falls back to dynamic registration exactly once (INV-3), and the
+/// refusal is remembered so the CIMD id is not tried again (INV-2: it is never stored as a
+/// DCR id).
+#[test]
+fn a_refused_cimd_client_id_falls_back_to_registration_once() {
+    use std::io::{BufRead, BufReader};
+    let provider = Provider::start(&["--cimd"]);
+    let url = format!("{}/__admin/reject-cimd?on=1", provider.issuer);
+    assert_eq!(support::request("POST", &url, &[], "").0, 200);
+    let redirect_port = free_port().to_string();
+    let client_id = format!("https://127.0.0.1:{}/client.json", free_port());
+    let tenure = Tenure::new("cimd-refused");
+    tenure.ok(&[
+        "add",
+        "cimd",
+        "--issuer",
+        &provider.issuer,
+        "--scope",
+        "read",
+        "--cimd-url",
+        &client_id,
+        "--redirect-port",
+        &redirect_port,
+    ]);
+    let mut login = tenure
+        .command(&["login", "cimd", "--no-browser"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let callback = format!("http://127.0.0.1:{redirect_port}/callback");
+    let mut logins = Vec::new();
+    for line in BufReader::new(login.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take(40)
+    {
+        if let Some(url) = line.strip_prefix("open: ") {
+            logins.push(url.to_string());
+            complete_login(url, &callback);
+        }
+    }
+    assert!(
+        login.wait().unwrap().success(),
+        "the login ends with a token"
+    );
+    assert_eq!(
+        logins.len(),
+        2,
+        "one refused CIMD login, one after registering"
+    );
+    assert!(
+        logins[0].contains("client_id=https%3A%2F%2F127.0.0.1"),
+        "{}",
+        logins[0]
+    );
+    assert!(!logins[1].contains("client_id=https"), "{}", logins[1]);
+    assert_eq!(
+        provider.count("registrations"),
+        1,
+        "exactly one fallback to DCR"
+    );
+    assert_eq!(tenure.status("cimd")["identity"], "dcr");
+    let record = tenure.record();
+    assert!(
+        record.cimd.as_ref().is_some_and(|c| c.rejected),
+        "the refusal is kept"
+    );
+    assert_ne!(record.dcr.unwrap().client_id, client_id, "INV-2");
+}
