@@ -5,6 +5,12 @@
 //! (in-flight state lost, the store kept) and server faults (5xx, timeouts, lost answers).
 //! [`Harness::step`] plays one step and [`Harness::check`] checks every invariant the
 //! simulation can observe after it. The tests live in `tests/`.
+//!
+//! [`fleet`] holds the stateright models of several replicas sharing one store and one
+//! authorization server (INV-1, INV-2, INV-3, INV-4, INV-5, INV-8, INV-9); `MODELS.md` describes
+//! them and `tests/stateright.rs` runs the checker on them.
+
+pub mod fleet;
 
 use proptest::prelude::*;
 use tenure_core::{AuthMethod, ClientConfig, Duration, Grant, Operation, RequestKind, Timestamp};
