@@ -560,8 +560,10 @@ impl Fleet {
             lease_expiry: LeaseExpiry::AfterHolderCrash,
             reread_under_lease: true,
             compare_and_swap: true,
-            retry: Retry::ReapplyPatch,
-            release: Release::FireAndForget,
+            // The core's rules since findings F1–F3 were fixed (`Patch::still_applies`, and
+            // no new lease while a release is unanswered).
+            retry: Retry::Recheck,
+            release: Release::Fenced,
         }
     }
 
@@ -609,12 +611,13 @@ impl Fleet {
         }
     }
 
-    /// The same model with the rules `MODELS.md` proposes for the core: [`Retry::Recheck`]
-    /// and [`Release::Fenced`].
-    pub fn with_proposed_rules(self) -> Self {
+    /// The same model with the rules the core had before findings F1–F3 were fixed:
+    /// [`Retry::ReapplyPatch`] and [`Release::FireAndForget`]. Kept so the tests show the
+    /// checker refutes them.
+    pub fn with_old_rules(self) -> Self {
         Fleet {
-            retry: Retry::Recheck,
-            release: Release::Fenced,
+            retry: Retry::ReapplyPatch,
+            release: Release::FireAndForget,
             ..self
         }
     }

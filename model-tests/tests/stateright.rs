@@ -5,9 +5,8 @@
 //! - a model whose rules are expected to keep every invariant: every "always" property holds,
 //!   every "sometimes" property has an example, and the exact number of distinct states is
 //!   pinned so that any change to the model is noticed;
-//! - the model with the core's rules where the checker refutes an invariant: the test pins
-//!   exactly which properties are refuted (findings F1–F3 in `MODELS.md`); once the core
-//!   adopts the proposed rule, the model's default changes and these tests flip;
+//! - the model with the rules the core had before findings F1–F3 (`MODELS.md`) were fixed:
+//!   the test pins exactly which properties the checker refutes, so the fixes stay justified;
 //! - a model broken on purpose (no re-read under the lease, no compare-and-swap, a lease that
 //!   expires under a live holder): the checker must find the counterexample, which shows the
 //!   properties are not vacuous.
@@ -99,56 +98,56 @@ fn counterexample(checker: &impl Checker<Fleet>, property: &'static str) -> Path
 fn inv8_inv9_three_replicas_register_once_despite_a_crash() {
     let checker = explore(Fleet::registration());
     checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 626_488);
+    assert_eq!(checker.unique_state_count(), 571_165);
 }
 
 /// INV-2, INV-3, INV-8, INV-9: CIMD accepted or rejected (then DCR), two replicas, one crash,
-/// with the proposed rules.
+/// under the core's rules.
 #[test]
-fn inv2_inv3_cimd_fallback_keeps_every_invariant_with_the_proposed_rules() {
-    let checker = explore(Fleet::cimd_fallback().with_proposed_rules());
+fn inv2_inv3_cimd_fallback_keeps_every_invariant() {
+    let checker = explore(Fleet::cimd_fallback());
     checker.assert_properties();
     assert_eq!(checker.unique_state_count(), 38_345);
 }
 
 /// INV-1, INV-4, INV-5, INV-8, INV-9: two replicas renew through two renewal windows, with one
-/// crash and failing renewals, with the proposed rules.
+/// crash and failing renewals, under the core's rules.
 #[test]
-fn inv1_inv8_renewal_keeps_every_invariant_with_the_proposed_rules() {
-    let checker = explore(Fleet::renewal().with_proposed_rules());
+fn inv1_inv8_renewal_keeps_every_invariant() {
+    let checker = explore(Fleet::renewal());
     checker.assert_properties();
     assert_eq!(checker.unique_state_count(), 372_501);
 }
 
-/// INV-1, INV-8: two replicas register, then renew when the window opens, with the proposed
+/// INV-1, INV-8: two replicas register, then renew when the window opens, under the core's
 /// rules.
 #[test]
-fn inv1_inv8_lifecycle_keeps_every_invariant_with_the_proposed_rules() {
-    let checker = explore(Fleet::lifecycle().with_proposed_rules());
+fn inv1_inv8_lifecycle_keeps_every_invariant() {
+    let checker = explore(Fleet::lifecycle());
     checker.assert_properties();
     assert_eq!(checker.unique_state_count(), 17_861);
 }
 
-/// INV-9: an AS that revokes the old secret on renewal, with the proposed rules.
+/// INV-9: an AS that revokes the old secret on renewal, under the core's rules.
 #[test]
-fn inv9_revoking_server_keeps_every_invariant_with_the_proposed_rules() {
-    let checker = explore(Fleet::revoking_server().with_proposed_rules());
+fn inv9_revoking_server_keeps_every_invariant() {
+    let checker = explore(Fleet::revoking_server());
     checker.assert_properties();
     assert_eq!(checker.unique_state_count(), 6_934);
 }
 
-// ----- findings: the core's rules -----
+// ----- findings: the core's rules before the fixes -----
 
 /// F1 (INV-1, INV-8): the core releases a lease by holder id without waiting; a replica that
 /// takes the lease again before its old release is carried out has its new lease freed by
 /// the old release, and a second replica renews the same secret.
 #[test]
 fn finding_f1_inv8_a_late_lease_release_lets_two_replicas_renew() {
-    let checker = explore(Fleet::lifecycle());
+    let checker = explore(Fleet::lifecycle().with_old_rules());
     assert_verdict(&checker, &[ONE_RENEWAL, NO_ROLLBACK]);
     assert_eq!(checker.unique_state_count(), 31_413);
 
-    let renewal = explore_until(Fleet::renewal(), ONE_RENEWAL);
+    let renewal = explore_until(Fleet::renewal().with_old_rules(), ONE_RENEWAL);
     let path = counterexample(&renewal, ONE_RENEWAL);
     let twice = path
         .last_state()
@@ -163,7 +162,7 @@ fn finding_f1_inv8_a_late_lease_release_lets_two_replicas_renew() {
 /// stale "use the CIMD id" write then undoes another replica's stored CIMD rejection.
 #[test]
 fn finding_f2_inv9_a_retried_write_undoes_a_cimd_rejection() {
-    let checker = explore(Fleet::cimd_fallback());
+    let checker = explore(Fleet::cimd_fallback().with_old_rules());
     assert_verdict(&checker, &[REJECTION_KEPT]);
     assert_eq!(checker.unique_state_count(), 186_226);
 }
@@ -177,7 +176,7 @@ fn finding_f3_inv9_a_retried_drop_discards_a_renewed_secret() {
     // The release is fenced so that F1 does not mix in.
     let checker = explore(Fleet {
         release: Release::Fenced,
-        ..Fleet::revoking_server()
+        ..Fleet::revoking_server().with_old_rules()
     });
     assert_verdict(&checker, &[NO_ROLLBACK]);
     assert_eq!(checker.unique_state_count(), 8_470);
@@ -212,7 +211,7 @@ fn inv8_without_the_reread_under_the_lease_two_replicas_register() {
 fn inv8_without_the_reread_under_the_lease_two_replicas_renew() {
     let model = Fleet {
         reread_under_lease: false,
-        ..Fleet::renewal().with_proposed_rules()
+        ..Fleet::renewal()
     };
     let checker = explore_until(model, ONE_RENEWAL);
     counterexample(&checker, ONE_RENEWAL);
@@ -223,7 +222,7 @@ fn inv8_without_the_reread_under_the_lease_two_replicas_renew() {
 fn inv9_without_compare_and_swap_an_update_is_lost() {
     let model = Fleet {
         compare_and_swap: false,
-        ..Fleet::cimd_fallback().with_proposed_rules()
+        ..Fleet::cimd_fallback()
     };
     let checker = explore_until(model, COMPARE_AND_SWAP);
     let path = counterexample(&checker, COMPARE_AND_SWAP);

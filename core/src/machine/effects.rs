@@ -26,6 +26,9 @@ impl Client {
     }
 
     pub(super) fn take_lease(&mut self) -> Step {
+        if self.release_pending.is_some() {
+            return Step::Wait(Wait::Release);
+        }
         let Some(key) = self.current_key() else {
             return Step::Finish(Outcome::Failed(Error::Protocol(
                 "no key for the lease".into(),
@@ -39,7 +42,8 @@ impl Client {
         self.store(op, StorePurpose::Lease)
     }
 
-    /// Releases the lease without waiting for the answer: an unreleased lease only expires.
+    /// Releases the lease without waiting for the answer (an unreleased lease only expires);
+    /// the lease is not taken again until the answer is in ([`Wait::Release`]).
     pub(super) fn release_lease(&mut self) {
         if !std::mem::take(&mut self.lease_held) {
             return;
@@ -50,6 +54,7 @@ impl Client {
                 key,
                 holder: self.holder.clone(),
             };
+            self.release_pending = Some(id);
             self.out.push_back(Command::Store { id, op });
         }
     }
@@ -66,6 +71,7 @@ impl Client {
             )));
         };
         let base = self.record.clone();
+        self.write_base = base.as_ref().and_then(|r| r.dcr.clone());
         let expected = base.as_ref().map(|r| r.generation);
         let mut next = base.unwrap_or_else(|| Record::new(key.clone(), server.clone()));
         next.server = server;

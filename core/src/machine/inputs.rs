@@ -516,8 +516,17 @@ impl Client {
                 }
             }
             (StorePurpose::Write { patch, retries }, StoreResult::Conflict(current)) => {
-                // INV-9: someone wrote first. Adopt what they wrote and apply the change to it.
+                // INV-9: someone wrote first. Adopt what they wrote, then apply the change to
+                // it only if it still makes sense there; otherwise decide again from it.
                 self.record = current;
+                self.pending_write = None;
+                let base = self.write_base.take();
+                if !patch.still_applies(self.record.as_ref(), base.as_ref()) {
+                    if matches!(patch, Patch::SetRegistration(_) | Patch::Renewed(_)) {
+                        self.release_lease();
+                    }
+                    return;
+                }
                 if retries >= MAX_WRITE_RETRIES {
                     self.finish(Outcome::Failed(Error::Store(
                         "the record kept changing under concurrent writers; try again".into(),

@@ -12,6 +12,8 @@
 
 use std::collections::VecDeque;
 
+use crate::record::SecretExpiry;
+
 use crate::authorization::{
     authorization_url, check_callback, pkce_challenge, AuthorizationParams, CallbackExpectation,
     CallbackResult,
@@ -84,8 +86,13 @@ pub struct Client {
     /// another attempt by starting a new machine from the stored record.
     renewal_attempted: bool,
     lease_held: bool,
+    /// The release of the lease not yet answered by the store, if any.
+    release_pending: Option<StoreOpId>,
     /// The record a compare-and-swap in flight would store.
     pending_write: Option<Record>,
+    /// The DCR registration the compare-and-swap in flight was computed from, so a refused
+    /// write can tell whether its change still makes sense (INV-9).
+    write_base: Option<Registration>,
 
     jobs: VecDeque<Job>,
     wait: Wait,
@@ -153,6 +160,9 @@ enum Wait {
     Store(StoreOpId, StorePurpose),
     Callback,
     Until(Timestamp),
+    /// A lease release is still in flight: taking the lease again now could let that late
+    /// release free the new lease (INV-1, INV-8), so the answer is awaited first.
+    Release,
 }
 
 #[derive(Debug)]
@@ -193,6 +203,16 @@ enum StorePurpose {
     Lease,
 }
 
+/// Orders secret expiries: an unknown expiry first, then by time, a secret that never
+/// expires last.
+fn expiry_rank(registration: &Registration) -> (u8, i64) {
+    match registration.secret_expires {
+        SecretExpiry::Unknown => (0, 0),
+        SecretExpiry::At(at) => (1, at.unix_millis()),
+        SecretExpiry::Never => (2, 0),
+    }
+}
+
 /// A change to the durable record. Kept as a value so that a refused compare-and-swap can
 /// be re-applied to the record another writer stored (INV-9).
 #[derive(Clone, Debug)]
@@ -212,6 +232,32 @@ enum Patch {
 }
 
 impl Patch {
+    /// Whether this change, refused by a compare-and-swap, still makes sense on the record
+    /// another writer stored meanwhile (`base`: the registration it was computed from). When
+    /// it does not, the machine decides again from the stored record instead of re-applying
+    /// it: a stale change must never undo a newer one (INV-9), such as a stored CIMD
+    /// rejection (INV-3) or a secret another replica renewed.
+    fn still_applies(&self, current: Option<&Record>, base: Option<&Registration>) -> bool {
+        let dcr = current.and_then(|r| r.dcr.as_ref());
+        let cimd = current.and_then(|r| r.cimd.as_ref());
+        let same = |a: &Registration, b: &Registration| {
+            a.client_id == b.client_id && a.client_secret == b.client_secret
+        };
+        match self {
+            Patch::SetCimd(_) => cimd.is_none(),
+            Patch::RejectCimd => cimd.is_some_and(|c| !c.rejected),
+            Patch::SetRegistration(_) => current.is_none_or(|r| r.identity() == IdentityKind::None),
+            Patch::Renewed(new) => dcr
+                .is_none_or(|d| d.client_id == new.client_id && expiry_rank(d) <= expiry_rank(new)),
+            Patch::DropManagement | Patch::DropRegistration => match (dcr, base) {
+                (Some(stored), Some(judged)) => same(stored, judged),
+                (None, _) => false,
+                (Some(_), None) => false,
+            },
+            Patch::SetPreRegistered(_) | Patch::SetTokens(_) | Patch::ClearTokens => true,
+        }
+    }
+
     fn apply(&self, record: &mut Record) {
         match self {
             Patch::SetRegistration(registration) | Patch::Renewed(registration) => {
@@ -327,7 +373,9 @@ impl Client {
             scopes: ScopeState::default(),
             renewal_attempted: false,
             lease_held: false,
+            release_pending: None,
             pending_write: None,
+            write_base: None,
             jobs: VecDeque::new(),
             wait: Wait::Nothing,
             out: VecDeque::new(),
@@ -371,6 +419,12 @@ impl Client {
                 }
             }
             Input::Store { id, result } => {
+                if self.release_pending == Some(id) {
+                    self.release_pending = None;
+                    if matches!(self.wait, Wait::Release) {
+                        self.wait = Wait::Nothing;
+                    }
+                }
                 if let Some(purpose) = self.take_store(id) {
                     self.handle_store(now, purpose, result);
                 }
