@@ -64,7 +64,20 @@ impl SledStore {
                 "check that the parent directory exists and is writable, or pass another --store",
             )
         })?;
-        let db = sled::Config::new().path(&path).open().map_err(|e| {
+        // The directory's lock is held until the last handle's background thread ends, which
+        // can be a moment after a previous owner (this process or another) let go: wait for
+        // it briefly, bounded, before reporting it held.
+        let mut opened = sled::Config::new().path(&path).open();
+        for _ in 0..40 {
+            match &opened {
+                Err(e) if e.to_string().contains("lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    opened = sled::Config::new().path(&path).open();
+                }
+                _ => break,
+            }
+        }
+        let db = opened.map_err(|e| {
             let text = e.to_string();
             let hint = if text.contains("lock") {
                 "another process has this store open; wait for it to finish, or share \
