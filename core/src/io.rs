@@ -335,3 +335,62 @@ pub enum Event {
     /// Something is wrong but work goes on (e.g. renewal failed before expiry, INV-6).
     Warning(String),
 }
+
+/// How an operation ended, as the embedder sees it: what [`Event::ending`] makes of the
+/// event that ends it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A valid access token.
+    Token {
+        /// The token.
+        access_token: Secret,
+        /// When it expires, if known.
+        expires_at: Option<Timestamp>,
+    },
+    /// Done, with nothing to hand out.
+    Done,
+    /// A browser login is needed first.
+    LoginRequired(String),
+    /// It failed.
+    Failed(Error),
+}
+
+impl Outcome {
+    /// The error, if the operation failed.
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Outcome::Failed(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether a token was handed out.
+    pub fn is_token(&self) -> bool {
+        matches!(self, Outcome::Token { .. })
+    }
+}
+
+impl Event {
+    /// The operation this event ends and how it ended; `None` for an event that ends none
+    /// (a state change, a warning).
+    pub fn ending(self) -> Option<(OpId, Outcome)> {
+        match self {
+            Event::TokenReady {
+                op,
+                access_token,
+                expires_at,
+            } => Some((
+                op,
+                Outcome::Token {
+                    access_token,
+                    expires_at,
+                },
+            )),
+            Event::Done { op } => Some((op, Outcome::Done)),
+            Event::LoginRequired { op, reason } => Some((op, Outcome::LoginRequired(reason))),
+            Event::Failed { op, error } => Some((op, Outcome::Failed(error))),
+            Event::StateChanged(_) | Event::Warning(_) => None,
+        }
+    }
+}

@@ -43,8 +43,8 @@ pub mod wire;
 pub use config::{AuthMethod, ClientConfig, Grant};
 pub use error::{ConfigError, Error, ServerError};
 pub use io::{
-    Command, Event, Input, Lifecycle, OpId, Operation, RequestId, RequestKind, StoreOp, StoreOpId,
-    StoreResult,
+    Command, Event, Input, Lifecycle, OpId, Operation, Outcome, RequestId, RequestKind, StoreOp,
+    StoreOpId, StoreResult,
 };
 pub use key::ClientKey;
 pub use machine::{Client, Status};

@@ -2,11 +2,12 @@
 //! that checks tokens by introspecting them at that server, and the binary driven as a user
 //! drives it.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use tenure_test_harness::{complete_login, free_port, start_resource_server, Provider};
+use tenure_test_harness::{
+    complete_login, free_port, spawn_login, start_resource_server, Provider,
+};
 
 struct Cli {
     config: PathBuf,
@@ -66,30 +67,19 @@ fn login_fetch_refresh_forbidden_logout_and_non_interactive_errors() {
     );
 
     let port = free_port().to_string();
-    let mut login = cli
-        .command(&[
-            "login",
-            &registry,
-            "--issuer",
-            &provider.issuer,
-            "--scope",
-            "read",
-            "--scope",
-            "offline_access",
-            "--redirect-port",
-            &port,
-            "--no-browser",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let url = BufReader::new(login.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .take(20)
-        .find_map(|l| l.strip_prefix("open: ").map(str::to_string))
-        .expect("the login URL is printed");
+    let (mut login, url) = spawn_login(&mut cli.command(&[
+        "login",
+        &registry,
+        "--issuer",
+        &provider.issuer,
+        "--scope",
+        "read",
+        "--scope",
+        "offline_access",
+        "--redirect-port",
+        &port,
+        "--no-browser",
+    ]));
     complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
     assert!(login.wait().unwrap().success());
 

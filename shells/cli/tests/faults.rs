@@ -214,16 +214,7 @@ fn run_bounded(tenure: &Tenure, args: &[&str], limit: Duration) -> (i32, String)
 fn every_fault_is_a_clear_error_within_the_timeout_and_the_record_survives() {
     let server = FakeServer::start();
     let tenure = Tenure::new("faults");
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
-        &server.issuer(),
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-    ]);
+    tenure.add_machine_client(&server.issuer(), &[]);
     tenure.ok(&["token", "svc"]);
     let before = tenure.status("svc");
     // Two hours on, the access token has expired: every run must ask the token endpoint.
@@ -233,7 +224,7 @@ fn every_fault_is_a_clear_error_within_the_timeout_and_the_record_survives() {
         (Fault::NeverAnswers, "timed out"),
         (Fault::Trickle, "timed out"),
         (Fault::Truncated, "broke off"),
-        (Fault::Dropped, "/token"),
+        (Fault::Dropped, "closed the connection"),
         (Fault::TenMegabytes, "limit"),
     ];
     for (fault, expected) in cases {
@@ -317,16 +308,7 @@ fn a_tls_endpoint_with_an_untrusted_certificate_is_refused() {
     }
     let tenure = Tenure::new("bad-tls");
     let issuer = format!("https://127.0.0.1:{port}");
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
-        &issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-    ]);
+    tenure.add_machine_client(&issuer, &[]);
     let (code, stderr) = run_bounded(
         &tenure,
         &["--http-timeout", "5", "token", "svc"],

@@ -23,20 +23,15 @@ fn a_confidential_client_renews_its_secret_once_and_keeps_working() {
     let provider = Provider::start(&["--secret-ttl", "8"]);
     let tenure = Tenure::new("renew");
     let registered_at = Instant::now();
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
+    tenure.add_machine_client(
         &provider.issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-        "--auth-method",
-        "client_secret_basic",
-        "--renew-within",
-        "5s",
-    ]);
+        &[
+            "--auth-method",
+            "client_secret_basic",
+            "--renew-within",
+            "5s",
+        ],
+    );
     let first = tenure.ok(&["token", "svc"]);
     assert!(!first.stdout.trim().is_empty(), "no token printed");
     assert_eq!(provider.count("registrations"), 1);
@@ -107,18 +102,7 @@ fn a_failing_renewal_warns_before_expiry_and_fails_hard_after() {
     let provider = Provider::start(&["--secret-ttl", "6", "--access-token-ttl", "1"]);
     let tenure = Tenure::new("failing");
     let registered_at = Instant::now();
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
-        &provider.issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-        "--renew-within",
-        "4s",
-    ]);
+    tenure.add_machine_client(&provider.issuer, &["--renew-within", "4s"]);
     tenure.ok(&["token", "svc"]);
     provider.fail_updates(true);
 
@@ -227,16 +211,7 @@ fn a_public_client_logs_in_then_starts_warm_then_refreshes() {
 fn logout_keeps_the_registration_and_forget_deletes_it_at_the_server() {
     let provider = Provider::start(&[]);
     let tenure = Tenure::new("forget");
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
-        &provider.issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-    ]);
+    tenure.add_machine_client(&provider.issuer, &[]);
     tenure.ok(&["token", "svc"]);
     tenure.ok(&["logout", "svc"]);
     let status = tenure.status("svc");
@@ -264,18 +239,10 @@ fn logout_keeps_the_registration_and_forget_deletes_it_at_the_server() {
 fn an_initial_access_token_opens_registration() {
     let provider = Provider::start(&["--initial-access-token", "let-me-in"]);
     let tenure = Tenure::new("iat");
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
+    tenure.add_machine_client(
         &provider.issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-        "--initial-access-token-env",
-        "TENURE_TEST_IAT",
-    ]);
+        &["--initial-access-token-env", "TENURE_TEST_IAT"],
+    );
     let refused = tenure.run_with(&["token", "svc"], &[("TENURE_TEST_IAT", "wrong")]);
     assert_eq!(refused.code, 5, "{refused:?}");
     assert!(
@@ -293,16 +260,7 @@ fn an_issuer_mismatch_is_refused() {
     let provider = Provider::start(&[]);
     let tenure = Tenure::new("mismatch");
     let wrong = provider.issuer.replace("127.0.0.1", "localhost");
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
-        &wrong,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-    ]);
+    tenure.add_machine_client(&wrong, &[]);
     let run = tenure.run(&["token", "svc"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("issuer"), "{run:?}");
@@ -356,21 +314,13 @@ fn a_ten_megabyte_metadata_document_is_refused() {
     let port = serve("{".repeat(1024), 4, Some(10 * 1024 * 1024));
     let tenure = Tenure::new("huge");
     let issuer = format!("http://127.0.0.1:{port}");
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
-        &issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-    ]);
+    tenure.add_machine_client(&issuer, &[]);
     let run = tenure.run(&["token", "svc"]);
     assert_ne!(run.code, 0, "{run:?}");
+    // Refused from the announced length, before the body is read.
     assert!(
-        run.stderr.contains("limit"),
-        "the error names the size limit: {run:?}"
+        run.stderr.contains("announces 10485760 bytes, over the"),
+        "the error names the announced size and the limit: {run:?}"
     );
 }
 

@@ -184,18 +184,10 @@ fn a_fleet_sharing_redis_registers_once_renews_once_and_survives_a_killed_lease_
     let redis = Redis::start();
     let provider = Provider::start(&["--secret-ttl", FLEET_SECRET_TTL, "--access-token-ttl", "1"]);
     let fleet = Tenure::on(redis.url());
-    fleet.ok(&[
-        "add",
-        "svc",
-        "--issuer",
+    fleet.add_machine_client(
         &provider.issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-        "--renew-within",
-        &format!("{FLEET_RENEW_WITHIN_SECS}s"),
-    ]);
+        &["--renew-within", &format!("{FLEET_RENEW_WITHIN_SECS}s")],
+    );
 
     // Phase 1: eight cold starts at once.
     let before = provider.counts();
@@ -394,18 +386,10 @@ fn sigkill_at_random_moments_never_leaves_a_store_the_next_run_cannot_use_inv_4(
     let provider = Provider::start(&["--secret-ttl", CRASH_SECRET_TTL]);
     delay_updates(&provider, CRASH_PUT_DELAY_MS);
     let tenure = Tenure::new("crash");
-    tenure.ok(&[
-        "add",
-        "svc",
-        "--issuer",
+    tenure.add_machine_client(
         &provider.issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-        "--renew-within",
-        &format!("{CRASH_RENEW_WITHIN_SECS}s"),
-    ]);
+        &["--renew-within", &format!("{CRASH_RENEW_WITHIN_SECS}s")],
+    );
     let env = [(LEASE_TTL_VAR, CRASH_LEASE_TTL)];
     let started = Instant::now();
     let mut tally = Tally::default();

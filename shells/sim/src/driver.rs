@@ -8,9 +8,10 @@
 
 use std::fmt;
 
+pub use tenure_core::Outcome;
 use tenure_core::{
-    Client, ClientConfig, Command, Duration, Error, Event, Input, Lifecycle, OpId, Operation,
-    Record, RequestKind, Secret, Timestamp,
+    Client, ClientConfig, Command, Duration, Event, Input, Lifecycle, OpId, Operation, Record,
+    RequestKind, Timestamp,
 };
 
 use crate::provider::{Reply, Server, SimulatedProvider};
@@ -33,39 +34,6 @@ pub enum Browser {
     /// Do not ask the server at all: deliver these queries to the callback, one per browser
     /// step, in order (a recorded trace's `callback` lines); `{state}` as above.
     Script(std::collections::VecDeque<String>),
-}
-
-/// How an operation ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
-    /// A token was handed out.
-    Token {
-        /// The access token.
-        access_token: Secret,
-        /// When it expires.
-        expires_at: Option<Timestamp>,
-    },
-    /// The operation finished without a token result.
-    Done,
-    /// A browser login is needed.
-    LoginRequired(String),
-    /// The operation failed.
-    Failed(Error),
-}
-
-impl Outcome {
-    /// The error, if the operation failed.
-    pub fn error(&self) -> Option<&Error> {
-        match self {
-            Outcome::Failed(error) => Some(error),
-            _ => None,
-        }
-    }
-
-    /// Whether a token was handed out.
-    pub fn is_token(&self) -> bool {
-        matches!(self, Outcome::Token { .. })
-    }
 }
 
 /// Why a simulation could not finish an operation.
@@ -413,32 +381,12 @@ impl<S: Server> Simulation<S> {
     }
 
     fn observe(&mut self, event: Event) -> Option<(OpId, Outcome)> {
-        let (op, outcome) = match event {
-            Event::StateChanged(state) => {
-                self.note(What::State(state));
-                return None;
-            }
-            Event::Warning(message) => {
-                self.note(What::Warning(message));
-                return None;
-            }
-            Event::TokenReady {
-                op,
-                access_token,
-                expires_at,
-            } => (
-                op,
-                Outcome::Token {
-                    access_token,
-                    expires_at,
-                },
-            ),
-            Event::Done { op } => (op, Outcome::Done),
-            Event::LoginRequired { op, reason } => (op, Outcome::LoginRequired(reason)),
-            Event::Failed { op, error } => (op, Outcome::Failed(error)),
-            _ => return None,
-        };
-        Some((op, outcome))
+        match event {
+            Event::StateChanged(state) => self.note(What::State(state)),
+            Event::Warning(message) => self.note(What::Warning(message)),
+            ending => return ending.ending(),
+        }
+        None
     }
 
     /// The user's browser: ask the authorization endpoint, follow its redirect to the
@@ -515,5 +463,6 @@ fn describe(outcome: &Outcome) -> String {
         Outcome::Done => "done".into(),
         Outcome::LoginRequired(reason) => format!("login required: {reason}"),
         Outcome::Failed(error) => format!("error: {error}"),
+        other => format!("{other:?}"),
     }
 }

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tenure_core::endpoint::sanitize;
+pub use tenure_core::Outcome;
 use tenure_core::{
-    Client, ClientConfig, ClientKey, Command, Error, Event, Input, OpId, Operation, Record, Secret,
-    Status, Timestamp,
+    Client, ClientConfig, ClientKey, Command, Event, Input, OpId, Operation, Record, Status,
+    Timestamp,
 };
 use tenure_store::Store;
 use tokio::sync::{mpsc, oneshot};
@@ -81,25 +82,6 @@ impl Default for Options {
             recorder: None,
         }
     }
-}
-
-/// How an operation ended.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// A valid access token.
-    Token {
-        /// The token.
-        access_token: Secret,
-        /// When it expires, if known.
-        expires_at: Option<Timestamp>,
-    },
-    /// Done, with nothing to hand out.
-    Done,
-    /// A browser login is needed first.
-    LoginRequired(String),
-    /// It failed.
-    Failed(Error),
 }
 
 /// An outcome and the warnings raised while it was worked on.
@@ -406,25 +388,14 @@ impl Driver {
                 self.warnings.push(message);
                 return;
             }
-            Event::TokenReady {
-                op,
-                access_token,
-                expires_at,
-            } => (
-                op,
-                Outcome::Token {
-                    access_token,
-                    expires_at,
-                },
-            ),
-            Event::Done { op } => (op, Outcome::Done),
-            Event::LoginRequired { op, reason } => (op, Outcome::LoginRequired(reason)),
-            Event::Failed { op, error } => {
-                tracing::warn!(%error, "operation failed");
-                (op, Outcome::Failed(error))
-            }
-            _ => return,
+            ending => match ending.ending() {
+                Some(ended) => ended,
+                None => return,
+            },
         };
+        if let Some(error) = outcome.error() {
+            tracing::warn!(%error, "operation failed");
+        }
         if let Some(reply) = self.waiters.remove(&op) {
             let warnings = if self.waiters.is_empty() {
                 std::mem::take(&mut self.warnings)

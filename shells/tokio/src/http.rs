@@ -119,7 +119,7 @@ impl HttpClient {
 
 /// A transport error in words, without the URL (reqwest's text can carry the query).
 fn describe(error: &reqwest::Error) -> String {
-    if let Some(tls) = certificate_problem(error) {
+    if let Some(tls) = cause_mentioning(error, "certificate") {
         return format!(
             "the server's TLS certificate was refused ({tls}); check that the URL names the \
              right host and that its certificate is issued by a trusted authority"
@@ -127,6 +127,8 @@ fn describe(error: &reqwest::Error) -> String {
     }
     let words = if error.is_timeout() {
         "timed out"
+    } else if cause_mentioning(error, "connection closed").is_some() {
+        "the server closed the connection without a complete answer"
     } else if error.is_connect() {
         "could not connect"
     } else if error.is_body() || error.is_decode() {
@@ -139,13 +141,13 @@ fn describe(error: &reqwest::Error) -> String {
     words.to_string()
 }
 
-/// rustls's words for a refused certificate, found among the error's causes. They name the
-/// problem (unknown issuer, expired, wrong name), never a URL or a secret.
-fn certificate_problem(error: &reqwest::Error) -> Option<String> {
+/// The first of the error's causes whose words mention `needle`. rustls and hyper name the
+/// problem there (an unknown issuer, a closed connection), never a URL or a secret.
+fn cause_mentioning(error: &reqwest::Error, needle: &str) -> Option<String> {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(current) = cause {
         let text = current.to_string();
-        if text.contains("certificate") {
+        if text.contains(needle) {
             return Some(text);
         }
         cause = current.source();

@@ -2,49 +2,13 @@
 //! here on 127.0.0.1, and the floor: `redis-benchmark` GET over one connection, one request at
 //! a time, against the same server. Prints the store's get latency as a ratio to that floor.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tenure_redis::{Options, RedisStore};
 use tenure_store::kit::{full_record, plain_key};
 use tenure_store::Store;
-
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_redis() -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server must be installed (Debian: apt-get install redis-server)");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server(child, port)
-}
 
 /// Requests per second of `redis-benchmark` GET, one client, no pipelining.
 fn raw_get_per_second(port: u16, requests: u32) -> f64 {
@@ -72,12 +36,12 @@ fn raw_get_per_second(port: u16, requests: u32) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let server = start_redis();
+    let server = tenure_test_harness::Redis::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let url = format!("redis://127.0.0.1:{}/0", server.1);
+    let url = server.url();
     let store = runtime
         .block_on(RedisStore::open(&url, Options::default()))
         .unwrap();
@@ -106,7 +70,7 @@ fn bench(c: &mut Criterion) {
         runtime.block_on(store.get(&key)).unwrap();
     }
     let store_per_second = f64::from(N) / started.elapsed().as_secs_f64();
-    let raw = raw_get_per_second(server.1, N);
+    let raw = raw_get_per_second(server.port, N);
     println!(
         "redis/get-vs-raw: store get {store_per_second:.0}/s, redis-benchmark GET {raw:.0}/s \
          (1 client), ratio {:.2}x the raw latency",

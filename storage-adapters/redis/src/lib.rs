@@ -278,11 +278,6 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// The prefix of every key this store writes.
-    pub fn prefix(&self) -> &str {
-        &self.options.prefix
-    }
-
     /// The Redis key a record is stored under.
     pub fn record_key(&self, key: &ClientKey) -> String {
         format!("{}r:{}", self.options.prefix, key.encode())
@@ -453,6 +448,25 @@ impl RedisStore {
         .await
     }
 
+    /// The bytes stored under `redis_key`, if any (a plain `GET`, retried like every command).
+    async fn read_value(
+        &self,
+        redis_key: String,
+        action: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(action, |mut connection, _| {
+            let redis_key = redis_key.clone();
+            async move {
+                redis::cmd("GET")
+                    .arg(&redis_key)
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(Failure::Retry)
+            }
+        })
+        .await
+    }
+
     async fn lease_script(
         &self,
         key: &ClientKey,
@@ -510,23 +524,9 @@ fn strip_userinfo(url: &str) -> String {
 impl Store for RedisStore {
     async fn get(&self, key: &ClientKey) -> Result<Option<Record>, StoreError> {
         check_key(key)?;
-        let redis_key = self.record_key(key);
         let action = format!("reading the {}", describe_key(key));
-        self.run(&action, |mut connection, _| {
-            let redis_key = redis_key.clone();
-            async move {
-                let value: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(&redis_key)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(Failure::Retry)?;
-                match value {
-                    Some(bytes) => decode_record(key, &bytes).map(Some).map_err(Failure::Final),
-                    None => Ok(None),
-                }
-            }
-        })
-        .await
+        let value = self.read_value(self.record_key(key), &action).await?;
+        value.map(|bytes| decode_record(key, &bytes)).transpose()
     }
 
     async fn compare_and_swap(
@@ -611,24 +611,8 @@ impl Store for RedisStore {
     async fn load_profile(&self, name: &str) -> Result<Option<Value>, StoreError> {
         check_profile_name(name)?;
         let action = format!("reading the profile `{name}`");
-        let profile_key = self.profile_key(name);
-        self.run(&action, |mut connection, _| {
-            let profile_key = profile_key.clone();
-            async move {
-                let value: Option<Vec<u8>> = redis::cmd("GET")
-                    .arg(&profile_key)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(Failure::Retry)?;
-                match value {
-                    Some(bytes) => decode_profile(name, &bytes)
-                        .map(Some)
-                        .map_err(Failure::Final),
-                    None => Ok(None),
-                }
-            }
-        })
-        .await
+        let value = self.read_value(self.profile_key(name), &action).await?;
+        value.map(|bytes| decode_profile(name, &bytes)).transpose()
     }
 
     async fn list_profiles(&self) -> Result<Vec<String>, StoreError> {

@@ -17,7 +17,7 @@
 //! sled locks its directory, so a second process opening the same store gets a clear error;
 //! replicas that share credentials use `tenure-redis` instead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -39,7 +39,6 @@ pub struct SledStore {
     records: sled::Tree,
     leases: sled::Tree,
     profiles: sled::Tree,
-    path: PathBuf,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,7 +95,6 @@ impl SledStore {
             leases: tree("leases")?,
             profiles: tree("profiles")?,
             db,
-            path: path.clone(),
         };
         restrict_files(&path).map_err(|e| {
             open_error(
@@ -105,11 +103,6 @@ impl SledStore {
             )
         })?;
         Ok(store)
-    }
-
-    /// The directory the store lives in.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Every record in the store (for `tenure status` and benchmarks). A damaged value is an

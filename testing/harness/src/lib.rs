@@ -196,6 +196,25 @@ pub fn complete_login(authorization_url: &str, callback_prefix: &str) -> String 
     panic!("the login did not reach the callback within 10 redirects");
 }
 
+/// Starts `command` (a login run with `--no-browser`) and reads the authorization URL it
+/// prints on stderr as `open: URL`, within its first 20 lines; the login then waits for its
+/// callback. Stdout is discarded.
+pub fn spawn_login(command: &mut Command) -> (Child, String) {
+    let mut login = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the login command runs");
+    let stderr = login.stderr.take().expect("stderr is piped");
+    let url = BufReader::new(stderr)
+        .lines()
+        .take(20)
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("open: ").map(str::to_string))
+        .expect("the login prints the authorization URL as `open: URL`");
+    (login, url)
+}
+
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

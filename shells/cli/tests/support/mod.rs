@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -80,20 +80,24 @@ impl Tenure {
     /// Starts `tenure login NAME --no-browser` and reads the authorization URL it prints
     /// (`open: URL` on stderr); the login then waits for its callback.
     pub fn start_login(&self, name: &str) -> (Child, String) {
-        let mut login = self
-            .command(&["login", name, "--no-browser"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the tenure binary runs");
-        let stderr = login.stderr.take().unwrap();
-        let url = BufReader::new(stderr)
-            .lines()
-            .take(20)
-            .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("open: ").map(str::to_string))
-            .expect("tenure login prints the authorization URL as `open: URL`");
-        (login, url)
+        spawn_login(&mut self.command(&["login", name, "--no-browser"]))
+    }
+
+    /// `tenure add svc --issuer ISSUER --grant client_credentials --scope read EXTRA…`: the
+    /// machine client most tests use, with their own options appended.
+    pub fn add_machine_client(&self, issuer: &str, extra: &[&str]) {
+        let mut args = vec![
+            "add",
+            "svc",
+            "--issuer",
+            issuer,
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "read",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
     }
 
     /// `tenure status NAME --json`, parsed.
