@@ -196,7 +196,7 @@ impl ClientConfig {
             let url = secure_endpoint(resource).map_err(ConfigError::Resource)?;
             if url.fragment().is_some() {
                 return Err(ConfigError::Resource(
-                    "a resource identifier has no fragment (RES-1)".into(),
+                    "a resource identifier has no fragment".into(),
                 ));
             }
         }
@@ -218,7 +218,7 @@ impl ClientConfig {
         }
         if self.grant == Grant::ClientCredentials && self.cimd_url.is_some() {
             return Err(ConfigError::CimdUrl(
-                "a CIMD client is public and cannot use client_credentials (CIMD-6)".into(),
+                "a CIMD client is public and cannot use client_credentials".into(),
             ));
         }
         Ok(())
@@ -245,7 +245,7 @@ pub fn check_issuer(issuer: &str) -> Result<(), String> {
     let url = secure_endpoint(issuer)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(
-            "issuer `{issuer}` has a query or fragment; an issuer has neither (DISC-7)"
+            "issuer `{issuer}` has a query or fragment; an issuer has neither"
         ));
     }
     Ok(())
@@ -256,13 +256,13 @@ pub fn check_issuer(issuer: &str) -> Result<(), String> {
 pub fn check_cimd_url(text: &str) -> Result<(), String> {
     let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
     if url.scheme() != "https" && !(url.scheme() == "http" && is_loopback(&url)) {
-        return Err("a CIMD client id must use https (CIMD-1)".into());
+        return Err("a CIMD client id must use https".into());
     }
     if url.path().is_empty() || url.path() == "/" {
-        return Err("a CIMD client id must have a path (CIMD-1)".into());
+        return Err("a CIMD client id must have a path".into());
     }
     if url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
-        return Err("a CIMD client id has no fragment and no userinfo (CIMD-1)".into());
+        return Err("a CIMD client id has no fragment and no userinfo".into());
     }
     // `Url` resolves dot segments, so a difference from the text means it had some.
     let raw_path = text
@@ -275,7 +275,7 @@ pub fn check_cimd_url(text: &str) -> Result<(), String> {
         .split('/')
         .any(|segment| segment == "." || segment == "..")
     {
-        return Err("a CIMD client id has no `.` or `..` path segments (CIMD-1)".into());
+        return Err("a CIMD client id has no `.` or `..` path segments".into());
     }
     Ok(())
 }
@@ -287,7 +287,7 @@ pub fn check_redirect_uri(text: &str) -> Result<(), String> {
         "https" => Ok(()),
         "http" if is_loopback(&url) => Ok(()),
         _ => Err(format!(
-            "redirect URI `{text}` must be https or http on 127.0.0.1 (DCR-4)"
+            "redirect URI `{text}` must be https or http on 127.0.0.1"
         )),
     }
 }

@@ -106,7 +106,7 @@ pub fn parse_protected_resource(
         string(document, "resource").ok_or("the protected resource metadata has no `resource`")?;
     if !candidate.expected_resources.contains(&resource) {
         return Err(format!(
-            "the protected resource metadata names resource `{resource}`, expected `{}` (PRM-5)",
+            "the protected resource metadata names resource `{resource}`, expected `{}`",
             candidate.expected_resources.join("` or `")
         ));
     }
@@ -116,9 +116,7 @@ pub fn parse_protected_resource(
         .filter(|issuer| check_issuer(issuer).is_ok())
         .collect();
     if authorization_servers.is_empty() {
-        return Err(
-            "the protected resource metadata lists no usable authorization server (MCP-5)".into(),
-        );
+        return Err("the protected resource metadata lists no usable authorization server".into());
     }
     Ok(ProtectedResource {
         resource,
@@ -160,8 +158,17 @@ pub fn parse_server_metadata(
 ) -> Result<AuthServer, String> {
     let issuer = string(document, "issuer").ok_or("the metadata has no `issuer`")?;
     if issuer != expected_issuer {
+        let shown = crate::wire::server_text(&issuer);
+        // The comparison stays exact (DISC-4); a user who typed the issuer without the
+        // trailing slash the server publishes (the MCP TypeScript SDK does) is told the
+        // exact value to use.
+        let hint = if issuer.trim_end_matches('/') == expected_issuer.trim_end_matches('/') {
+            format!("; the issuer must be given exactly as the server publishes it: use --issuer {shown}")
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "the metadata names issuer `{issuer}`, expected exactly `{expected_issuer}` (DISC-4)"
+            "the metadata names issuer `{shown}`, expected exactly `{expected_issuer}`{hint}"
         ));
     }
     let endpoint = |name: &str| -> Result<Option<String>, String> {
@@ -188,6 +195,7 @@ pub fn parse_server_metadata(
         pkce_s256,
         token_endpoint_auth_methods: strings(document, "token_endpoint_auth_methods_supported"),
         resource_scopes: None,
+        resource: None,
     })
 }
 
@@ -220,7 +228,7 @@ pub fn parse_legacy_server_metadata(
         .map_err(|e| e.to_string())?;
     if issuer_origin != origin {
         return Err(format!(
-            "the metadata at the MCP server's root names issuer `{issuer}` on another origin than `{origin}`; it is not used (EDGE-27)"
+            "the metadata at the MCP server's root names issuer `{issuer}` on another origin than `{origin}`; it is not used"
         ));
     }
     parse_server_metadata(document, &issuer)
@@ -241,6 +249,7 @@ pub fn legacy_default_server(origin: &str) -> AuthServer {
         pkce_s256: true,
         token_endpoint_auth_methods: None,
         resource_scopes: None,
+        resource: None,
     }
 }
 
@@ -295,6 +304,21 @@ mod tests {
             metadata_candidates("http://127.0.0.1:3000").unwrap()[0],
             "http://127.0.0.1:3000/.well-known/oauth-authorization-server"
         );
+    }
+
+    #[test]
+    fn a_trailing_slash_is_not_forgiven_but_the_exact_issuer_is_named_disc_4() {
+        let metadata = doc(json!({"issuer": "http://127.0.0.1:3000/",
+            "token_endpoint": "http://127.0.0.1:3000/token"}));
+        let error = parse_server_metadata(&metadata, "http://127.0.0.1:3000").unwrap_err();
+        assert!(
+            error.ends_with("use --issuer http://127.0.0.1:3000/"),
+            "{error}"
+        );
+        let other = doc(json!({"issuer": "http://127.0.0.1:4000/",
+            "token_endpoint": "http://127.0.0.1:4000/token"}));
+        let error = parse_server_metadata(&other, "http://127.0.0.1:3000").unwrap_err();
+        assert!(!error.contains("use --issuer"), "{error}");
     }
 
     #[test]

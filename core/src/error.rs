@@ -103,13 +103,32 @@ pub enum Error {
     /// A registration or management answer could not be used.
     #[error("unusable answer from the authorization server: {0}")]
     BadAnswer(String),
-    /// The client secret expired and could not be renewed (INV-6).
-    #[error("client secret expired at {at} and renewal failed: {reason}; run `tenure forget` and register again")]
+    /// The client secret expired and could not be renewed (INV-6). Only reported where
+    /// Tenure cannot recover by itself: a transient renewal failure, or an explicit renewal.
+    #[error("client secret expired at {at} and renewal failed: {reason}; try again later")]
     SecretExpired {
         /// When it expired.
         at: Timestamp,
         /// Why renewal failed.
         reason: String,
+    },
+    /// Registration is paused after the server refused it, or after registering again did
+    /// not help (INV-14); nothing was sent.
+    #[error("registration is paused until {until} ({reason}); nothing was sent, and the next attempt is allowed after that time")]
+    RegistrationPaused {
+        /// When the next attempt is allowed.
+        until: Timestamp,
+        /// What went wrong last.
+        reason: String,
+    },
+    /// The configured token endpoint auth method is not one the server supports, and no
+    /// method of the same kind is (DISC-10). Reported before any browser step.
+    #[error("the authorization server supports the token endpoint auth methods {supported:?}, not `{configured}`; choose one of them with --auth-method")]
+    AuthMethodUnsupported {
+        /// The configured method.
+        configured: String,
+        /// What the server lists.
+        supported: Vec<String>,
     },
     /// Renewal was asked for explicitly and failed.
     #[error("renewal failed: {0}")]
@@ -166,6 +185,7 @@ impl Error {
             self,
             Error::NoRegistrationMethod { .. }
                 | Error::RegistrationRejected { .. }
+                | Error::RegistrationPaused { .. }
                 | Error::SecretExpired { .. }
                 | Error::RenewalFailed(_)
                 | Error::Management(_)

@@ -34,6 +34,9 @@ pub enum Operation {
     Forget,
     /// Drop the tokens and keep the registration.
     Logout,
+    /// Remove the local record only, sending nothing: the way out when the server cannot
+    /// be reached or will not delete the registration.
+    ForgetLocal,
 }
 
 impl Operation {
@@ -45,6 +48,7 @@ impl Operation {
             Operation::Renew => "renew",
             Operation::Forget => "forget",
             Operation::Logout => "logout",
+            Operation::ForgetLocal => "forget-local",
         }
     }
 
@@ -56,6 +60,7 @@ impl Operation {
             Operation::Renew,
             Operation::Forget,
             Operation::Logout,
+            Operation::ForgetLocal,
         ]
         .into_iter()
         .find(|op| op.as_str() == name)

@@ -33,6 +33,54 @@ pub struct Record {
     /// Tokens of the current grant.
     #[serde(default)]
     pub tokens: Option<Tokens>,
+    /// Registration attempts are paused until this backoff ends (INV-14): set when the server
+    /// refused a registration, or when a fresh registration was needed again because the
+    /// token endpoint stopped accepting the client. Cleared once a token is obtained.
+    #[serde(default)]
+    pub registration_backoff: Option<Backoff>,
+}
+
+/// Why and until when registration is paused for one client key (INV-14).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backoff {
+    /// How many registrations in a row ended badly; the pause doubles with each.
+    pub failures: u32,
+    /// No registration request is sent before this instant.
+    pub until: Timestamp,
+    /// What went wrong last, in words fit for a user (server text already sanitized).
+    pub reason: String,
+}
+
+/// The first pause after a refused registration.
+pub const REGISTRATION_BACKOFF_BASE: Duration = Duration::from_secs(30);
+/// The longest pause between two registration attempts.
+pub const REGISTRATION_BACKOFF_CAP: Duration = Duration::from_hours(1);
+
+impl Backoff {
+    /// The backoff after one more failure than `previous`, starting at `now`: the base pause
+    /// doubled per earlier failure, capped, then shortened by up to a quarter according to
+    /// `jitter` (any `u64`; drawn from the client's entropy) so that replicas refused together
+    /// do not come back together.
+    pub fn after(previous: Option<&Backoff>, now: Timestamp, reason: String, jitter: u64) -> Self {
+        let failures = previous.map_or(0, |b| b.failures).saturating_add(1);
+        let doublings = (failures - 1).min(16);
+        let full = REGISTRATION_BACKOFF_BASE
+            .as_millis()
+            .saturating_mul(1 << doublings)
+            .min(REGISTRATION_BACKOFF_CAP.as_millis());
+        let cut = (full / 4).max(1);
+        let pause = full - (jitter % cut as u64) as i64;
+        Backoff {
+            failures,
+            until: now + Duration::from_millis(pause),
+            reason,
+        }
+    }
+
+    /// Whether registration is still paused at `now`.
+    pub fn active(&self, now: Timestamp) -> bool {
+        now < self.until
+    }
 }
 
 /// How the client identifies itself at the authorization server.
@@ -113,6 +161,10 @@ pub struct Registration {
     pub redirect_uri: Option<String>,
     /// Where the registration was made; the registration client URI must stay on its origin.
     pub registration_endpoint: String,
+    /// When this client's secret was last issued (registration or renewal), as the client saw
+    /// it; `None` in records written before it was kept.
+    #[serde(default)]
+    pub obtained_at: Option<Timestamp>,
     /// Every member of the last answer except the two secrets, unknown members included,
     /// because an RFC 7592 update sends them back (DCR-17, MGMT-7).
     pub metadata: Map<String, Value>,
@@ -129,6 +181,16 @@ impl Registration {
     pub fn secret_expired(&self, now: Timestamp) -> bool {
         self.client_secret.is_some()
             && matches!(self.secret_expires, SecretExpiry::At(at) if at <= now)
+    }
+
+    /// Whether replacing this secret early, inside the renewal window, gains anything: only
+    /// when a fresh secret would live longer than the window. Otherwise a replacement would
+    /// itself be due at once, and the secret is replaced when it expires instead.
+    pub fn outlives_window(&self, window: Duration) -> bool {
+        match (self.secret_expires, self.obtained_at) {
+            (SecretExpiry::At(at), Some(obtained)) => at.since(obtained) > window,
+            _ => false,
+        }
     }
 
     /// Whether the secret expires within `window` of `now` (the renewal window).
@@ -189,6 +251,10 @@ pub struct AuthServer {
     pub token_endpoint_auth_methods: Option<Vec<String>>,
     /// `scopes_supported` of the protected resource (MCP-10), when discovery went through one.
     pub resource_scopes: Option<Vec<String>>,
+    /// The `resource` exactly as the protected resource metadata published it; sent as the
+    /// RFC 8707 `resource` parameter (MCP26-3), when discovery went through a resource.
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 impl AuthServer {
@@ -213,6 +279,7 @@ impl Record {
             cimd: None,
             dcr: None,
             tokens: None,
+            registration_backoff: None,
         }
     }
 

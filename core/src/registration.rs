@@ -41,23 +41,78 @@ pub fn choose_method(
     }
 }
 
-/// The token endpoint auth method to request: the configured one, else `none` for a user
-/// client (a public native client says so explicitly, DCR-5), else `client_secret_post` when
-/// the server lists it and `client_secret_basic` otherwise (EDGE-40, DISC-10).
-pub fn requested_auth_method(config: &ClientConfig, server: &AuthServer) -> AuthMethod {
-    match (config.auth_method, config.grant) {
-        (Some(method), _) => method,
-        (None, Grant::AuthorizationCode) => AuthMethod::None,
-        (None, _) if server.supports_auth_method(AuthMethod::ClientSecretPost) => {
-            AuthMethod::ClientSecretPost
+/// The token endpoint auth method to register, chosen against the server's
+/// `token_endpoint_auth_methods_supported` (DISC-10: an absent list means
+/// `client_secret_basic` only), with a warning when the configured one had to give way.
+///
+/// - A configured method the server lists is used as it is.
+/// - A configured secret method the server does not list gives way to the other secret
+///   method when the server lists that one (HTTP Basic and form body carry the same secret);
+///   otherwise, and for a configured `none`, the error names what the server supports. This is
+///   decided before registering, so a user is never sent through the browser for a client
+///   the token endpoint will refuse.
+/// - Without a configured method: a user client is public (`none`) where the server allows
+///   it; a machine client, or a user client at a server that wants a secret, uses
+///   `client_secret_post` where listed, else `client_secret_basic` (EDGE-40).
+pub fn negotiate_auth_method(
+    config: &ClientConfig,
+    server: &AuthServer,
+) -> Result<(AuthMethod, Option<String>), Error> {
+    use AuthMethod::{ClientSecretBasic, ClientSecretPost};
+    let listed = |method: AuthMethod| server.supports_auth_method(method);
+    let supported = || {
+        server
+            .token_endpoint_auth_methods
+            .clone()
+            .unwrap_or_else(|| vec![ClientSecretBasic.as_str().into()])
+    };
+    match config.auth_method {
+        Some(method) if listed(method) => Ok((method, None)),
+        Some(method @ (ClientSecretBasic | ClientSecretPost)) => {
+            let other = if method == ClientSecretBasic {
+                ClientSecretPost
+            } else {
+                ClientSecretBasic
+            };
+            if !listed(other) {
+                return Err(Error::AuthMethodUnsupported {
+                    configured: method.as_str().into(),
+                    supported: supported(),
+                });
+            }
+            Ok((
+                other,
+                Some(format!(
+                    "the authorization server does not support `{}`; using `{}`, which sends the same secret another way",
+                    method.as_str(),
+                    other.as_str()
+                )),
+            ))
         }
-        (None, _) => AuthMethod::ClientSecretBasic,
+        Some(method) => Err(Error::AuthMethodUnsupported {
+            configured: method.as_str().into(),
+            supported: supported(),
+        }),
+        None => {
+            let public = config.grant == Grant::AuthorizationCode && listed(AuthMethod::None);
+            let choice = [ClientSecretPost, ClientSecretBasic]
+                .into_iter()
+                .find(|m| listed(*m));
+            match (public, choice) {
+                (true, _) => Ok((AuthMethod::None, None)),
+                (false, Some(method)) => Ok((method, None)),
+                (false, None) => Err(Error::AuthMethodUnsupported {
+                    configured: "none, client_secret_post or client_secret_basic".into(),
+                    supported: supported(),
+                }),
+            }
+        }
     }
 }
 
 /// The RFC 7591 metadata the client asks for (DCR-1, DCR-3, DCR-5, DCR-6, DCR-8, DCR-9,
 /// DCR-10, MCP26-5, MCP26-7).
-pub fn registration_metadata(config: &ClientConfig, server: &AuthServer) -> Value {
+pub fn registration_metadata(config: &ClientConfig, method: AuthMethod) -> Value {
     let mut body = Map::new();
     body.insert("client_name".into(), json!(config.client_name));
     match config.grant {
@@ -74,10 +129,7 @@ pub fn registration_metadata(config: &ClientConfig, server: &AuthServer) -> Valu
             body.insert("response_types".into(), json!([]));
         }
     }
-    body.insert(
-        "token_endpoint_auth_method".into(),
-        json!(requested_auth_method(config, server).as_str()),
-    );
+    body.insert("token_endpoint_auth_method".into(), json!(method.as_str()));
     body.insert(
         "application_type".into(),
         json!(match config.application_type {
@@ -104,13 +156,13 @@ pub fn registration_metadata(config: &ClientConfig, server: &AuthServer) -> Valu
 /// when one is configured (DCR-1, DCR-11, MGMT-22).
 pub fn registration_request(
     config: &ClientConfig,
-    server: &AuthServer,
+    method: AuthMethod,
     endpoint: &str,
 ) -> Result<http::Request<Vec<u8>>, Error> {
     json_request(
         http::Method::POST,
         endpoint,
-        &registration_metadata(config, server),
+        &registration_metadata(config, method),
         config.initial_access_token.as_ref(),
     )
     .map_err(Error::Protocol)
@@ -138,7 +190,7 @@ pub fn parse_registration(
     let mut warnings = Vec::new();
     if status != 201 {
         warnings.push(format!(
-            "the registration endpoint answered {status} instead of 201 (EDGE-21)"
+            "the registration endpoint answered {status} instead of 201"
         ));
     }
     let answer = json_object(body).map_err(|e| Error::BadAnswer(format!("registration: {e}")))?;
@@ -146,7 +198,7 @@ pub fn parse_registration(
         Some(id) if !id.is_empty() => id,
         _ => {
             return Err(Error::BadAnswer(
-                "the registration answer has no client_id (DCR-13); nothing was stored".into(),
+                "the registration answer has no client_id; nothing was stored".into(),
             ))
         }
     };
@@ -159,6 +211,7 @@ pub fn parse_registration(
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         redirect_uri: None,
         registration_endpoint: endpoint.to_string(),
+        obtained_at: None,
         metadata: Map::new(),
     };
     let registration = adopt_answer(config, empty, answer, &mut warnings)?;
@@ -191,8 +244,7 @@ pub fn adopt_answer(
     } else if !method.uses_secret() {
         registration.client_secret = None;
     } else if had_secret {
-        warnings
-            .push("the answer carried no client_secret; keeping the stored one (EDGE-9)".into());
+        warnings.push("the answer carried no client_secret; keeping the stored one".into());
     }
     registration.secret_expires = match integer(&answer, "client_secret_expires_at") {
         _ if registration.client_secret.is_none() => SecretExpiry::Never,
@@ -201,15 +253,14 @@ pub fn adopt_answer(
         Integer::Absent if !secret_replaced => registration.secret_expires,
         Integer::Absent => {
             warnings.push(
-                "a client_secret came without client_secret_expires_at; its expiry is unknown (EDGE-3)"
+                "a client_secret came without client_secret_expires_at; its expiry is unknown"
                     .into(),
             );
             SecretExpiry::Unknown
         }
         Integer::Invalid => {
             warnings.push(
-                "client_secret_expires_at is not a usable number; its expiry is unknown (EDGE-4)"
-                    .into(),
+                "client_secret_expires_at is not a usable number; its expiry is unknown".into(),
             );
             SecretExpiry::Unknown
         }
@@ -238,18 +289,17 @@ pub fn adopt_answer(
             }
         }
     }
-    if !registration.manageable() {
-        warnings.push(
-            "the server offers no registration management (RFC 7592) for this client; an expiring secret cannot be renewed (EDGE-7)"
-                .into(),
-        );
+    if let (false, Some(at)) = (registration.manageable(), registration.secret_expires.at()) {
+        warnings.push(format!(
+            "the server offers no registration management (RFC 7592), so the client secret, which expires at {at}, cannot be renewed; a new client is registered when it is needed"
+        ));
     }
 
     if config.grant == Grant::AuthorizationCode {
         let registered = strings(&answer, "redirect_uris").unwrap_or_default();
         if !registered.contains(&config.redirect_uri) {
             return Err(Error::BadAnswer(format!(
-                "the server did not register the redirect URI {} (DCR-16)",
+                "the server did not register the redirect URI {}",
                 config.redirect_uri
             )));
         }
@@ -278,6 +328,7 @@ mod tests {
             pkce_s256: true,
             token_endpoint_auth_methods: Some(vec!["none".into(), "client_secret_post".into()]),
             resource_scopes: None,
+            resource: None,
         }
     }
 
@@ -341,7 +392,9 @@ mod tests {
         let mut config = config();
         config.scopes = vec!["read".into(), "write".into()];
         config.software_id = Some("tenure".into());
-        let body = registration_metadata(&config, &server());
+        let (method, warning) = negotiate_auth_method(&config, &server()).unwrap();
+        assert_eq!(warning, None);
+        let body = registration_metadata(&config, method);
         assert_eq!(
             body["redirect_uris"],
             json!(["http://127.0.0.1:8976/callback"])
@@ -356,17 +409,64 @@ mod tests {
         assert_eq!(body["scope"], "read write");
         assert_eq!(body["software_id"], "tenure");
         assert!(body["client_name"].is_string());
-        let request = registration_request(&config, &server(), ENDPOINT).unwrap();
+        let request = registration_request(&config, method, ENDPOINT).unwrap();
         assert_eq!(request.method(), http::Method::POST);
         assert_eq!(request.headers()["content-type"], "application/json");
         assert!(request.headers().get("authorization").is_none());
     }
 
     #[test]
+    fn auth_method_is_negotiated_against_the_server_list_disc_10() {
+        let mut config = config();
+        // The MCP TypeScript SDK lists only `client_secret_post` and `none`.
+        let mut ts = server();
+        ts.token_endpoint_auth_methods = Some(vec!["client_secret_post".into(), "none".into()]);
+        config.auth_method = Some(AuthMethod::ClientSecretBasic);
+        let (method, warning) = negotiate_auth_method(&config, &ts).unwrap();
+        assert_eq!(method, AuthMethod::ClientSecretPost);
+        assert!(warning.unwrap().contains("client_secret_basic"));
+        // A listed preference is honoured as it is.
+        config.auth_method = Some(AuthMethod::ClientSecretPost);
+        assert_eq!(
+            negotiate_auth_method(&config, &ts).unwrap(),
+            (AuthMethod::ClientSecretPost, None)
+        );
+        // Nothing of the same kind: a clear error, before anything is sent.
+        let mut basic_only = server();
+        basic_only.token_endpoint_auth_methods = None;
+        config.auth_method = Some(AuthMethod::None);
+        let error = negotiate_auth_method(&config, &basic_only).unwrap_err();
+        assert!(
+            matches!(error, Error::AuthMethodUnsupported { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("client_secret_basic"), "{error}");
+        // The MCP Python SDK lists only the secret methods: a user client takes a secret.
+        let mut python = server();
+        python.token_endpoint_auth_methods = Some(vec![
+            "client_secret_post".into(),
+            "client_secret_basic".into(),
+        ]);
+        config.auth_method = None;
+        assert_eq!(
+            negotiate_auth_method(&config, &python).unwrap(),
+            (AuthMethod::ClientSecretPost, None)
+        );
+        assert_eq!(
+            negotiate_auth_method(&config, &ts).unwrap(),
+            (AuthMethod::None, None)
+        );
+        let mut odd = server();
+        odd.token_endpoint_auth_methods = Some(vec!["private_key_jwt".into()]);
+        assert!(negotiate_auth_method(&config, &odd).is_err());
+    }
+
+    #[test]
     fn machine_client_registers_client_credentials_only() {
         let mut config = config();
         config.grant = Grant::ClientCredentials;
-        let body = registration_metadata(&config, &server());
+        let (method, _) = negotiate_auth_method(&config, &server()).unwrap();
+        let body = registration_metadata(&config, method);
         assert_eq!(body["grant_types"], json!(["client_credentials"]));
         assert_eq!(body["response_types"], json!([]));
         assert!(body.get("redirect_uris").is_none());
@@ -377,7 +477,7 @@ mod tests {
     fn initial_access_token_is_a_bearer_dcr_11() {
         let mut config = config();
         config.initial_access_token = Some(crate::Secret::new("iat"));
-        let request = registration_request(&config, &server(), ENDPOINT).unwrap();
+        let request = registration_request(&config, AuthMethod::None, ENDPOINT).unwrap();
         assert_eq!(request.headers()["authorization"], "Bearer iat");
     }
 

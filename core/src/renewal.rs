@@ -115,13 +115,13 @@ pub fn parse_management_answer(
         Some(id) if id == registration.client_id => {}
         Some(id) => {
             return Err(ManagementFailure::BadAnswer(format!(
-            "the answer names client_id `{id}`, not `{}`; the stored registration is kept (MGMT-6)",
-            registration.client_id
-        )))
+                "the answer names client_id `{id}`, not `{}`; the stored registration is kept",
+                registration.client_id
+            )))
         }
         None => {
             return Err(ManagementFailure::BadAnswer(
-                "the answer has no client_id (MGMT-6)".into(),
+                "the answer has no client_id".into(),
             ))
         }
     }
@@ -158,9 +158,20 @@ pub fn parse_deletion(status: u16, body: &[u8]) -> Result<Deletion, ManagementFa
 }
 
 fn classify_status(status: u16, body: &[u8]) -> Result<(), ManagementFailure> {
+    let error = || server_error(status, body);
     match status {
         200..=299 => Ok(()),
-        401 | 404 => Err(ManagementFailure::Gone(server_error(status, body))),
+        401 | 404 => Err(ManagementFailure::Gone(error())),
+        // Authlib answers a missing, wrong or dead registration access token, and an unknown
+        // client, with 400 `access_denied` (and some servers with 400 `invalid_token` or
+        // `invalid_client`) where RFC 7592 says 401: the same "cannot be managed with this
+        // token" (MGMT-16), recognised by the error code.
+        400 if ["access_denied", "invalid_token", "invalid_client"]
+            .iter()
+            .any(|code| error().is(code)) =>
+        {
+            Err(ManagementFailure::Gone(error()))
+        }
         403 => Err(ManagementFailure::Forbidden(server_error(status, body))),
         _ => Err(ManagementFailure::Rejected(server_error(status, body))),
     }
@@ -192,6 +203,7 @@ mod tests {
             token_endpoint_auth_method: AuthMethod::ClientSecretPost,
             redirect_uri: Some("http://127.0.0.1:8976/callback".into()),
             registration_endpoint: "https://as.example.com/register".into(),
+            obtained_at: None,
             metadata: metadata.as_object().unwrap().clone(),
         }
     }
@@ -303,6 +315,18 @@ mod tests {
         let run = |status| parse_management_answer(&config(), &reg, status, b"{}").unwrap_err();
         assert!(matches!(run(401), ManagementFailure::Gone(_)));
         assert!(matches!(run(404), ManagementFailure::Gone(_)));
+        let authlib =
+            parse_management_answer(&config(), &reg, 400, br#"{"error":"access_denied"}"#)
+                .unwrap_err();
+        assert!(matches!(authlib, ManagementFailure::Gone(_)), "{authlib}");
+        assert_eq!(
+            parse_deletion(400, br#"{"error":"access_denied"}"#),
+            Ok(Deletion::AlreadyGone)
+        );
+        assert!(matches!(
+            parse_deletion(400, br#"{"error":"invalid_request"}"#),
+            Err(ManagementFailure::Rejected(_))
+        ));
         assert!(matches!(run(403), ManagementFailure::Forbidden(_)));
         assert!(matches!(run(400), ManagementFailure::Rejected(_)));
         assert!(matches!(run(503), ManagementFailure::Rejected(_)));

@@ -126,7 +126,7 @@ pub fn step_up(
     };
     if scopes.iter().all(|s| granted.contains(s)) {
         return StepUp::GiveUp(format!(
-            "the resource refused a token for insufficient scope although the token holds every scope it names ({shown}); authorizing again would not change that, so Tenure stops here (MCP-18): check which scopes the resource requires"
+            "the resource refused a token for insufficient scope although the token holds every scope it names ({shown}); authorizing again would not change that, so Tenure stops here: check which scopes the resource requires"
         ));
     }
     let attempt = match last {
@@ -135,7 +135,7 @@ pub fn step_up(
     };
     if attempt > MAX_STEP_UPS {
         return StepUp::GiveUp(format!(
-            "the resource still refuses the token for insufficient scope ({shown}) after {MAX_STEP_UPS} step-up authorizations for `{}`; Tenure stops here (MCP-18): the authorization server does not grant these scopes to this client",
+            "the resource still refuses the token for insufficient scope ({shown}) after {MAX_STEP_UPS} step-up authorizations for `{}`; Tenure stops here: the authorization server does not grant these scopes to this client",
             scopes.join(" ")
         ));
     }
@@ -265,7 +265,7 @@ mod tests {
             &list("mcp:admin"),
             None,
         );
-        assert!(matches!(decision, StepUp::GiveUp(ref why) if why.contains("MCP-18")));
+        assert!(matches!(decision, StepUp::GiveUp(ref why) if why.contains("Tenure stops here")));
     }
 
     #[test]

@@ -121,6 +121,9 @@ pub fn token_request(
             fields.push(("client_secret", secret.expose()));
         }
         ClientAuth::Basic { client_id, secret } => {
+            // The client id also goes in the body: RFC 6749 §3.2.1 lets a client name itself
+            // there, and the MCP Python SDK's server refuses HTTP Basic without it.
+            fields.push(("client_id", client_id));
             builder = builder.header(AUTHORIZATION, basic_credentials(client_id, secret));
         }
     }
@@ -160,7 +163,7 @@ pub fn parse_token_answer(
     let token_type = string(&answer, "token_type").unwrap_or_default();
     if !token_type.eq_ignore_ascii_case("bearer") {
         return Err(TokenFailure::BadAnswer(format!(
-            "the token type `{token_type}` is not supported; only Bearer is (OAUTH-12)"
+            "the token type `{token_type}` is not supported; only Bearer is"
         )));
     }
     let expires_at = match integer(&answer, "expires_in") {
@@ -277,7 +280,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(field(&body_of(&basic), "client_secret"), None);
-        assert_eq!(field(&body_of(&basic), "client_id"), None);
+        // The id also in the body, for servers that want it there (the MCP Python SDK).
+        assert_eq!(field(&body_of(&basic), "client_id").as_deref(), Some("c"));
         assert!(basic.headers()["authorization"]
             .to_str()
             .unwrap()

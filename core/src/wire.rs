@@ -44,7 +44,7 @@ pub fn server_error(status: u16, body: &[u8]) -> ServerError {
             .as_ref()
             .and_then(|v| v.get(name))
             .and_then(Value::as_str)
-            .map(|s| s.chars().take(300).collect::<String>())
+            .map(server_text)
     };
     let code = field("error");
     let description = if code.is_some() {
@@ -57,6 +57,37 @@ pub fn server_error(status: u16, body: &[u8]) -> ServerError {
         code,
         description,
     }
+}
+
+/// The longest piece of server text shown to a user, in characters.
+pub const SERVER_TEXT_LIMIT: usize = 200;
+
+/// Server text made fit for a terminal and a log line: control characters (escape sequences,
+/// bells, line breaks) become spaces, runs of white space one space, and the result is cut to
+/// [`SERVER_TEXT_LIMIT`] characters. Servers send multi-line validation dumps in
+/// `error_description` (the MCP TypeScript SDK does); a user needs the first line of sense,
+/// not the dump.
+pub fn server_text(text: &str) -> String {
+    let mut out = String::new();
+    let mut count = 0;
+    for word in text
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        if count > 0 {
+            out.push(' ');
+            count += 1;
+        }
+        for c in word.chars() {
+            if count >= SERVER_TEXT_LIMIT {
+                out.push('…');
+                return out;
+            }
+            out.push(c);
+            count += 1;
+        }
+    }
+    out
 }
 
 /// A short, printable excerpt of a body for diagnostics.
@@ -187,6 +218,26 @@ mod tests {
 
     fn map(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn server_text_is_one_bounded_line_without_control_characters() {
+        // The MCP TypeScript SDK's validation dump, and a hostile escape sequence.
+        let dump =
+            "[\n  {\n    \"code\": \"invalid_string\",\n    \"path\": [\"redirect_uris\"]\n  }\n]";
+        assert_eq!(
+            server_text(dump),
+            "[ { \"code\": \"invalid_string\", \"path\": [\"redirect_uris\"] } ]"
+        );
+        assert_eq!(server_text("bad\u{1b}[31mred\u{7}"), "bad [31mred");
+        let long = server_text(&"x".repeat(5000));
+        assert_eq!(long.chars().count(), SERVER_TEXT_LIMIT + 1);
+        assert!(long.ends_with('…'));
+        let error = server_error(
+            400,
+            br#"{"error":"invalid_client_metadata","error_description":"line one\nline two"}"#,
+        );
+        assert_eq!(error.description.as_deref(), Some("line one line two"));
     }
 
     #[test]

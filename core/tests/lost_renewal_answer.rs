@@ -38,6 +38,7 @@ fn server() -> AuthServer {
         pkce_s256: true,
         token_endpoint_auth_methods: None,
         resource_scopes: None,
+        resource: None,
     }
 }
 
@@ -55,6 +56,7 @@ fn stored(config: &ClientConfig, expires: Timestamp, refresh: bool) -> Record {
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         redirect_uri: None,
         registration_endpoint: format!("{ISSUER}/reg"),
+        obtained_at: None,
         metadata: json!({"client_id": "c1", "grant_types": ["client_credentials"],
                          "token_endpoint_auth_method": "client_secret_basic"})
         .as_object()
@@ -271,7 +273,11 @@ fn a_refused_renewal_of_an_expired_secret_registers_again() {
         .to_string();
     assert_ne!(sent, format!("Basic {}", "YzE6czE="), "INV-5: never c1:s1");
     assert!(matches!(harness.outcome(), Event::TokenReady { .. }));
-    assert!(harness.warned("registering again"), "{:?}", harness.events);
+    assert!(
+        harness.warned("registering a new client"),
+        "{:?}",
+        harness.events
+    );
     assert_eq!(harness.dcr().client_id, "c2");
 }
 
@@ -305,16 +311,16 @@ fn a_refused_renewal_keeps_the_refresh_token_and_refreshes() {
     assert_eq!(harness.dcr().client_id, "c1");
 }
 
-/// An explicit `tenure renew` still reports the refused renewal as a failure, even when it
-/// registered again to leave a usable record behind.
+/// An explicit `tenure renew` reports the refused renewal as a failure and sends nothing
+/// more; the record it leaves behind is no dead end: management is dropped, so the next token
+/// request registers a new client (the test above).
 #[test]
-fn an_explicit_renew_refused_after_expiry_fails_but_leaves_a_new_registration() {
+fn an_explicit_renew_refused_after_expiry_fails_and_leaves_a_recoverable_record() {
     let config = config(Grant::ClientCredentials);
     let record = stored(&config, now() - tenure_core::Duration::from_secs(5), false);
     let mut harness = Harness::start(config, record, Operation::Renew);
 
     harness.expect(RequestKind::RegistrationUpdate, 401, refused_rat());
-    harness.expect(RequestKind::Registration, 201, registered());
     match harness.outcome() {
         Event::Failed {
             error: Error::RenewalFailed(reason),
@@ -322,5 +328,6 @@ fn an_explicit_renew_refused_after_expiry_fails_but_leaves_a_new_registration() 
         } => assert!(reason.contains("invalid_token"), "{reason}"),
         other => panic!("expected the renewal failure, got {other:?}"),
     }
-    assert_eq!(harness.dcr().client_id, "c2");
+    assert_eq!(harness.dcr().client_id, "c1");
+    assert!(!harness.dcr().manageable());
 }

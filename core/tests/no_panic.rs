@@ -26,6 +26,7 @@ fn registration() -> Registration {
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         redirect_uri: None,
         registration_endpoint: "https://as.example.com/register".into(),
+        obtained_at: None,
         metadata: Default::default(),
     }
 }

@@ -12,6 +12,13 @@ impl Client {
     }
 
     pub(super) fn advance(&mut self, now: Timestamp) {
+        // A job whose failure waited for a write ends now.
+        while matches!(self.wait, Wait::Nothing) {
+            let Some(error) = self.jobs.front_mut().and_then(|job| job.failure.take()) else {
+                break;
+            };
+            self.finish(Outcome::Failed(error));
+        }
         // Bounded: every iteration either issues a command and returns, or finishes a job.
         while matches!(self.wait, Wait::Nothing) && self.started && !self.jobs.is_empty() {
             let step = self.next_step(now);
@@ -32,7 +39,11 @@ impl Client {
             self.server = None;
         }
         let Some(server) = self.server.clone() else {
-            if matches!(op, Operation::Forget | Operation::Logout) && self.record.is_none() {
+            if matches!(
+                op,
+                Operation::Forget | Operation::Logout | Operation::ForgetLocal
+            ) && self.record.is_none()
+            {
                 // Nothing is held, so there is nothing to discover for.
                 return Step::Finish(Outcome::Done);
             }
@@ -48,6 +59,7 @@ impl Client {
                 None => Step::Finish(Outcome::Done),
             },
             Operation::Forget => self.step_forget(),
+            Operation::ForgetLocal => self.step_delete_record(),
             Operation::Token | Operation::Login | Operation::Renew => {
                 self.step_credentials(now, op, &server)
             }
@@ -71,9 +83,15 @@ impl Client {
                 };
             }
             if self.identity() == IdentityKind::Dcr {
-                self.warn("the registration cannot be deleted at the server (no registration management); it is only forgotten locally".into());
+                let client_id = self.client_id().unwrap_or_default().to_owned();
+                self.warn(format!("the server offers no registration management, so client {client_id} cannot be deleted there; it is only forgotten locally"));
             }
         }
+        self.step_delete_record()
+    }
+
+    /// Removes the local record (compare-and-swap on its generation, INV-9).
+    pub(super) fn step_delete_record(&mut self) -> Step {
         match &self.record {
             Some(record) => {
                 let op = StoreOp::Delete {
@@ -95,16 +113,18 @@ impl Client {
         // 1. An identity.
         let identity = self.identity();
         if identity == IdentityKind::None || self.pre_registration_stale() {
-            return self.step_register(server);
+            return self.step_register(now, server);
         }
 
         // 2. A secret that will keep working.
         match self.registration().cloned() {
-            Some(registration) => {
-                if let Some(step) = self.step_renewal(now, op, &registration) {
-                    return step;
+            Some(registration) => match self.step_secret(now, op, &registration, server) {
+                SecretState::Go(step) => return step,
+                SecretState::Usable => {}
+                SecretState::Unusable(error) => {
+                    return self.step_without_secret(now, op, &registration, error)
                 }
-            }
+            },
             None if op == Operation::Renew => {
                 return Step::Finish(Outcome::Failed(Error::RenewalFailed(format!(
                     "the client is {}; only a dynamically registered client has a secret to renew",
@@ -125,13 +145,15 @@ impl Client {
         let refresh_failed = job.refresh_failed;
         let tokens = self.record.as_ref().and_then(|r| r.tokens.clone());
         if let Some(tokens) = &tokens {
-            // A token the resource refused is not handed out again (RFC 6750 §3.1).
-            let refused = self.scopes.refused_token.as_ref() == Some(&tokens.access_token);
             // A token obtained during this job is handed out even when its lifetime is
             // shorter than the safety margin; asking again would only loop.
-            let usable = tokens.access_token_valid(now) && !refused;
-            if (op == Operation::Token && usable) || logged_in {
+            if logged_in {
                 return Step::Finish(Outcome::Token(tokens.clone()));
+            }
+        }
+        if op == Operation::Token {
+            if let Some(usable) = self.usable_tokens(now) {
+                return Step::Finish(Outcome::Token(usable));
             }
         }
         if op == Operation::Login {
@@ -178,7 +200,7 @@ impl Client {
         stored != self.config.client_id.as_ref()
     }
 
-    pub(super) fn step_register(&mut self, server: &AuthServer) -> Step {
+    pub(super) fn step_register(&mut self, now: Timestamp, server: &AuthServer) -> Step {
         let cimd_rejected = self
             .record
             .as_ref()
@@ -196,91 +218,200 @@ impl Client {
                 let url = self.config.cimd_url.clone().unwrap_or_default();
                 self.write(Patch::SetCimd(url))
             }
-            Some(Method::Dcr) => {
-                if !self.lease_held {
-                    return self.take_lease();
-                }
-                let endpoint = server.registration_endpoint.clone().unwrap_or_default();
-                match registration_request(&self.config, server, &endpoint) {
-                    Ok(request) => self.http(
-                        RequestKind::Registration,
-                        request,
-                        HttpPurpose::Register { endpoint },
-                    ),
-                    Err(error) => Step::Finish(Outcome::Failed(error)),
-                }
-            }
+            Some(Method::Dcr) => self.send_registration(now, server, None),
             None => Step::Finish(Outcome::Failed(Error::NoRegistrationMethod {
                 issuer: server.issuer.clone(),
             })),
         }
     }
 
-    /// Renews when due and allowed (INV-1, INV-5, INV-6, INV-8); `None` means go on with the
-    /// current secret.
-    pub(super) fn step_renewal(
+    /// An RFC 7591 registration request, under the lease (INV-8), unless registration is
+    /// paused (INV-14). `replacing` names the client a new registration would replace.
+    pub(super) fn send_registration(
+        &mut self,
+        now: Timestamp,
+        server: &AuthServer,
+        replacing: Option<String>,
+    ) -> Step {
+        let exempt = self.jobs.front().is_some_and(|job| job.reregistered);
+        if let Some(backoff) = self.registration_paused(now).filter(|_| !exempt) {
+            return Step::Finish(Outcome::Failed(Error::RegistrationPaused {
+                until: backoff.until,
+                reason: backoff.reason.clone(),
+            }));
+        }
+        let Some(endpoint) = server.registration_endpoint.clone() else {
+            return Step::Finish(Outcome::Failed(Error::NoRegistrationMethod {
+                issuer: server.issuer.clone(),
+            }));
+        };
+        // Decided before anything is sent, so no browser step follows a registration the
+        // token endpoint would refuse.
+        let method = match negotiate_auth_method(&self.config, server) {
+            Ok((method, warning)) => {
+                if let Some(warning) = warning {
+                    self.warn(warning);
+                }
+                method
+            }
+            Err(error) => return Step::Finish(Outcome::Failed(error)),
+        };
+        if !self.lease_held {
+            return self.take_lease();
+        }
+        match registration_request(&self.config, method, &endpoint) {
+            Ok(request) => self.http(
+                RequestKind::Registration,
+                request,
+                HttpPurpose::Register {
+                    endpoint,
+                    replacing,
+                },
+            ),
+            Err(error) => Step::Finish(Outcome::Failed(error)),
+        }
+    }
+
+    /// Keeps the client secret usable (INV-1, INV-5, INV-6, INV-8): RFC 7592 renewal where
+    /// the server offers it, else a replacement registration for a machine client whose
+    /// secret is about to expire; a warning where neither is possible yet.
+    fn step_secret(
         &mut self,
         now: Timestamp,
         op: Operation,
         registration: &Registration,
-    ) -> Option<Step> {
-        let job = self.jobs.front()?;
+        server: &AuthServer,
+    ) -> SecretState {
+        let Some(job) = self.jobs.front() else {
+            return SecretState::Usable;
+        };
         if job.renewed {
-            return None;
+            return SecretState::Usable;
         }
+        let renewal_failure = job.renewal_failure.clone();
         let due =
             op == Operation::Renew || registration.secret_expiring(now, self.config.renew_within);
-        if due && job.renewal_failure.is_none() && !self.renewal_attempted {
-            if registration.manageable() {
+        if !due {
+            if self.lease_held {
+                self.release_lease();
+            }
+            return SecretState::Usable;
+        }
+        let expired_at = registration
+            .secret_expires
+            .at()
+            .filter(|_| registration.secret_expired(now));
+        if registration.manageable() {
+            if renewal_failure.is_none() && !self.renewal_attempted {
                 if !self.lease_held {
                     // Under the lease the record is read again first: another replica may
                     // have renewed while this one waited (INV-8).
-                    return Some(self.take_lease());
+                    return SecretState::Go(self.take_lease());
                 }
                 self.renewal_attempted = true;
-                return Some(match management_request(registration, http::Method::PUT) {
-                    Ok(request) => {
-                        self.http(RequestKind::RegistrationUpdate, request, HttpPurpose::Renew)
-                    }
-                    Err(failure) => {
-                        Step::Finish(Outcome::Failed(Error::RenewalFailed(failure.to_string())))
-                    }
-                });
+                return SecretState::Go(
+                    match management_request(registration, http::Method::PUT) {
+                        Ok(request) => {
+                            self.http(RequestKind::RegistrationUpdate, request, HttpPurpose::Renew)
+                        }
+                        Err(failure) => {
+                            Step::Finish(Outcome::Failed(Error::RenewalFailed(failure.to_string())))
+                        }
+                    },
+                );
             }
-            self.renewal_attempted = true;
-            let reason = ManagementFailure::Unavailable.to_string();
-            if !registration.secret_expired(now) && op != Operation::Renew {
-                self.warn(format!(
-                    "the client secret expires soon and cannot be renewed: {reason}"
-                ));
+            if self.lease_held {
+                self.release_lease();
             }
-            if let Some(job) = self.jobs.front_mut() {
-                job.renewal_failure = Some(reason);
-            }
-        }
-        if self.lease_held && !due {
-            self.release_lease();
-        }
-        let reason = self
-            .jobs
-            .front()
-            .and_then(|job| job.renewal_failure.clone())
-            .unwrap_or_else(|| {
-                "renewal was already attempted since this process started; start again to retry"
-                    .into()
+            let reason = renewal_failure.unwrap_or_else(|| {
+                "renewal was already attempted since this process started".into()
             });
-        match registration.secret_expires.at() {
-            // INV-5, INV-6: an expired secret is never sent; this is a hard error.
-            Some(at) if registration.secret_expired(now) => {
-                Some(Step::Finish(Outcome::Failed(Error::SecretExpired {
-                    at,
-                    reason,
-                })))
+            return match expired_at {
+                // INV-5, INV-6: an expired secret is never sent.
+                Some(at) => SecretState::Unusable(Error::SecretExpired { at, reason }),
+                None if op == Operation::Renew => {
+                    SecretState::Unusable(Error::RenewalFailed(reason))
+                }
+                None => SecretState::Usable,
+            };
+        }
+
+        // No registration management: the secret is replaced by registering anew.
+        if op == Operation::Renew {
+            let reason =
+                renewal_failure.unwrap_or_else(|| ManagementFailure::Unavailable.to_string());
+            return SecretState::Unusable(Error::RenewalFailed(reason));
+        }
+        if let Some(at) = expired_at {
+            return SecretState::Unusable(Error::SecretExpired {
+                at,
+                reason: "the server offers no registration management to renew it".into(),
+            });
+        }
+        let Some(at) = registration.secret_expires.at() else {
+            return SecretState::Usable;
+        };
+        let early = self.config.grant == Grant::ClientCredentials
+            && registration.outlives_window(self.config.renew_within)
+            && !self.rotation_attempted
+            && self.registration_paused(now).is_none();
+        if !early {
+            self.warn(match self.config.grant {
+                Grant::ClientCredentials => format!(
+                    "the client secret expires at {at} and the server cannot renew it; a new client will be registered then"
+                ),
+                Grant::AuthorizationCode => format!(
+                    "the client secret expires at {at} and the server cannot renew it; after that, logging in again registers a new client"
+                ),
+            });
+            return SecretState::Usable;
+        }
+        // A machine client replaces its client before the secret dies, so no caller ever
+        // waits for a registration. Under the lease the record is read again first: another
+        // replica may have replaced it already, and then it is no longer due.
+        if !self.lease_held {
+            return SecretState::Go(self.take_lease());
+        }
+        self.rotation_attempted = true;
+        SecretState::Go(self.send_registration(now, server, Some(registration.client_id.clone())))
+    }
+
+    /// The stored secret cannot be used (`error` says why). A valid access token needs no
+    /// secret and is still handed out; otherwise a client whose server cannot renew the
+    /// secret gets a new registration where no user is needed or the user is logging in
+    /// anyway, and a login is asked for where one is needed (INV-13: no dead end).
+    fn step_without_secret(
+        &mut self,
+        now: Timestamp,
+        op: Operation,
+        registration: &Registration,
+        error: Error,
+    ) -> Step {
+        if op == Operation::Token {
+            if let Some(tokens) = self.usable_tokens(now) {
+                self.warn(format!("{error}; the stored access token is still valid"));
+                return Step::Finish(Outcome::Token(tokens));
             }
-            _ if op == Operation::Renew => {
-                Some(Step::Finish(Outcome::Failed(Error::RenewalFailed(reason))))
+        }
+        let recoverable = op != Operation::Renew
+            && !registration.manageable()
+            && registration.secret_expired(now);
+        let Some(at) = registration.secret_expires.at().filter(|_| recoverable) else {
+            return Step::Finish(Outcome::Failed(error));
+        };
+        match (self.config.grant, op) {
+            (Grant::AuthorizationCode, Operation::Token) => Step::Finish(Outcome::LoginRequired(
+                format!(
+                    "the client secret expired at {at} and the server cannot renew it; logging in registers a new client"
+                ),
+            )),
+            _ => {
+                self.warn(format!(
+                    "the client secret of {} expired at {at} and the server cannot renew it; registering a new client (the old one stays registered at the server, which offers no way to delete it)",
+                    registration.client_id
+                ));
+                self.write(Patch::DropRegistration(None))
             }
-            _ => None,
         }
     }
 
@@ -309,7 +440,7 @@ impl Client {
             scopes: &scopes,
             state: &state,
             code_challenge: &challenge,
-            resource: self.resource.as_deref(),
+            resource: self.resource_indicator(),
         });
         let url = match url {
             Ok(url) => url,
@@ -417,7 +548,7 @@ impl Client {
             &server.token_endpoint,
             auth,
             grant,
-            self.resource.as_deref(),
+            self.resource_indicator(),
         ) {
             Ok(request) => self.http(kind, request, HttpPurpose::Token { grant: grant_type }),
             Err(reason) => Step::Finish(Outcome::Failed(Error::Protocol(reason))),

@@ -73,7 +73,7 @@ impl Client {
                     candidates: VecDeque::new(),
                     current: url,
                     failures: Vec::new(),
-                    resource_scopes: None,
+                    prm: None,
                     legacy: true,
                 };
                 self.http(RequestKind::ServerMetadata, request, purpose)
@@ -85,11 +85,11 @@ impl Client {
     pub(super) fn begin_server_metadata(
         &mut self,
         issuer: String,
-        resource_scopes: Option<Vec<String>>,
+        prm: Option<ProtectedResource>,
     ) -> Step {
         match metadata_candidates(&issuer) {
             Ok(candidates) => {
-                self.next_server_candidate(issuer, candidates.into(), Vec::new(), resource_scopes)
+                self.next_server_candidate(issuer, candidates.into(), Vec::new(), prm)
             }
             Err(reason) => Step::Finish(Outcome::Failed(Error::Discovery(reason))),
         }
@@ -100,7 +100,7 @@ impl Client {
         issuer: String,
         mut candidates: VecDeque<String>,
         mut failures: Vec<String>,
-        resource_scopes: Option<Vec<String>>,
+        prm: Option<ProtectedResource>,
     ) -> Step {
         let Some(current) = candidates.pop_front() else {
             return Step::Finish(Outcome::Failed(Error::Discovery(format!(
@@ -115,23 +115,25 @@ impl Client {
                     candidates,
                     current,
                     failures,
-                    resource_scopes,
+                    prm,
                     legacy: false,
                 };
                 self.http(RequestKind::ServerMetadata, request, purpose)
             }
             Err(reason) => {
                 failures.push(reason);
-                self.next_server_candidate(issuer, candidates, failures, resource_scopes)
+                self.next_server_candidate(issuer, candidates, failures, prm)
             }
         }
     }
 
-    /// Adopts validated metadata, after confirming PKCE support (MCP-13).
+    /// Adopts validated metadata, after confirming PKCE support (MCP-13). The resource's
+    /// own metadata, when discovery went through it, contributes its scopes (MCP-10) and the
+    /// `resource` value to send, exactly as published (MCP-14).
     pub(super) fn adopt_server(
         &mut self,
         mut server: AuthServer,
-        resource_scopes: Option<Vec<String>>,
+        prm: Option<ProtectedResource>,
         server_supported: Option<Vec<String>>,
     ) {
         if self.config.grant == Grant::AuthorizationCode && !server.pkce_s256 {
@@ -141,7 +143,10 @@ impl Client {
             }));
             return;
         }
-        server.resource_scopes = resource_scopes;
+        if let Some(prm) = prm {
+            server.resource_scopes = prm.scopes_supported;
+            server.resource = Some(prm.resource);
+        }
         self.scopes.server_supported = server_supported;
         self.server = Some(server);
     }

@@ -86,8 +86,12 @@ impl Client {
         self.store(op, StorePurpose::Write { patch, retries })
     }
 
+    /// Emits a warning, once per process: a long-running embedder calling `token()` per
+    /// request hears about an expiring secret once, not per call.
     pub(super) fn warn(&mut self, message: String) {
-        self.out.push_back(Command::Emit(Event::Warning(message)));
+        if self.warned.insert(message.clone()) {
+            self.out.push_back(Command::Emit(Event::Warning(message)));
+        }
     }
 
     pub(super) fn finish(&mut self, outcome: Outcome) {

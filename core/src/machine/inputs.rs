@@ -44,6 +44,8 @@ impl Client {
             renewal_failure: None,
             renewed: false,
             reregistered: false,
+            registered: false,
+            failure: None,
             obtained_tokens: false,
             refresh_failed: false,
             deleted_remote: false,
@@ -193,11 +195,11 @@ impl Client {
                             Some(_) => None,
                             None => prm.authorization_servers.first().cloned(),
                         };
+                        let servers = prm.authorization_servers.clone();
                         let step = match chosen {
-                            Some(issuer) => self.begin_server_metadata(issuer, prm.scopes_supported),
+                            Some(issuer) => self.begin_server_metadata(issuer, Some(prm)),
                             None => Step::Finish(Outcome::Failed(Error::Discovery(format!(
-                                "the resource lists authorization servers {:?}, not the configured --issuer",
-                                prm.authorization_servers
+                                "the resource lists authorization servers {servers:?}, not the configured --issuer"
                             )))),
                         };
                         self.apply(step);
@@ -215,7 +217,7 @@ impl Client {
                 candidates,
                 current,
                 mut failures,
-                resource_scopes,
+                prm,
                 legacy,
             } => {
                 let document = answer.and_then(|(status, body)| {
@@ -233,9 +235,7 @@ impl Client {
                     server.map(|server| (server, server_scopes(&document)))
                 });
                 match parsed {
-                    Ok(Ok((server, supported))) => {
-                        self.adopt_server(server, resource_scopes, supported)
-                    }
+                    Ok(Ok((server, supported))) => self.adopt_server(server, prm, supported),
                     Err(reason) if legacy => {
                         // EDGE-27: no metadata at the origin either; 2025-03-26 said to
                         // assume the default endpoints there.
@@ -253,54 +253,41 @@ impl Client {
                     }
                     Ok(Err(reason)) | Err(reason) => {
                         failures.push(format!("{}: {reason}", sanitize(&current)));
-                        let step = self.next_server_candidate(
-                            issuer,
-                            candidates,
-                            failures,
-                            resource_scopes,
-                        );
+                        let step = self.next_server_candidate(issuer, candidates, failures, prm);
                         self.apply(step);
                     }
                 }
             }
-            HttpPurpose::Register { endpoint } => {
-                let parsed = answer
-                    .map_err(|detail| Error::Transport {
-                        url: sanitize(&endpoint),
-                        detail,
-                    })
-                    .and_then(|(status, body)| {
-                        parse_registration(&self.config, &endpoint, status, &body)
-                    });
-                match parsed {
-                    Ok((registration, warnings)) => {
-                        warnings.into_iter().for_each(|w| self.warn(w));
-                        let step = self.write(Patch::SetRegistration(Box::new(registration)));
-                        self.apply(step);
-                    }
-                    Err(error) => {
-                        self.release_lease();
-                        self.finish(Outcome::Failed(error));
-                    }
-                }
-            }
+            HttpPurpose::Register {
+                endpoint,
+                replacing,
+            } => self.handle_registration_answer(now, &endpoint, replacing, answer),
             HttpPurpose::Renew => self.handle_renewal_answer(now, answer),
             HttpPurpose::Delete => {
                 let outcome = match answer {
                     Ok((status, body)) => parse_deletion(status, &body),
                     Err(detail) => Err(ManagementFailure::BadAnswer(detail)),
                 };
+                let client_id = self.client_id().unwrap_or_default().to_owned();
                 match outcome {
                     Ok(deletion) => {
-                        if deletion == Deletion::Unsupported {
-                            self.warn("the server does not support deleting registrations (405); the registration still exists there (MGMT-14)".into());
+                        match deletion {
+                            Deletion::Deleted => {}
+                            Deletion::Unsupported => self.warn(format!(
+                                "the server does not support deleting registrations; client {client_id} still exists there"
+                            )),
+                            // MGMT-16: a dead token and a deleted client look the same; either
+                            // way nothing more can be done from here.
+                            Deletion::AlreadyGone => self.warn(format!(
+                                "the server no longer knows client {client_id} or no longer accepts its registration access token; if it still exists there, it stays registered"
+                            )),
                         }
                         if let Some(job) = self.jobs.front_mut() {
                             job.deleted_remote = true;
                         }
                     }
                     Err(failure) => self.finish(Outcome::Failed(Error::Management(format!(
-                        "deleting the registration failed: {failure}; nothing was removed locally"
+                        "deleting client {client_id} at the server failed: {failure}; the local record was kept, so try again later, or forget it locally only"
                     )))),
                 }
             }
@@ -322,7 +309,8 @@ impl Client {
             Err(detail) => Err(ManagementFailure::BadAnswer(format!("no answer: {detail}"))),
         };
         match outcome {
-            Ok((renewed, warnings)) => {
+            Ok((mut renewed, warnings)) => {
+                renewed.obtained_at = Some(now);
                 warnings.into_iter().for_each(|w| self.warn(w));
                 if let Some(job) = self.jobs.front_mut() {
                     job.renewed = true;
@@ -334,26 +322,8 @@ impl Client {
             Err(failure) => {
                 self.release_lease();
                 let reason = failure.to_string();
-                let may_reregister = self.jobs.front().is_some_and(|job| !job.reregistered);
                 if let Some(job) = self.jobs.front_mut() {
                     job.renewal_failure = Some(reason.clone());
-                }
-                let gone = matches!(failure, ManagementFailure::Gone(_));
-                if gone && current.secret_expired(now) && may_reregister {
-                    // MGMT-16, DCR-24: management is gone and the secret has expired, so it
-                    // cannot be checked at the token endpoint either (INV-5): nothing usable
-                    // is stored. Register again, once, rather than keep a record that can
-                    // only ever fail.
-                    self.warn(format!(
-                        "renewing the client secret failed ({reason}) and the secret expired at {}; registering again",
-                        current.secret_expires.at().map(|t| t.to_rfc3339()).unwrap_or_default()
-                    ));
-                    if let Some(job) = self.jobs.front_mut() {
-                        job.reregistered = true;
-                    }
-                    let step = self.write(Patch::DropRegistration);
-                    self.apply(step);
-                    return;
                 }
                 if !current.secret_expired(now) && self.current_op() != Some(Operation::Renew) {
                     // INV-6: before expiry a failed renewal is a warning; the old secret goes on.
@@ -362,7 +332,10 @@ impl Client {
                         current.secret_expires.at().map(|t| t.to_rfc3339()).unwrap_or_default()
                     ));
                 }
-                if gone {
+                if matches!(failure, ManagementFailure::Gone(_)) {
+                    // MGMT-16: management is over for this registration. What becomes of an
+                    // expired secret is decided from the record like any other: a new
+                    // registration where that needs no user, a login where it does.
                     let step = self.write(Patch::DropManagement);
                     self.apply(step);
                 }
@@ -409,11 +382,16 @@ impl Client {
             Err(TokenFailure::BadAnswer(reason)) => self.finish(Outcome::Failed(Error::Protocol(
                 format!("token endpoint: {reason}"),
             ))),
-            Err(TokenFailure::Refused(cause)) => self.handle_token_refusal(grant, cause),
+            Err(TokenFailure::Refused(cause)) => self.handle_token_refusal(now, grant, cause),
         }
     }
 
-    pub(super) fn handle_token_refusal(&mut self, grant: &'static str, cause: ServerError) {
+    pub(super) fn handle_token_refusal(
+        &mut self,
+        now: Timestamp,
+        grant: &'static str,
+        cause: ServerError,
+    ) {
         if self.try_cimd_fallback(&cause) {
             return;
         }
@@ -427,17 +405,48 @@ impl Client {
             self.apply(step);
             return;
         }
-        let may_reregister = self.jobs.front().is_some_and(|job| !job.reregistered);
-        if cause.is("invalid_client") && identity == IdentityKind::Dcr && may_reregister {
+        let (reregistered, registered) = self
+            .jobs
+            .front()
+            .map_or((true, true), |job| (job.reregistered, job.registered));
+        if cause.is("invalid_client") && identity == IdentityKind::Dcr && !reregistered {
+            if registered {
+                // The client registered for this very job is refused: registering yet again
+                // (and sending the user through the browser again) would meet the same fate.
+                self.finish(Outcome::Failed(Error::TokenRejected {
+                    grant: grant.into(),
+                    cause,
+                    hint: "; the client was registered moments ago, so Tenure does not register again: check the token endpoint auth method (--auth-method)".into(),
+                }));
+                return;
+            }
+            if let Some(backoff) = self.registration_paused(now) {
+                // INV-14: registering again already failed to help within this backoff.
+                let error = Error::RegistrationPaused {
+                    until: backoff.until,
+                    reason: backoff.reason.clone(),
+                };
+                self.finish(Outcome::Failed(error));
+                return;
+            }
             // DCR-24, MGMT-16, EDGE-13: the server no longer knows this client (deleted,
-            // expired, or a renewal answer was lost). Register again, once.
+            // expired, or a renewal answer was lost). Register again, once, and pause later
+            // attempts in case the new client fares no better (INV-14).
             self.warn(format!(
                 "the token endpoint no longer accepts the registered client ({cause}); registering again"
             ));
             if let Some(job) = self.jobs.front_mut() {
                 job.reregistered = true;
             }
-            let step = self.write(Patch::DropRegistration);
+            let previous = self
+                .record
+                .as_ref()
+                .and_then(|r| r.registration_backoff.clone());
+            let reason =
+                format!("the token endpoint stopped accepting the registered client: {cause}");
+            let jitter = self.jitter();
+            let backoff = Backoff::after(previous.as_ref(), now, reason, jitter);
+            let step = self.write(Patch::DropRegistration(Some(backoff)));
             self.apply(step);
             return;
         }
@@ -445,10 +454,7 @@ impl Client {
             (Some("invalid_client"), IdentityKind::PreRegistered) => {
                 "; check --client-id and the secret".to_string()
             }
-            (Some("invalid_client"), _) => {
-                "; run `tenure forget` and try again to register anew".into()
-            }
-            (Some("invalid_grant"), _) => "; run `tenure login` again".into(),
+            (Some("invalid_grant"), _) => "; log in again".into(),
             _ => String::new(),
         };
         self.finish(Outcome::Failed(Error::TokenRejected {
@@ -456,6 +462,72 @@ impl Client {
             cause,
             hint,
         }));
+    }
+
+    /// A registration answer: stored before use (INV-4). A refusal pauses registration for
+    /// this client key (INV-14) so that callers do not flood the server; a failed
+    /// replacement leaves the current, still valid, secret in use.
+    fn handle_registration_answer(
+        &mut self,
+        now: Timestamp,
+        endpoint: &str,
+        replacing: Option<String>,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        let parsed = answer
+            .map_err(|detail| Error::Transport {
+                url: sanitize(endpoint),
+                detail,
+            })
+            .and_then(|(status, body)| parse_registration(&self.config, endpoint, status, &body));
+        match parsed {
+            Ok((mut registration, warnings)) => {
+                registration.obtained_at = Some(now);
+                warnings.into_iter().for_each(|w| self.warn(w));
+                let patch = match replacing {
+                    Some(old) => {
+                        self.warn(format!(
+                            "registered client {} to replace {old}, whose secret the server cannot renew; {old} stays registered at the server, which offers no way to delete it",
+                            registration.client_id
+                        ));
+                        Patch::ReplaceRegistration(Box::new(registration))
+                    }
+                    None => Patch::SetRegistration(Box::new(registration)),
+                };
+                let step = self.write(patch);
+                self.apply(step);
+            }
+            Err(error) => {
+                self.release_lease();
+                let refused = match &error {
+                    Error::RegistrationRejected { cause, .. } => (400..500).contains(&cause.status),
+                    _ => false,
+                };
+                if replacing.is_some() {
+                    self.warn(format!(
+                        "registering a client to replace the current one failed ({error}); the current secret stays in use until it expires"
+                    ));
+                    if let Some(job) = self.jobs.front_mut() {
+                        job.renewed = true;
+                    }
+                } else if let Some(job) = self.jobs.front_mut() {
+                    job.failure = Some(error.clone());
+                }
+                if refused {
+                    let previous = self
+                        .record
+                        .as_ref()
+                        .and_then(|r| r.registration_backoff.clone());
+                    let reason = format!("the server refused the last registration: {error}");
+                    let jitter = self.jitter();
+                    let backoff = Backoff::after(previous.as_ref(), now, reason, jitter);
+                    let step = self.write(Patch::PauseRegistration(backoff));
+                    self.apply(step);
+                } else if replacing.is_none() {
+                    self.finish(Outcome::Failed(error));
+                }
+            }
+        }
     }
 
     /// INV-3: a CIMD client id refused with `invalid_client` or `unauthorized_client` falls
@@ -511,7 +583,21 @@ impl Client {
                     // Reported as `Renewed` until the job ends.
                     self.just_renewed = true;
                 }
-                if matches!(patch, Patch::SetRegistration(_) | Patch::Renewed(_)) {
+                if let Some(job) = self.jobs.front_mut() {
+                    match patch {
+                        Patch::SetRegistration(_) => job.registered = true,
+                        // A replacement is the renewal of this job.
+                        Patch::ReplaceRegistration(_) => {
+                            job.registered = true;
+                            job.renewed = true;
+                        }
+                        _ => {}
+                    }
+                }
+                if matches!(
+                    patch,
+                    Patch::SetRegistration(_) | Patch::Renewed(_) | Patch::ReplaceRegistration(_)
+                ) {
                     self.release_lease();
                 }
             }
@@ -522,7 +608,12 @@ impl Client {
                 self.pending_write = None;
                 let base = self.write_base.take();
                 if !patch.still_applies(self.record.as_ref(), base.as_ref()) {
-                    if matches!(patch, Patch::SetRegistration(_) | Patch::Renewed(_)) {
+                    if matches!(
+                        patch,
+                        Patch::SetRegistration(_)
+                            | Patch::Renewed(_)
+                            | Patch::ReplaceRegistration(_)
+                    ) {
                         self.release_lease();
                     }
                     return;

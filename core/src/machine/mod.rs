@@ -10,7 +10,7 @@
 //! validated server metadata and the current operation. Handlers of answers only fold the
 //! answer into that state and call it again.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use crate::record::SecretExpiry;
 
@@ -23,7 +23,7 @@ use crate::config::{ClientConfig, Grant};
 use crate::discovery::{
     canonical_resource, legacy_default_server, legacy_metadata_url, metadata_candidates,
     parse_legacy_server_metadata, parse_protected_resource, parse_server_metadata, prm_candidates,
-    server_scopes, PrmCandidate,
+    server_scopes, PrmCandidate, ProtectedResource,
 };
 use crate::endpoint::sanitize;
 use crate::entropy::Entropy;
@@ -33,8 +33,12 @@ use crate::io::{
     StoreResult,
 };
 use crate::key::ClientKey;
-use crate::record::{AuthServer, CimdIdentity, IdentityKind, Record, Registration, Tokens};
-use crate::registration::{choose_method, parse_registration, registration_request, Method};
+use crate::record::{
+    AuthServer, Backoff, CimdIdentity, IdentityKind, Record, Registration, Tokens,
+};
+use crate::registration::{
+    choose_method, negotiate_auth_method, parse_registration, registration_request, Method,
+};
 use crate::renewal::{
     management_request, parse_deletion, parse_management_answer, Deletion, ManagementFailure,
 };
@@ -85,6 +89,11 @@ pub struct Client {
     /// a failing or misconfigured server cannot cause a loop). A long-running embedder gets
     /// another attempt by starting a new machine from the stored record.
     renewal_attempted: bool,
+    /// Whether a replacement client was registered (or tried) in this process start, for a
+    /// secret the server cannot renew; at most once, like renewal.
+    rotation_attempted: bool,
+    /// Warnings already given in this process: each is given once, not per call.
+    warned: BTreeSet<String>,
     lease_held: bool,
     /// The release of the lease not yet answered by the store, if any.
     release_pending: Option<StoreOpId>,
@@ -114,6 +123,12 @@ struct Job {
     renewed: bool,
     /// Re-registration after `invalid_client`, at most once per job (DCR-24, MGMT-16).
     reregistered: bool,
+    /// A registration was stored during this job: a refusal of its first use is not cured by
+    /// registering yet again (no second registration, no second browser trip).
+    registered: bool,
+    /// The job ends with this error once the write in flight is acknowledged (a refusal
+    /// that is remembered in the store first, such as a registration backoff).
+    failure: Option<Error>,
     /// Tokens were obtained during this job (a login is then complete).
     obtained_tokens: bool,
     refresh_failed: bool,
@@ -181,12 +196,15 @@ enum HttpPurpose {
         candidates: VecDeque<String>,
         current: String,
         failures: Vec<String>,
-        resource_scopes: Option<Vec<String>>,
+        /// The validated protected resource metadata that named this issuer, if any.
+        prm: Option<ProtectedResource>,
         /// Metadata looked up the 2025-03-26 way (EDGE-27).
         legacy: bool,
     },
     Register {
         endpoint: String,
+        /// The client this registration replaces, for a secret the server cannot renew.
+        replacing: Option<String>,
     },
     Renew,
     Delete,
@@ -220,10 +238,17 @@ enum Patch {
     SetRegistration(Box<Registration>),
     /// A renewed registration; the lifecycle reports `Renewed` once it is stored.
     Renewed(Box<Registration>),
+    /// A registration that replaces the stored one, whose secret the server cannot renew; it
+    /// applies only while the stored client is still the one replaced.
+    ReplaceRegistration(Box<Registration>),
     /// The registration access token was refused (MGMT-16): management ends, and the secret
     /// is in doubt until the token endpoint accepts it again.
     DropManagement,
-    DropRegistration,
+    /// The registration is given up, to register anew; with a backoff when this happens
+    /// because the server stopped accepting the client (INV-14).
+    DropRegistration(Option<Backoff>),
+    /// The server refused a registration: no attempt before the backoff ends (INV-14).
+    PauseRegistration(Backoff),
     SetCimd(String),
     RejectCimd,
     SetPreRegistered(Option<String>),
@@ -246,10 +271,16 @@ impl Patch {
         match self {
             Patch::SetCimd(_) => cimd.is_none(),
             Patch::RejectCimd => cimd.is_some_and(|c| !c.rejected),
-            Patch::SetRegistration(_) => current.is_none_or(|r| r.identity() == IdentityKind::None),
+            Patch::SetRegistration(_) | Patch::PauseRegistration(_) => {
+                current.is_none_or(|r| r.identity() == IdentityKind::None)
+            }
+            Patch::ReplaceRegistration(_) => match (dcr, base) {
+                (Some(stored), Some(replaced)) => stored.client_id == replaced.client_id,
+                _ => false,
+            },
             Patch::Renewed(new) => dcr
                 .is_none_or(|d| d.client_id == new.client_id && expiry_rank(d) <= expiry_rank(new)),
-            Patch::DropManagement | Patch::DropRegistration => match (dcr, base) {
+            Patch::DropManagement | Patch::DropRegistration(_) => match (dcr, base) {
                 (Some(stored), Some(judged)) => same(stored, judged),
                 (None, _) => false,
                 (Some(_), None) => false,
@@ -260,7 +291,9 @@ impl Patch {
 
     fn apply(&self, record: &mut Record) {
         match self {
-            Patch::SetRegistration(registration) | Patch::Renewed(registration) => {
+            Patch::SetRegistration(registration)
+            | Patch::Renewed(registration)
+            | Patch::ReplaceRegistration(registration) => {
                 record.dcr = Some((**registration).clone());
             }
             Patch::DropManagement => {
@@ -286,10 +319,16 @@ impl Patch {
                     _ => record.tokens = None,
                 }
             }
-            Patch::DropRegistration => {
+            Patch::DropRegistration(backoff) => {
                 // INV-2: only the DCR slot is cleared; a CIMD id stays.
                 record.dcr = None;
                 record.tokens = None;
+                if backoff.is_some() {
+                    record.registration_backoff = backoff.clone();
+                }
+            }
+            Patch::PauseRegistration(backoff) => {
+                record.registration_backoff = Some(backoff.clone());
             }
             Patch::SetCimd(url) => {
                 record.cimd = Some(CimdIdentity {
@@ -304,7 +343,11 @@ impl Patch {
                 record.tokens = None;
             }
             Patch::SetPreRegistered(id) => record.pre_registered_client_id = id.clone(),
-            Patch::SetTokens(tokens) => record.tokens = Some(tokens.clone()),
+            Patch::SetTokens(tokens) => {
+                record.tokens = Some(tokens.clone());
+                // A token obtained: whatever paused registration is over.
+                record.registration_backoff = None;
+            }
             Patch::ClearTokens => record.tokens = None,
         }
     }
@@ -316,6 +359,16 @@ enum Step {
     Wait(Wait),
     /// The job is over.
     Finish(Outcome),
+}
+
+/// What `Client::step_secret` found about the stored client secret.
+enum SecretState {
+    /// A request was issued (a renewal, a lease, a replacement registration); wait for it.
+    Go(Step),
+    /// The secret can be used.
+    Usable,
+    /// The secret cannot be used, for this reason.
+    Unusable(Error),
 }
 
 enum Outcome {
@@ -372,6 +425,8 @@ impl Client {
             challenge_prm: None,
             scopes: ScopeState::default(),
             renewal_attempted: false,
+            rotation_attempted: false,
+            warned: BTreeSet::new(),
             lease_held: false,
             release_pending: None,
             pending_write: None,
@@ -511,9 +566,10 @@ impl Client {
             Wait::Http(_, HttpPurpose::Register { .. }) => Some(Lifecycle::Registering),
             Wait::Http(_, HttpPurpose::Renew) => Some(Lifecycle::Renewing),
             Wait::Store(_, StorePurpose::Write { patch, .. }) => match patch {
-                Patch::SetRegistration(_) | Patch::SetCimd(_) | Patch::SetPreRegistered(_) => {
-                    Some(Lifecycle::Registering)
-                }
+                Patch::SetRegistration(_)
+                | Patch::ReplaceRegistration(_)
+                | Patch::SetCimd(_)
+                | Patch::SetPreRegistered(_) => Some(Lifecycle::Registering),
                 Patch::Renewed(_) => Some(Lifecycle::Renewing),
                 _ => None,
             },
@@ -552,6 +608,37 @@ impl Client {
             .as_ref()
             .filter(|r| r.identity() == IdentityKind::Dcr)
             .and_then(|r| r.dcr.as_ref())
+    }
+
+    /// The stored access token, when it can be handed out at `now`: not expired, and not
+    /// refused by the resource (RFC 6750 §3.1).
+    fn usable_tokens(&self, now: Timestamp) -> Option<Tokens> {
+        let tokens = self.record.as_ref()?.tokens.as_ref()?;
+        let refused = self.scopes.refused_token.as_ref() == Some(&tokens.access_token);
+        (tokens.access_token_valid(now) && !refused).then(|| tokens.clone())
+    }
+
+    /// The RFC 8707 `resource` to send: exactly as the protected resource metadata published
+    /// it (MCP-14, as the 2026-07-28 revision checks), else the configured resource.
+    fn resource_indicator(&self) -> Option<&str> {
+        self.server
+            .as_ref()
+            .and_then(|s| s.resource.as_deref())
+            .or(self.resource.as_deref())
+    }
+
+    /// The registration backoff in force at `now`, if any (INV-14).
+    fn registration_paused(&self, now: Timestamp) -> Option<&Backoff> {
+        self.record
+            .as_ref()
+            .and_then(|r| r.registration_backoff.as_ref())
+            .filter(|b| b.active(now))
+    }
+
+    /// A number for jitter, drawn from the client's entropy.
+    fn jitter(&mut self) -> u64 {
+        let block = self.entropy.next_block();
+        u64::from_be_bytes(block[..8].try_into().unwrap_or_default())
     }
 
     fn take_http(&mut self, id: RequestId) -> Option<HttpPurpose> {

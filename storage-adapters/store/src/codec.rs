@@ -148,6 +148,7 @@ mod tests {
             pkce_s256: true,
             token_endpoint_auth_methods: None,
             resource_scopes: None,
+            resource: None,
         };
         let mut record = Record::new(key, server);
         record.generation = 3;

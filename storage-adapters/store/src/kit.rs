@@ -47,6 +47,7 @@ fn server(issuer: &str) -> AuthServer {
         pkce_s256: true,
         token_endpoint_auth_methods: Some(vec!["client_secret_basic".into(), "none".into()]),
         resource_scopes: Some(vec!["read".into(), "write".into()]),
+        resource: Some(format!("{issuer}/mcp")),
     }
 }
 
@@ -74,6 +75,7 @@ pub fn full_record(key: &ClientKey, generation: u64) -> Record {
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         redirect_uri: Some(key.redirect_uri.clone()),
         registration_endpoint: format!("{}/register", key.issuer),
+        obtained_at: Some(Timestamp::from_unix_seconds(4_102_000_000)),
         metadata,
     });
     record.tokens = Some(Tokens {
@@ -82,6 +84,11 @@ pub fn full_record(key: &ClientKey, generation: u64) -> Record {
         expires_at: Some(Timestamp::from_unix_millis(1_767_225_600_123)),
         refresh_token: Some(Secret::new("kit-refresh-token")),
         scope: Some("read write".into()),
+    });
+    record.registration_backoff = Some(tenure_core::record::Backoff {
+        failures: 2,
+        until: Timestamp::from_unix_millis(1_767_225_660_456),
+        reason: "the server refused the last registration".into(),
     });
     record
 }
