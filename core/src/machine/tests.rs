@@ -21,8 +21,11 @@ type Answer = (u16, Value);
 struct World {
     client: Client,
     answers: HashMap<String, Answer>,
-    stored: Option<Record>,
+    /// The store, one record per client key.
+    stored: HashMap<ClientKey, Record>,
     sent: Vec<String>,
+    /// Every request in full: method, URL, headers and body.
+    wire: Vec<String>,
     authorizations: Vec<Url>,
     events: Vec<Event>,
     next_op: u64,
@@ -39,8 +42,9 @@ impl World {
         World {
             client,
             answers: HashMap::new(),
-            stored: None,
+            stored: HashMap::new(),
             sent: Vec::new(),
+            wire: Vec::new(),
             authorizations: Vec::new(),
             events: Vec::new(),
             next_op: 0,
@@ -128,6 +132,11 @@ impl World {
                     let bare = url.split('?').next().unwrap_or_default().to_string();
                     let key = format!("{} {bare}", request.method());
                     self.sent.push(key.clone());
+                    self.wire.push(format!(
+                        "{key} {:?} {}",
+                        request.headers(),
+                        String::from_utf8_lossy(request.body())
+                    ));
                     let (status, body) = if bare.ends_with("/token") {
                         self.token_answer(request.body())
                     } else {
@@ -188,19 +197,21 @@ impl World {
 
     fn store(&mut self, op: StoreOp) -> StoreResult {
         match op {
-            StoreOp::Load { .. } => StoreResult::Loaded(self.stored.clone()),
+            StoreOp::Load { key } => StoreResult::Loaded(self.stored.get(&key).cloned()),
             StoreOp::CompareAndSwap {
-                expected, record, ..
+                key,
+                expected,
+                record,
             } => {
-                if self.stored.as_ref().map(|r| r.generation) == expected {
-                    self.stored = Some(*record);
+                if self.stored.get(&key).map(|r| r.generation) == expected {
+                    self.stored.insert(key, *record);
                     StoreResult::Written
                 } else {
-                    StoreResult::Conflict(self.stored.clone())
+                    StoreResult::Conflict(self.stored.get(&key).cloned())
                 }
             }
-            StoreOp::Delete { .. } => {
-                self.stored = None;
+            StoreOp::Delete { key, .. } => {
+                self.stored.remove(&key);
                 StoreResult::Deleted
             }
             StoreOp::TakeLease { .. } => StoreResult::LeaseTaken,
@@ -532,4 +543,99 @@ fn the_lease_is_not_taken_again_before_its_release_is_answered_inv_8() {
         client.take_lease(),
         Step::Wait(Wait::Store(_, StorePurpose::Lease))
     ));
+}
+
+const AS2: &str = "https://as2.example.com";
+
+/// MCP26-3, MCP26-4, INV-7 (SEP-2352): when the resource's metadata names another
+/// authorization server, the client registers there and never presents the first server's
+/// credentials to it; the first server's record is kept apart, under its own key.
+#[test]
+fn a_new_authorization_server_gets_its_own_registration_mcp26_3_inv_7() {
+    let mut world = World::mcp(None);
+    world.answer(
+        "POST",
+        "https://as.example.com/register",
+        201,
+        json!({"client_id": "as1-client", "client_secret": "as1-secret",
+               "client_secret_expires_at": 0, "token_endpoint_auth_method": "client_secret_post",
+               "redirect_uris": ["http://127.0.0.1:8976/callback"]}),
+    );
+    assert!(matches!(world.log_in(), Event::TokenReady { .. }));
+
+    world.answer(
+        "GET",
+        PRM_URL,
+        200,
+        json!({"resource": RESOURCE, "authorization_servers": [AS2]}),
+    );
+    world.answer(
+        "GET",
+        "https://as2.example.com/.well-known/oauth-authorization-server",
+        200,
+        json!({
+            "issuer": AS2,
+            "authorization_endpoint": "https://as2.example.com/authorize",
+            "token_endpoint": "https://as2.example.com/token",
+            "registration_endpoint": "https://as2.example.com/register",
+            "code_challenge_methods_supported": ["S256"],
+        }),
+    );
+    world.answer(
+        "POST",
+        "https://as2.example.com/register",
+        201,
+        json!({"client_id": "as2-client", "token_endpoint_auth_method": "none",
+               "redirect_uris": ["http://127.0.0.1:8976/callback"]}),
+    );
+    world.challenge(&format!(r#"Bearer resource_metadata="{PRM_URL}""#));
+    let before = world.wire.len();
+    assert!(matches!(world.log_in(), Event::TokenReady { .. }));
+    assert!(world
+        .sent
+        .contains(&"POST https://as2.example.com/register".to_string()));
+    let to_as2: Vec<&String> = world.wire[before..]
+        .iter()
+        .filter(|line| line.contains("as2.example.com"))
+        .collect();
+    assert!(to_as2.iter().any(|line| line.contains("/token")));
+    for line in &to_as2 {
+        assert!(!line.contains("as1-client"), "INV-7: {line}");
+        assert!(!line.contains("as1-secret"), "INV-7: {line}");
+    }
+    let issuers: Vec<&str> = world.stored.keys().map(|k| k.issuer.as_str()).collect();
+    assert_eq!(world.stored.len(), 2, "{issuers:?}");
+    let first = world.stored.values().find(|r| r.key.issuer == AS).unwrap();
+    assert_eq!(first.client_id(), Some("as1-client"));
+}
+
+/// MCP-14 as the 2026-07-28 revision checks it: `resource` is sent exactly as the protected
+/// resource metadata publishes it, here the origin of the MCP server found at the root
+/// well-known URL, in the authorization and the token request alike.
+#[test]
+fn the_resource_is_sent_as_the_metadata_publishes_it_mcp_14() {
+    let mut world = World::mcp(None);
+    world.answer("GET", PRM_URL, 404, json!({}));
+    world.answer(
+        "GET",
+        "https://mcp.example.com/.well-known/oauth-protected-resource",
+        200,
+        json!({"resource": "https://mcp.example.com", "authorization_servers": [AS]}),
+    );
+    assert!(matches!(world.log_in(), Event::TokenReady { .. }));
+    let resource = world.authorizations[0]
+        .query_pairs()
+        .find(|(k, _)| k == "resource")
+        .map(|(_, v)| v.into_owned());
+    assert_eq!(resource.as_deref(), Some("https://mcp.example.com"));
+    let token = world
+        .wire
+        .iter()
+        .find(|line| line.starts_with("POST https://as.example.com/token"))
+        .unwrap();
+    assert!(
+        token.ends_with("&resource=https%3A%2F%2Fmcp.example.com")
+            || token.contains("resource=https%3A%2F%2Fmcp.example.com&"),
+        "{token}"
+    );
 }

@@ -71,7 +71,7 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
         return Err(Failure::new(
             exit::USAGE,
             format!(
-                "a client named `{0}` exists already; run `tenure forget {0}` first or choose another name",
+                "a client named `{0}` exists already; run `tenure forget {0}` (or `tenure forget {0} --local` when its server cannot be reached) first, or choose another name",
                 profile.name
             ),
         ));
@@ -105,6 +105,12 @@ pub async fn operate(
     browser: BrowserMode,
 ) -> Result<(), Failure> {
     let mut profile = load(context, name).await?;
+    if op == Operation::ForgetLocal {
+        // Nothing is sent, so no secret is needed: a missing variable must not stand in the
+        // way of removing the record.
+        profile.client_secret_env = None;
+        profile.initial_access_token_env = None;
+    }
     let tenure = start(context, &profile, browser).await?;
     if op == Operation::Login && !context.json {
         eprintln!(
@@ -115,10 +121,18 @@ pub async fn operate(
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }
-    if op != Operation::Forget {
+    let forgetting = matches!(op, Operation::Forget | Operation::ForgetLocal);
+    if !forgetting {
         remember_key(context, &tenure, &mut profile).await?;
     }
     match (&report.outcome, op) {
+        (Outcome::Failed(error @ Error::Management(_)), Operation::Forget) => {
+            let mut failure = failure_of(name, error);
+            failure.message.push_str(&format!(
+                "; `tenure forget {name} --local` removes the local record without asking the server"
+            ));
+            Err(failure)
+        }
         (Outcome::Failed(error), _) => Err(failure_of(name, error)),
         (Outcome::LoginRequired(reason), _) => Err(Failure::new(
             exit::LOGIN_REQUIRED,
@@ -142,17 +156,18 @@ pub async fn operate(
             }
             Ok(())
         }
-        (_, Operation::Forget) => {
+        (_, Operation::Forget | Operation::ForgetLocal) => {
             context
                 .store
                 .delete_profile(name)
                 .await
                 .map_err(Failure::other)?;
-            say(
-                context,
-                name,
-                "forgotten: deleted at the server where possible, and locally",
-            );
+            let text = if op == Operation::Forget {
+                "forgotten: deleted at the server where possible, and locally"
+            } else {
+                "forgotten locally; nothing was sent to the server"
+            };
+            say(context, name, text);
             Ok(())
         }
         (outcome, op) => {

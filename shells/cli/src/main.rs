@@ -106,6 +106,10 @@ enum Commands {
     Forget {
         /// The client's name.
         name: String,
+        /// Remove only the local record and send nothing: for a server that cannot be
+        /// reached or will not delete the registration.
+        #[arg(long)]
+        local: bool,
     },
     /// Play recorded provider traces back to the core and print what the client did; exits 3
     /// when the client sent a request a trace has no answer for.
@@ -287,8 +291,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Commands::Logout { name } => {
             commands::operate(&context, &name, Operation::Logout, BrowserMode::Print).await
         }
-        Commands::Forget { name } => {
-            commands::operate(&context, &name, Operation::Forget, BrowserMode::Print).await
+        Commands::Forget { name, local } => {
+            let op = if local {
+                Operation::ForgetLocal
+            } else {
+                Operation::Forget
+            };
+            commands::operate(&context, &name, op, BrowserMode::Print).await
         }
     }
 }

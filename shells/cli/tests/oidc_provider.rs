@@ -443,7 +443,7 @@ fn a_cimd_client_id_is_used_without_registering() {
 fn a_refused_cimd_client_id_falls_back_to_registration_once() {
     use std::io::{BufRead, BufReader};
     let provider = Provider::start(&["--cimd"]);
-    let url = format!("{}/__admin/reject-cimd?on=1", provider.issuer);
+    let url = provider.admin("reject-cimd?on=1");
     assert_eq!(support::request("POST", &url, &[], "").0, 200);
     let redirect_port = free_port().to_string();
     let client_id = format!("https://127.0.0.1:{}/client.json", free_port());

@@ -18,34 +18,112 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A running oidc-provider, stopped when dropped (its stdin closing stops it too, so it
-/// never outlives a test process that dies).
+/// The real authorization servers the tests run, each in its own folder under `testing/`
+/// with a README that documents its flags and its `/__admin/` endpoints. They share one
+/// convention: started on 127.0.0.1 with a free port, they print `ready ISSUER` as their only
+/// line on stdout, count what they serve at `/__admin/counts`, and stop when their stdin
+/// closes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// `testing/oidc-provider`: oidc-provider, with RFC 7592 and registration access token
+    /// rotation.
+    OidcProvider,
+    /// `testing/mcp-ts-sdk`: the MCP TypeScript SDK's `mcpAuthRouter`, with an MCP server
+    /// at `/mcp`; secrets expire, no RFC 7592, the issuer ends with `/`.
+    McpTsSdk,
+    /// `testing/mcp-python-sdk`: the MCP Python SDK's `create_auth_routes`, with an MCP
+    /// server at `/mcp`; secrets expire, no RFC 7592.
+    McpPythonSdk,
+    /// `testing/authlib`: Authlib's RFC 7591 and RFC 7592 endpoints on Flask.
+    Authlib,
+}
+
+impl ServerKind {
+    /// Every kind, in the order the matrix prints them.
+    pub const ALL: [ServerKind; 4] = [
+        ServerKind::OidcProvider,
+        ServerKind::McpTsSdk,
+        ServerKind::McpPythonSdk,
+        ServerKind::Authlib,
+    ];
+
+    /// Its name in test output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::OidcProvider => "oidc-provider",
+            ServerKind::McpTsSdk => "mcp-ts-sdk",
+            ServerKind::McpPythonSdk => "mcp-python-sdk",
+            ServerKind::Authlib => "authlib",
+        }
+    }
+
+    fn dir(self) -> PathBuf {
+        root().join("testing").join(self.name())
+    }
+
+    /// The program, its first arguments, and a file whose presence says it is installed.
+    fn launch(self) -> (PathBuf, &'static str, &'static str) {
+        let dir = self.dir();
+        match self {
+            ServerKind::OidcProvider => ("node".into(), "server.mjs", "node_modules/oidc-provider"),
+            ServerKind::McpTsSdk => (
+                "node".into(),
+                "server.mjs",
+                "node_modules/@modelcontextprotocol/sdk",
+            ),
+            ServerKind::McpPythonSdk | ServerKind::Authlib => (
+                dir.join(".venv/bin/python"),
+                "server.py",
+                ".venv/bin/python",
+            ),
+        }
+    }
+
+    /// Whether the server offers RFC 7592 registration management.
+    pub fn manages_registrations(self) -> bool {
+        matches!(self, ServerKind::OidcProvider | ServerKind::Authlib)
+    }
+}
+
+/// A running test authorization server, stopped when dropped (its stdin closing stops it
+/// too, so it never outlives a test process that dies).
 pub struct Provider {
+    /// The issuer exactly as the server publishes it.
     pub issuer: String,
+    /// `http://127.0.0.1:PORT`, for the admin endpoints and the MCP server.
+    pub origin: String,
+    /// Which server this is.
+    pub kind: ServerKind,
     child: Child,
     _stdin: ChildStdin,
 }
 
 impl Provider {
-    /// Starts the test authorization server with `flags` (see its README) and waits, bounded,
-    /// for its `ready` line.
+    /// Starts oidc-provider with `flags` (see its README).
     pub fn start(flags: &[&str]) -> Provider {
-        let dir = root().join("testing/oidc-provider");
+        Provider::start_kind(ServerKind::OidcProvider, flags)
+    }
+
+    /// Starts the server `kind` with `flags` (see its README) and waits, bounded, for its
+    /// `ready` line. A server that cannot start fails the test, loudly.
+    pub fn start_kind(kind: ServerKind, flags: &[&str]) -> Provider {
+        let dir = kind.dir();
+        let (program, script, installed) = kind.launch();
         assert!(
-            dir.join("node_modules/oidc-provider").exists(),
-            "the test authorization server is not installed: run `npm ci` in {} \
-             (scripts/test does it)",
+            dir.join(installed).exists(),
+            "the test server {} is not installed: run {}/install.sh (scripts/test does it)",
+            kind.name(),
             dir.display()
         );
-        let mut child = Command::new("node")
-            .arg("server.mjs")
+        let mut child = Command::new(&program)
+            .arg(script)
             .args(flags)
             .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("cannot start node: install Node.js to run these tests");
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let stdin = child.stdin.take().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
@@ -55,23 +133,31 @@ impl Provider {
             let _ = tx.send(line);
         });
         let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("oidc-provider did not say `ready` within 30 s");
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{} did not say `ready` within 60 s", kind.name()));
         let issuer = line
             .trim()
             .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("oidc-provider said `{line}` instead of `ready URL`"))
+            .unwrap_or_else(|| panic!("{} said `{line}` instead of `ready URL`", kind.name()))
             .to_string();
+        let origin = issuer.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
         Provider {
             issuer,
+            origin,
+            kind,
             child,
             _stdin: stdin,
         }
     }
 
+    /// The admin endpoint `path` (under `/__admin/`).
+    pub fn admin(&self, path: &str) -> String {
+        format!("{}/__admin/{path}", self.origin)
+    }
+
     /// What the server counted (`/__admin/counts`).
     pub fn counts(&self) -> Value {
-        let (status, _, body) = request("GET", &format!("{}/__admin/counts", self.issuer), &[], "");
+        let (status, _, body) = request("GET", &self.admin("counts"), &[], "");
         assert_eq!(status, 200);
         serde_json::from_str(&body).unwrap()
     }
@@ -83,9 +169,23 @@ impl Provider {
             .unwrap_or_else(|| panic!("no counter {name}"))
     }
 
+    /// Sets every counter back to zero.
+    pub fn reset_counts(&self) {
+        assert_eq!(request("POST", &self.admin("reset-counts"), &[], "").0, 200);
+    }
+
+    /// Forgets every client and token, as a restart of the in-memory server would (not
+    /// offered by oidc-provider's harness, which is restarted instead).
+    pub fn forget_clients(&self) {
+        assert_eq!(
+            request("POST", &self.admin("forget-clients"), &[], "").0,
+            200
+        );
+    }
+
     /// Makes RFC 7592 updates fail (500) or succeed again.
     pub fn fail_updates(&self, on: bool) {
-        let url = format!("{}/__admin/fail-updates?on={}", self.issuer, u8::from(on));
+        let url = self.admin(&format!("fail-updates?on={}", u8::from(on)));
         assert_eq!(request("POST", &url, &[], "").0, 200);
     }
 }
@@ -231,7 +331,7 @@ pub fn client_credentials(provider: &Provider, id: &str, secret: &str) -> (u16, 
     let authorization = format!("Basic {credentials}");
     let (status, _, body) = request(
         "POST",
-        &format!("{}/token", provider.issuer),
+        &format!("{}/token", provider.origin),
         &[
             ("Authorization", &authorization),
             ("Content-Type", "application/x-www-form-urlencoded"),

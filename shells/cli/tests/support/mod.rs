@@ -209,7 +209,7 @@ impl Background {
 /// Makes every RFC 7592 PUT wait `ms` milliseconds at the server before it is carried out
 /// (0: no delay). See the server's README.
 pub fn delay_updates(provider: &Provider, ms: u64) {
-    let url = format!("{}/__admin/delay-updates?ms={ms}", provider.issuer);
+    let url = provider.admin(&format!("delay-updates?ms={ms}"));
     assert_eq!(request("POST", &url, &[], "").0, 200);
 }
 
