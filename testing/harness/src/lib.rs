@@ -306,12 +306,16 @@ pub fn spawn_login(command: &mut Command) -> (Child, String) {
         .spawn()
         .expect("the login command runs");
     let stderr = login.stderr.take().expect("stderr is piped");
-    let url = BufReader::new(stderr)
-        .lines()
+    let mut lines = BufReader::new(stderr).lines();
+    let url = lines
+        .by_ref()
         .take(20)
         .map_while(Result::ok)
         .find_map(|line| line.strip_prefix("open: ").map(str::to_string))
         .expect("the login prints the authorization URL as `open: URL`");
+    // Keep reading what follows (warnings, the outcome), so the login never writes into a
+    // closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     (login, url)
 }
 

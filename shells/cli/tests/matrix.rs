@@ -1,0 +1,467 @@
+//! One lifecycle against every real authorization server people run: oidc-provider, the MCP
+//! TypeScript SDK's `mcpAuthRouter`, the MCP Python SDK's `create_auth_routes` and Authlib.
+//! The `tenure` binary is driven as a black box; every count is taken at the server.
+//!
+//! Each server gets one test that runs the same scenarios — login with each auth method the
+//! server lists, warm start, refresh, the MCP server accepting the token, secret expiry with
+//! and without RFC 7592, a server that forgot its clients, forget — and writes its column of
+//! the matrix to `target/tmp/matrix-SERVER.md`, which `scripts/test` prints. A scenario that
+//! fails is marked in the matrix and fails the test.
+
+mod support;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use support::*;
+
+/// Secrets planted nowhere but at the servers: none of the values Tenure handles may appear in
+/// its output. The servers issue their own secrets; these checks read them from the store.
+fn assert_no_secret_in(run: &Run, record: Option<&tenure_core::Record>) {
+    let Some(record) = record else { return };
+    let mut secrets = Vec::new();
+    if let Some(dcr) = &record.dcr {
+        secrets.extend(dcr.client_secret.iter().map(|s| s.expose().to_string()));
+        secrets.extend(
+            dcr.registration_access_token
+                .iter()
+                .map(|s| s.expose().to_string()),
+        );
+    }
+    if let Some(tokens) = &record.tokens {
+        secrets.extend(tokens.refresh_token.iter().map(|s| s.expose().to_string()));
+    }
+    for secret in secrets {
+        assert!(
+            !run.stderr.contains(&secret),
+            "a secret reached stderr: {}",
+            run.stderr
+        );
+    }
+}
+
+/// The RFC 3339 time `seconds` from now, for `--now`.
+fn from_now(seconds: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    tenure_core::Timestamp::from_unix_seconds((now + seconds) as i64).to_rfc3339()
+}
+
+/// How many requests the server has seen.
+fn seen(provider: &Provider) -> usize {
+    provider.counts()["requests"].as_array().unwrap().len()
+}
+
+/// The server's metadata.
+fn metadata(provider: &Provider) -> Value {
+    let url = format!("{}/.well-known/oauth-authorization-server", provider.origin);
+    let (status, _, body) = request("GET", &url, &[], "");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// The token endpoint auth methods the server lists that Tenure can use.
+fn auth_methods(provider: &Provider) -> Vec<String> {
+    let listed = metadata(provider)["token_endpoint_auth_methods_supported"].clone();
+    ["none", "client_secret_post", "client_secret_basic"]
+        .into_iter()
+        .filter(|m| listed.as_array().unwrap().iter().any(|l| l == m))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A user client of `provider`, found through the MCP server's metadata where the server has
+/// one, else by issuer. Returns its redirect port.
+fn add_user_client(
+    tenure: &Tenure,
+    provider: &Provider,
+    method: Option<&str>,
+    extra: &[&str],
+) -> String {
+    let port = free_port().to_string();
+    let resource = format!("{}/mcp", provider.origin);
+    let mut args = vec!["add", "app", "--redirect-port", &port];
+    args.extend_from_slice(extra);
+    if has_mcp_server(provider.kind) {
+        args.extend(["--resource", &resource]);
+    } else {
+        args.extend(["--issuer", &provider.issuer, "--scope", "read"]);
+    }
+    if let Some(method) = method {
+        args.extend(["--auth-method", method]);
+    }
+    tenure.ok(&args);
+    port
+}
+
+fn has_mcp_server(kind: ServerKind) -> bool {
+    matches!(kind, ServerKind::McpTsSdk | ServerKind::McpPythonSdk)
+}
+
+/// Logs `app` in headlessly and insists on success.
+fn login(tenure: &Tenure, port: &str) {
+    let (mut login, url) = tenure.start_login("app");
+    complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
+    assert!(login.wait().unwrap().success(), "tenure login failed");
+}
+
+/// The MCP server at `/mcp` answers `initialize` with the bearer token.
+fn mcp_accepts(provider: &Provider, token: &str) -> u16 {
+    let authorization = format!("Bearer {token}");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"tenure-matrix","version":"1"}}}"#;
+    request(
+        "POST",
+        &format!("{}/mcp", provider.origin),
+        &[
+            ("Authorization", &authorization),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        body,
+    )
+    .0
+}
+
+/// Counter deltas around `f`.
+fn delta(provider: &Provider, names: &[&str], f: impl FnOnce()) -> Vec<u64> {
+    let before: Vec<u64> = names.iter().map(|n| provider.count(n)).collect();
+    f();
+    names
+        .iter()
+        .zip(before)
+        .map(|(n, b)| provider.count(n) - b)
+        .collect()
+}
+
+/// The matrix column of one server.
+struct Column {
+    kind: ServerKind,
+    rows: Vec<(String, Result<String, String>)>,
+}
+
+impl Column {
+    /// Runs one scenario, recording what it measured or why it failed.
+    fn cell(&mut self, name: &str, scenario: impl FnOnce() -> String) {
+        let started = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(scenario)).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        });
+        let result =
+            result.map(|text| format!("{text} ({:.1} s)", started.elapsed().as_secs_f64()));
+        self.rows.push((name.to_string(), result));
+    }
+
+    /// Writes the column and fails the test if any scenario failed.
+    fn finish(self) {
+        let mut text = format!(
+            "\n### {}\n\n| scenario | result |\n|---|---|\n",
+            self.kind.name()
+        );
+        for (name, result) in &self.rows {
+            let shown = match result {
+                Ok(text) => format!("ok: {text}"),
+                Err(why) => format!("FAILED: {}", why.lines().next().unwrap_or_default()),
+            };
+            text.push_str(&format!("| {name} | {} |\n", shown.replace('|', "/")));
+        }
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("matrix-{}.md", self.kind.name()));
+        std::fs::write(&path, &text).unwrap();
+        println!("{text}");
+        let failed: Vec<&String> = self
+            .rows
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .map(|(n, _)| n)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{}: failed {failed:?}\n{text}",
+            self.kind.name()
+        );
+    }
+}
+
+/// Login with `method`, a warm start that sends nothing, a refresh, and the MCP server
+/// accepting the token.
+fn login_warm_refresh(column: &mut Column, provider: &Provider, method: &str) {
+    let tenure = Tenure::new(&format!("matrix-{}-{method}", provider.kind.name()));
+    column.cell(&format!("login, {method}"), || {
+        let port = add_user_client(&tenure, provider, Some(method), &[]);
+        let counts = delta(
+            provider,
+            &["registrations", "token_authorization_code"],
+            || login(&tenure, &port),
+        );
+        assert_eq!(counts, [1, 1], "registrations, code exchanges");
+        let registered = tenure.record().dcr.unwrap().token_endpoint_auth_method;
+        assert_eq!(registered.as_str(), method);
+        "1 registration, 1 code exchange".into()
+    });
+    column.cell(&format!("warm start, {method}"), || {
+        let before = seen(provider);
+        let run = tenure.ok(&["token", "app"]);
+        assert_eq!(seen(provider), before, "a warm start sends no request");
+        assert_no_secret_in(&run, tenure.stored().as_ref());
+        if has_mcp_server(provider.kind) {
+            let status = mcp_accepts(provider, run.stdout.trim());
+            assert_eq!(status, 200, "the MCP server refused the token");
+            return "0 requests; the MCP server accepts the token".into();
+        }
+        "0 requests".into()
+    });
+    column.cell(&format!("refresh, {method}"), || {
+        let old = tenure.record().tokens.unwrap().refresh_token;
+        let counts = delta(provider, &["token_refresh_token"], || {
+            let run = tenure.run(&["--now", &from_now(7200), "token", "app"]);
+            assert_eq!(run.code, 0, "{run:?}");
+        });
+        assert_eq!(counts, [1]);
+        let new = tenure.record().tokens.unwrap().refresh_token;
+        assert!(
+            new.is_some() && new != old,
+            "the rotated refresh token is kept"
+        );
+        "1 refresh, rotated refresh token stored".into()
+    });
+}
+
+/// A configured auth method the server does not list: the other secret method where the
+/// server has it (with a warning), else a clear error before any browser step.
+fn unlisted_method(column: &mut Column, provider: &Provider, method: &str) {
+    let tenure = Tenure::new(&format!(
+        "matrix-{}-unlisted-{method}",
+        provider.kind.name()
+    ));
+    column.cell(&format!("unlisted method {method}"), || {
+        let port = add_user_client(&tenure, provider, Some(method), &[]);
+        let listed = auth_methods(provider);
+        let secret_method = method != "none";
+        let other = if method == "client_secret_basic" {
+            "client_secret_post"
+        } else {
+            "client_secret_basic"
+        };
+        if secret_method && listed.iter().any(|m| m == other) {
+            let (mut login, url) = tenure.start_login("app");
+            complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
+            assert!(login.wait().unwrap().success(), "tenure login failed");
+            let registered = tenure.record().dcr.unwrap().token_endpoint_auth_method;
+            assert_eq!(registered.as_str(), other);
+            tenure.ok(&["token", "app"]);
+            return format!("registered {other} instead, with a warning; login works");
+        }
+        let counts = delta(provider, &["registrations"], || {
+            let run = tenure.run(&["login", "app", "--no-browser"]);
+            assert_ne!(run.code, 0, "{run:?}");
+            assert!(!run.stderr.contains("open: "), "no browser step: {run:?}");
+            assert!(run.stderr.contains("--auth-method"), "{run:?}");
+        });
+        assert_eq!(counts, [0], "nothing registered");
+        "refused before registering or opening a browser".into()
+    });
+}
+
+/// A secret that expires: renewed through RFC 7592 where the server has it; elsewhere the
+/// access token outlives it, a login is asked for, and the login registers a new client.
+fn secret_expiry(column: &mut Column, kind: ServerKind) {
+    // With RFC 7592, access tokens that the 30 s safety margin treats as expired at once, so
+    // that the call after the secret's expiry must both renew and refresh.
+    let flags: &[&str] = if kind.manages_registrations() {
+        &["--secret-ttl", "6", "--access-token-ttl", "31"]
+    } else {
+        &["--secret-ttl", "6"]
+    };
+    let provider = Provider::start_kind(kind, flags);
+    let tenure = Tenure::new(&format!("matrix-{}-expiry", kind.name()));
+    // A renewal window shorter than the secret's life, so the login itself renews nothing.
+    let extra = ["--renew-within", "2s"];
+    let port = add_user_client(&tenure, &provider, Some("client_secret_post"), &extra);
+    login(&tenure, &port);
+    let registered = Instant::now();
+    let first = tenure.record().dcr.unwrap();
+    std::thread::sleep(Duration::from_secs(7).saturating_sub(registered.elapsed()));
+    if kind.manages_registrations() {
+        column.cell("secret expired, RFC 7592", || {
+            let counts = delta(
+                &provider,
+                &["updates", "registrations", "token_refresh_token"],
+                || {
+                    let run = tenure.run(&["token", "app"]);
+                    assert_eq!(run.code, 0, "{run:?}");
+                },
+            );
+            assert_eq!(counts, [1, 0, 1], "updates, registrations, refreshes");
+            let renewed = tenure.record().dcr.unwrap();
+            assert_eq!(renewed.client_id, first.client_id);
+            assert_ne!(renewed.client_secret, first.client_secret);
+            "1 renewal after expiry and 1 refresh with the new secret, same client".into()
+        });
+        return;
+    }
+    column.cell("secret expired, access token valid", || {
+        let before = seen(&provider);
+        let run = tenure.run(&["token", "app"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(seen(&provider), before);
+        "token handed out, 0 requests".into()
+    });
+    column.cell("secret expired, no RFC 7592", || {
+        let before = seen(&provider);
+        let run = tenure.run(&["--now", &from_now(7200), "token", "app"]);
+        assert_eq!(run.code, 4, "login required: {run:?}");
+        assert!(run.stderr.contains("tenure login app"), "{run:?}");
+        assert!(!run.stderr.contains("forget"), "{run:?}");
+        assert_eq!(seen(&provider), before, "nothing sent with a dead secret");
+        let counts = delta(&provider, &["registrations"], || login(&tenure, &port));
+        assert_eq!(counts, [1], "the login registers a new client");
+        assert_ne!(tenure.record().dcr.unwrap().client_id, first.client_id);
+        tenure.ok(&["token", "app"]);
+        "exit 4 naming `tenure login`, 0 requests; the login registers anew".into()
+    });
+}
+
+/// The server loses every client, as a restart of an in-memory server does: oidc-provider's
+/// harness is restarted on the same port, the others are told to forget.
+fn forget_everything(provider: Provider) -> Provider {
+    if provider.kind != ServerKind::OidcProvider {
+        provider.forget_clients();
+        return provider;
+    }
+    let port = provider.origin.rsplit(':').next().unwrap().to_string();
+    drop(provider);
+    Provider::start_kind(ServerKind::OidcProvider, &["--port", &port])
+}
+
+/// The server forgets its clients (a restart of an in-memory server): the next refresh meets
+/// `invalid_client`, the client registers again once, and a login completes the recovery;
+/// `forget` of a client the server no longer knows still removes it locally.
+fn server_forgot(column: &mut Column, kind: ServerKind) {
+    let provider = Provider::start_kind(kind, &[]);
+    let tenure = Tenure::new(&format!("matrix-{}-restart", kind.name()));
+    let port = add_user_client(&tenure, &provider, None, &[]);
+    login(&tenure, &port);
+    let provider = forget_everything(provider);
+    column.cell("server forgot the client", || {
+        let counts = delta(&provider, &["registrations"], || {
+            let run = tenure.run(&["--now", &from_now(7200), "token", "app"]);
+            assert_eq!(
+                run.code, 4,
+                "login required after registering again: {run:?}"
+            );
+            assert!(run.stderr.contains("registering again"), "{run:?}");
+        });
+        assert_eq!(counts, [1]);
+        let counts = delta(&provider, &["registrations"], || login(&tenure, &port));
+        assert_eq!(counts, [0], "the new registration is used");
+        tenure.ok(&["token", "app"]);
+        "1 new registration, then a login".into()
+    });
+    column.cell("forget", || {
+        let deletes = delta(&provider, &["deletes"], || {
+            let run = tenure.run(&["forget", "app"]);
+            assert_eq!(run.code, 0, "{run:?}");
+            if !kind.manages_registrations() {
+                assert!(run.stderr.contains("cannot be deleted there"), "{run:?}");
+            }
+        });
+        let expected = u64::from(kind.manages_registrations());
+        assert_eq!(deletes, [expected]);
+        assert!(tenure.stored().is_none(), "removed locally");
+        if kind.manages_registrations() {
+            "deleted at the server and locally".into()
+        } else {
+            "no RFC 7592: said so, removed locally".into()
+        }
+    });
+    if kind.manages_registrations() {
+        let again = Tenure::new(&format!("matrix-{}-forget", kind.name()));
+        let port = add_user_client(&again, &provider, None, &[]);
+        login(&again, &port);
+        let _restarted = forget_everything(provider);
+        column.cell("forget after the server forgot", || {
+            let run = again.run(&["forget", "app"]);
+            assert_eq!(run.code, 0, "{run:?}");
+            assert!(run.stderr.contains("no longer knows"), "{run:?}");
+            assert!(again.stored().is_none());
+            "the server's refusal reported; removed locally".into()
+        });
+    }
+}
+
+/// A machine client, where the server offers the client credentials grant.
+fn machine_client(column: &mut Column, provider: &Provider) {
+    let grants = metadata(provider)["grant_types_supported"].clone();
+    let offered = grants
+        .as_array()
+        .is_some_and(|g| g.iter().any(|g| g == "client_credentials"));
+    if !offered || provider.kind == ServerKind::McpTsSdk {
+        column.rows.push((
+            "client credentials".into(),
+            Ok("not offered by the server".into()),
+        ));
+        return;
+    }
+    let tenure = Tenure::new(&format!("matrix-{}-machine", provider.kind.name()));
+    column.cell("client credentials", || {
+        tenure.add_machine_client(&provider.issuer, &[]);
+        let counts = delta(
+            provider,
+            &["registrations", "token_client_credentials"],
+            || {
+                tenure.ok(&["token", "svc"]);
+                tenure.ok(&["token", "svc"]);
+            },
+        );
+        assert_eq!(counts, [1, 1], "the second call is warm");
+        "1 registration, 1 token request for 2 calls".into()
+    });
+}
+
+fn run_matrix(kind: ServerKind) {
+    let mut column = Column {
+        kind,
+        rows: Vec::new(),
+    };
+    let provider = Provider::start_kind(kind, &[]);
+    let listed = auth_methods(&provider);
+    for method in ["none", "client_secret_post", "client_secret_basic"] {
+        if listed.iter().any(|m| m == method) {
+            login_warm_refresh(&mut column, &provider, method);
+        } else {
+            unlisted_method(&mut column, &provider, method);
+        }
+    }
+    machine_client(&mut column, &provider);
+    drop(provider);
+    secret_expiry(&mut column, kind);
+    server_forgot(&mut column, kind);
+    column.finish();
+}
+
+#[test]
+fn matrix_oidc_provider() {
+    run_matrix(ServerKind::OidcProvider);
+}
+
+#[test]
+fn matrix_mcp_typescript_sdk() {
+    run_matrix(ServerKind::McpTsSdk);
+}
+
+#[test]
+fn matrix_mcp_python_sdk() {
+    run_matrix(ServerKind::McpPythonSdk);
+}
+
+#[test]
+fn matrix_authlib() {
+    run_matrix(ServerKind::Authlib);
+}
