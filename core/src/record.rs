@@ -49,6 +49,11 @@ pub struct Backoff {
     pub until: Timestamp,
     /// What went wrong last, in words fit for a user (server text already sanitized).
     pub reason: String,
+    /// A digest of the refused registration request (its metadata and initial access token),
+    /// when a refusal set this backoff: a changed configuration is a new request, and the
+    /// user who fixed it is not made to wait. `None` pauses every registration.
+    #[serde(default)]
+    pub request: Option<String>,
 }
 
 /// The first pause after a refused registration.
@@ -74,12 +79,17 @@ impl Backoff {
             failures,
             until: now + Duration::from_millis(pause),
             reason,
+            request: None,
         }
     }
 
-    /// Whether registration is still paused at `now`.
-    pub fn active(&self, now: Timestamp) -> bool {
-        now < self.until
+    /// Whether a registration request with digest `request` is still paused at `now`.
+    pub fn pauses(&self, request: Option<&str>, now: Timestamp) -> bool {
+        let same = match (&self.request, request) {
+            (Some(refused), Some(next)) => refused == next,
+            _ => true,
+        };
+        same && now < self.until
     }
 }
 

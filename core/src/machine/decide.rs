@@ -233,13 +233,6 @@ impl Client {
         server: &AuthServer,
         replacing: Option<String>,
     ) -> Step {
-        let exempt = self.jobs.front().is_some_and(|job| job.reregistered);
-        if let Some(backoff) = self.registration_paused(now).filter(|_| !exempt) {
-            return Step::Finish(Outcome::Failed(Error::RegistrationPaused {
-                until: backoff.until,
-                reason: backoff.reason.clone(),
-            }));
-        }
         let Some(endpoint) = server.registration_endpoint.clone() else {
             return Step::Finish(Outcome::Failed(Error::NoRegistrationMethod {
                 issuer: server.issuer.clone(),
@@ -256,20 +249,32 @@ impl Client {
             }
             Err(error) => return Step::Finish(Outcome::Failed(error)),
         };
+        let request = match registration_request(&self.config, method, &endpoint) {
+            Ok(request) => request,
+            Err(error) => return Step::Finish(Outcome::Failed(error)),
+        };
+        let digest = request_digest(&request);
+        let exempt = self.jobs.front().is_some_and(|job| job.reregistered);
+        if let Some(backoff) = self.registration_paused(Some(&digest), now) {
+            if !exempt {
+                return Step::Finish(Outcome::Failed(Error::RegistrationPaused {
+                    until: backoff.until,
+                    reason: backoff.reason.clone(),
+                }));
+            }
+        }
         if !self.lease_held {
             return self.take_lease();
         }
-        match registration_request(&self.config, method, &endpoint) {
-            Ok(request) => self.http(
-                RequestKind::Registration,
-                request,
-                HttpPurpose::Register {
-                    endpoint,
-                    replacing,
-                },
-            ),
-            Err(error) => Step::Finish(Outcome::Failed(error)),
-        }
+        self.http(
+            RequestKind::Registration,
+            request,
+            HttpPurpose::Register {
+                endpoint,
+                replacing,
+                digest,
+            },
+        )
     }
 
     /// Keeps the client secret usable (INV-1, INV-5, INV-6, INV-8): RFC 7592 renewal where
@@ -354,7 +359,7 @@ impl Client {
         let early = self.config.grant == Grant::ClientCredentials
             && registration.outlives_window(self.config.renew_within)
             && !self.rotation_attempted
-            && self.registration_paused(now).is_none();
+            && self.registration_paused(None, now).is_none();
         if !early {
             self.warn(match self.config.grant {
                 Grant::ClientCredentials => format!(
@@ -387,16 +392,25 @@ impl Client {
         registration: &Registration,
         error: Error,
     ) -> Step {
-        if op == Operation::Token {
-            if let Some(tokens) = self.usable_tokens(now) {
-                self.warn(format!("{error}; the stored access token is still valid"));
-                return Step::Finish(Outcome::Token(tokens));
-            }
-        }
         let recoverable = op != Operation::Renew
             && !registration.manageable()
             && registration.secret_expired(now);
-        let Some(at) = registration.secret_expires.at().filter(|_| recoverable) else {
+        let expired_at = registration.secret_expires.at().filter(|_| recoverable);
+        if op == Operation::Token {
+            if let Some(tokens) = self.usable_tokens(now) {
+                self.warn(match (expired_at, self.config.grant) {
+                    (Some(at), Grant::AuthorizationCode) => format!(
+                        "the client secret expired at {at} and the server cannot renew it; the stored access token stays in use until it expires, then logging in registers a new client"
+                    ),
+                    (Some(at), _) => format!(
+                        "the client secret expired at {at} and the server cannot renew it; a new client is registered once the stored access token expires"
+                    ),
+                    (None, _) => format!("{error}; the stored access token is still valid"),
+                });
+                return Step::Finish(Outcome::Token(tokens));
+            }
+        }
+        let Some(at) = expired_at else {
             return Step::Finish(Outcome::Failed(error));
         };
         match (self.config.grant, op) {
@@ -602,4 +616,22 @@ impl Client {
             IdentityKind::None => Err(Error::Protocol("no client identity".into())),
         }
     }
+}
+
+/// A digest of a registration request: its body (the metadata) and its `Authorization`
+/// header (the initial access token), SHA-256 in lowercase hex. Kept with a refusal so that a
+/// changed request is not held back by the refusal of another (INV-14).
+fn request_digest(request: &http::Request<Vec<u8>>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(request.body());
+    if let Some(authorization) = request.headers().get(http::header::AUTHORIZATION) {
+        hasher.update(b"\n");
+        hasher.update(authorization.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

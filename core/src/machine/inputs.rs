@@ -261,7 +261,8 @@ impl Client {
             HttpPurpose::Register {
                 endpoint,
                 replacing,
-            } => self.handle_registration_answer(now, &endpoint, replacing, answer),
+                digest,
+            } => self.handle_registration_answer(now, &endpoint, replacing, digest, answer),
             HttpPurpose::Renew => self.handle_renewal_answer(now, answer),
             HttpPurpose::Delete => {
                 let outcome = match answer {
@@ -420,7 +421,7 @@ impl Client {
                 }));
                 return;
             }
-            if let Some(backoff) = self.registration_paused(now) {
+            if let Some(backoff) = self.registration_paused(None, now) {
                 // INV-14: registering again already failed to help within this backoff.
                 let error = Error::RegistrationPaused {
                     until: backoff.until,
@@ -472,6 +473,7 @@ impl Client {
         now: Timestamp,
         endpoint: &str,
         replacing: Option<String>,
+        digest: String,
         answer: Result<(u16, Vec<u8>), String>,
     ) {
         let parsed = answer
@@ -518,9 +520,15 @@ impl Client {
                         .record
                         .as_ref()
                         .and_then(|r| r.registration_backoff.clone());
-                    let reason = format!("the server refused the last registration: {error}");
+                    let reason = match &error {
+                        Error::RegistrationRejected { cause, .. } => {
+                            format!("the server refused the last registration: {cause}")
+                        }
+                        other => other.to_string(),
+                    };
                     let jitter = self.jitter();
-                    let backoff = Backoff::after(previous.as_ref(), now, reason, jitter);
+                    let mut backoff = Backoff::after(previous.as_ref(), now, reason, jitter);
+                    backoff.request = Some(digest);
                     let step = self.write(Patch::PauseRegistration(backoff));
                     self.apply(step);
                 } else if replacing.is_none() {

@@ -205,6 +205,8 @@ enum HttpPurpose {
         endpoint: String,
         /// The client this registration replaces, for a secret the server cannot renew.
         replacing: Option<String>,
+        /// The request's digest, remembered with a refusal (INV-14).
+        digest: String,
     },
     Renew,
     Delete,
@@ -627,12 +629,13 @@ impl Client {
             .or(self.resource.as_deref())
     }
 
-    /// The registration backoff in force at `now`, if any (INV-14).
-    fn registration_paused(&self, now: Timestamp) -> Option<&Backoff> {
+    /// The registration backoff in force at `now` for a request with digest `request`
+    /// (`None`: any registration), if any (INV-14).
+    fn registration_paused(&self, request: Option<&str>, now: Timestamp) -> Option<&Backoff> {
         self.record
             .as_ref()
             .and_then(|r| r.registration_backoff.as_ref())
-            .filter(|b| b.active(now))
+            .filter(|b| b.pauses(request, now))
     }
 
     /// A number for jitter, drawn from the client's entropy.

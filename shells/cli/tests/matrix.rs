@@ -136,15 +136,50 @@ fn delta(provider: &Provider, names: &[&str], f: impl FnOnce()) -> Vec<u64> {
         .collect()
 }
 
+/// What a scenario measured: a line for the matrix and, where the scenario is one of the
+/// lifecycle's steps, the requests the server saw next to the protocol's minimum.
+struct Measured {
+    text: String,
+    requests: Option<(usize, usize)>,
+}
+
+impl From<&str> for Measured {
+    fn from(text: &str) -> Self {
+        Measured {
+            text: text.into(),
+            requests: None,
+        }
+    }
+}
+
+impl From<String> for Measured {
+    fn from(text: String) -> Self {
+        Measured {
+            text,
+            requests: None,
+        }
+    }
+}
+
+/// `text`, measured as `requests` against the `minimum` a client needs.
+fn requests(text: &str, requests: usize, minimum: usize) -> Measured {
+    Measured {
+        text: format!("{text}; {requests} requests (minimum {minimum})"),
+        requests: Some((requests, minimum)),
+    }
+}
+
 /// The matrix column of one server.
 struct Column {
     kind: ServerKind,
     rows: Vec<(String, Result<String, String>)>,
+    /// Per lifecycle step: the requests seen and the protocol minimum.
+    requests: Vec<(String, usize, usize)>,
 }
 
 impl Column {
     /// Runs one scenario, recording what it measured or why it failed.
-    fn cell(&mut self, name: &str, scenario: impl FnOnce() -> String) {
+    fn cell(&mut self, name: &str, scenario: impl FnOnce() -> Measured) {
         let started = Instant::now();
         let result = catch_unwind(AssertUnwindSafe(scenario)).map_err(|panic| {
             panic
@@ -153,8 +188,16 @@ impl Column {
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default()
         });
-        let result =
-            result.map(|text| format!("{text} ({:.1} s)", started.elapsed().as_secs_f64()));
+        let result = result.map(|measured| {
+            if let Some((seen, minimum)) = measured.requests {
+                self.requests.push((name.to_string(), seen, minimum));
+            }
+            format!(
+                "{} ({:.1} s)",
+                measured.text,
+                started.elapsed().as_secs_f64()
+            )
+        });
         self.rows.push((name.to_string(), result));
     }
 
@@ -174,6 +217,16 @@ impl Column {
         let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("matrix-{}.md", self.kind.name()));
         std::fs::write(&path, &text).unwrap();
+        let counts: String = self
+            .requests
+            .iter()
+            .map(|(name, seen, minimum)| {
+                format!("{}\t{name}\t{seen}\t{minimum}\n", self.kind.name())
+            })
+            .collect();
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("requests-{}.tsv", self.kind.name()));
+        std::fs::write(&path, counts).unwrap();
         println!("{text}");
         let failed: Vec<&String> = self
             .rows
@@ -195,6 +248,7 @@ fn login_warm_refresh(column: &mut Column, provider: &Provider, method: &str) {
     let tenure = Tenure::new(&format!("matrix-{}-{method}", provider.kind.name()));
     column.cell(&format!("login, {method}"), || {
         let port = add_user_client(&tenure, provider, Some(method), &[]);
+        let before = seen(provider);
         let counts = delta(
             provider,
             &["registrations", "token_authorization_code"],
@@ -203,7 +257,14 @@ fn login_warm_refresh(column: &mut Column, provider: &Provider, method: &str) {
         assert_eq!(counts, [1, 1], "registrations, code exchanges");
         let registered = tenure.record().dcr.unwrap().token_endpoint_auth_method;
         assert_eq!(registered.as_str(), method);
-        "1 registration, 1 code exchange".into()
+        // Metadata (and the resource's metadata first, for an MCP server), registration,
+        // the browser's authorization request, the code exchange.
+        let minimum = if has_mcp_server(provider.kind) { 5 } else { 4 };
+        requests(
+            "1 registration, 1 code exchange",
+            seen(provider) - before,
+            minimum,
+        )
     });
     column.cell(&format!("warm start, {method}"), || {
         let before = seen(provider);
@@ -213,12 +274,13 @@ fn login_warm_refresh(column: &mut Column, provider: &Provider, method: &str) {
         if has_mcp_server(provider.kind) {
             let status = mcp_accepts(provider, run.stdout.trim());
             assert_eq!(status, 200, "the MCP server refused the token");
-            return "0 requests; the MCP server accepts the token".into();
+            return requests("the MCP server accepts the token", 0, 0);
         }
-        "0 requests".into()
+        requests("a token", 0, 0)
     });
     column.cell(&format!("refresh, {method}"), || {
         let old = tenure.record().tokens.unwrap().refresh_token;
+        let before = seen(provider);
         let counts = delta(provider, &["token_refresh_token"], || {
             let run = tenure.run(&["--now", &from_now(7200), "token", "app"]);
             assert_eq!(run.code, 0, "{run:?}");
@@ -229,7 +291,7 @@ fn login_warm_refresh(column: &mut Column, provider: &Provider, method: &str) {
             new.is_some() && new != old,
             "the rotated refresh token is kept"
         );
-        "1 refresh, rotated refresh token stored".into()
+        requests("rotated refresh token stored", seen(provider) - before, 1)
     });
 }
 
@@ -256,7 +318,7 @@ fn unlisted_method(column: &mut Column, provider: &Provider, method: &str) {
             let registered = tenure.record().dcr.unwrap().token_endpoint_auth_method;
             assert_eq!(registered.as_str(), other);
             tenure.ok(&["token", "app"]);
-            return format!("registered {other} instead, with a warning; login works");
+            return format!("registered {other} instead, with a warning; login works").into();
         }
         let counts = delta(provider, &["registrations"], || {
             let run = tenure.run(&["login", "app", "--no-browser"]);
@@ -266,6 +328,68 @@ fn unlisted_method(column: &mut Column, provider: &Provider, method: &str) {
         });
         assert_eq!(counts, [0], "nothing registered");
         "refused before registering or opening a browser".into()
+    });
+}
+
+/// An issuer typed without the trailing slash the server publishes: refused (the comparison
+/// stays exact), with the exact `--issuer` to use in the message; that advice works.
+fn issuer_without_its_slash(column: &mut Column, provider: &Provider) {
+    if !provider.issuer.ends_with('/') {
+        return;
+    }
+    let tenure = Tenure::new(&format!("matrix-{}-slash", provider.kind.name()));
+    column.cell("issuer typed without its trailing slash", || {
+        tenure.ok(&["add", "app", "--issuer", &provider.origin]);
+        let run = tenure.run(&["token", "app"]);
+        assert_ne!(run.code, 0, "{run:?}");
+        let advice = format!("use --issuer {}", provider.issuer);
+        assert!(run.stderr.contains(&advice), "{run:?}");
+        tenure.ok(&["forget", "app"]);
+        let port = free_port().to_string();
+        tenure.ok(&[
+            "add",
+            "app",
+            "--issuer",
+            &provider.issuer,
+            "--redirect-port",
+            &port,
+        ]);
+        login(&tenure, &port);
+        "refused, naming the exact --issuer, which then works".into()
+    });
+}
+
+/// A server that refuses registration (here: an initial access token is required and none is
+/// configured): five calls send one registration request, and the later ones say until when
+/// registration is paused (INV-14).
+fn refused_registration(column: &mut Column, kind: ServerKind) {
+    if !matches!(kind, ServerKind::OidcProvider | ServerKind::Authlib) {
+        return;
+    }
+    let provider = Provider::start_kind(kind, &["--initial-access-token", "only-with-this"]);
+    let tenure = Tenure::new(&format!("matrix-{}-refused", kind.name()));
+    column.cell("refused registration, 5 calls", || {
+        tenure.add_machine_client(&provider.issuer, &[]);
+        let before = seen(&provider);
+        for call in 0..5 {
+            let run = tenure.run(&["token", "svc"]);
+            assert_eq!(run.code, 5, "{run:?}");
+            if call > 0 {
+                assert!(
+                    run.stderr.contains("registration is paused until"),
+                    "{run:?}"
+                );
+            }
+        }
+        let posts = provider.counts()["requests"].as_array().unwrap()[before..]
+            .iter()
+            .filter(|r| {
+                r["method"] == "POST"
+                    && ["/reg", "/register"].contains(&r["path"].as_str().unwrap())
+            })
+            .count();
+        assert_eq!(posts, 1, "one registration request");
+        requests("later calls report the pause", seen(&provider) - before, 1)
     });
 }
 
@@ -290,6 +414,7 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
     std::thread::sleep(Duration::from_secs(7).saturating_sub(registered.elapsed()));
     if kind.manages_registrations() {
         column.cell("secret expired, RFC 7592", || {
+            let before = seen(&provider);
             let counts = delta(
                 &provider,
                 &["updates", "registrations", "token_refresh_token"],
@@ -302,7 +427,11 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
             let renewed = tenure.record().dcr.unwrap();
             assert_eq!(renewed.client_id, first.client_id);
             assert_ne!(renewed.client_secret, first.client_secret);
-            "1 renewal after expiry and 1 refresh with the new secret, same client".into()
+            requests(
+                "renewed after expiry, then refreshed with the new secret",
+                seen(&provider) - before,
+                2,
+            )
         });
         return;
     }
@@ -311,7 +440,7 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
         let run = tenure.run(&["token", "app"]);
         assert_eq!(run.code, 0, "{run:?}");
         assert_eq!(seen(&provider), before);
-        "token handed out, 0 requests".into()
+        requests("the stored access token handed out", 0, 0)
     });
     column.cell("secret expired, no RFC 7592", || {
         let before = seen(&provider);
@@ -321,10 +450,16 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
         assert!(!run.stderr.contains("forget"), "{run:?}");
         assert_eq!(seen(&provider), before, "nothing sent with a dead secret");
         let counts = delta(&provider, &["registrations"], || login(&tenure, &port));
+        let sent = seen(&provider) - before;
         assert_eq!(counts, [1], "the login registers a new client");
         assert_ne!(tenure.record().dcr.unwrap().client_id, first.client_id);
         tenure.ok(&["token", "app"]);
-        "exit 4 naming `tenure login`, 0 requests; the login registers anew".into()
+        // Registration, the browser's authorization request, the code exchange.
+        requests(
+            "exit 4 naming `tenure login`; the login registers anew",
+            sent,
+            3,
+        )
     });
 }
 
@@ -350,6 +485,7 @@ fn server_forgot(column: &mut Column, kind: ServerKind) {
     login(&tenure, &port);
     let provider = forget_everything(provider);
     column.cell("server forgot the client", || {
+        let before = seen(&provider);
         let counts = delta(&provider, &["registrations"], || {
             let run = tenure.run(&["--now", &from_now(7200), "token", "app"]);
             assert_eq!(
@@ -361,8 +497,11 @@ fn server_forgot(column: &mut Column, kind: ServerKind) {
         assert_eq!(counts, [1]);
         let counts = delta(&provider, &["registrations"], || login(&tenure, &port));
         assert_eq!(counts, [0], "the new registration is used");
+        let sent = seen(&provider) - before;
         tenure.ok(&["token", "app"]);
-        "1 new registration, then a login".into()
+        // The refused refresh, the registration, then the login's authorization request and
+        // code exchange.
+        requests("1 new registration, then a login", sent, 4)
     });
     column.cell("forget", || {
         let deletes = delta(&provider, &["deletes"], || {
@@ -429,6 +568,7 @@ fn run_matrix(kind: ServerKind) {
     let mut column = Column {
         kind,
         rows: Vec::new(),
+        requests: Vec::new(),
     };
     let provider = Provider::start_kind(kind, &[]);
     let listed = auth_methods(&provider);
@@ -440,7 +580,9 @@ fn run_matrix(kind: ServerKind) {
         }
     }
     machine_client(&mut column, &provider);
+    issuer_without_its_slash(&mut column, &provider);
     drop(provider);
+    refused_registration(&mut column, kind);
     secret_expiry(&mut column, kind);
     server_forgot(&mut column, kind);
     column.finish();

@@ -168,3 +168,44 @@ fn every_trace_in_the_corpus_is_checked() {
         assert!(this.contains(&format!("\"{stem}\"")), "{name} has no test");
     }
 }
+
+/// Recorded from the MCP TypeScript SDK's router: its secrets expire (here after 6 s) and it
+/// has no RFC 7592. After the expiry the stored access token is still handed out without a
+/// request; once that is gone too, a login is asked for (nothing is sent with the dead
+/// secret), and the login registers a new client before the browser step.
+#[test]
+fn mcp_ts_sdk_an_expired_secret_leads_to_a_login_that_registers_anew() {
+    let summary = run("mcp-ts-sdk-secret-expires-without-management");
+    assert_eq!(summary.outcome, "ok", "{:?}", summary.error);
+    assert_eq!(summary.registrations, 2);
+    assert_eq!(summary.renewals, 0);
+    // Discovery, registration and code exchange, then nothing for the two token calls, then
+    // the second registration and code exchange.
+    assert_eq!(methods(&summary), ["GET", "POST", "POST", "POST", "POST"]);
+    assert_eq!(dcr(&summary)["registration_client_uri"], Value::Null);
+}
+
+/// Recorded from Authlib after it forgot its clients (a restart of an in-memory server): the
+/// RFC 7592 DELETE gets Authlib's stock 400 `access_denied`, which means the registration
+/// cannot be managed any more; `forget` removes the local record instead of failing forever.
+#[test]
+fn authlib_forget_of_a_client_the_server_forgot_removes_it_locally() {
+    let summary = run("authlib-forgotten-client-access-denied");
+    assert_eq!(summary.outcome, "ok", "{:?}", summary.error);
+    assert_eq!(methods(&summary).last(), Some(&"DELETE"));
+    assert!(summary.record.is_none(), "removed locally");
+}
+
+/// Recorded from Authlib refusing registration (it wants an initial access token): three
+/// calls, one registration request; the other two report the pause (INV-14).
+#[test]
+fn authlib_a_refused_registration_is_sent_once_per_backoff() {
+    let summary = run("authlib-refused-registration-backoff");
+    assert_eq!(summary.outcome, "error");
+    assert_eq!(summary.registrations, 1);
+    assert!(
+        summary.error.as_deref().unwrap().contains("paused until"),
+        "{:?}",
+        summary.error
+    );
+}

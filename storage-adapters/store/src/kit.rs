@@ -89,6 +89,7 @@ pub fn full_record(key: &ClientKey, generation: u64) -> Record {
         failures: 2,
         until: Timestamp::from_unix_millis(1_767_225_660_456),
         reason: "the server refused the last registration".into(),
+        request: Some("0f1e2d3c".into()),
     });
     record
 }
