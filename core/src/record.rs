@@ -175,6 +175,11 @@ pub struct Registration {
     /// it; `None` in records written before it was kept.
     #[serde(default)]
     pub obtained_at: Option<Timestamp>,
+    /// The token endpoint has not yet accepted this registration. A fresh registration the
+    /// token endpoint refuses is not cured by registering at once yet again (and sending the
+    /// user through the browser once more): the next one waits for a backoff (INV-14).
+    #[serde(default)]
+    pub unproven: bool,
     /// Every member of the last answer except the two secrets, unknown members included,
     /// because an RFC 7592 update sends them back (DCR-17, MGMT-7).
     pub metadata: Map<String, Value>,
@@ -312,6 +317,21 @@ impl Record {
             IdentityKind::PreRegistered => self.pre_registered_client_id.as_deref(),
             IdentityKind::None => None,
         }
+    }
+
+    /// Every secret the record holds: client secret, registration access token, access and
+    /// refresh token. For checks that none of them leaks (INV-12).
+    pub fn secrets(&self) -> Vec<&Secret> {
+        let mut found = Vec::new();
+        if let Some(dcr) = &self.dcr {
+            found.extend(&dcr.client_secret);
+            found.extend(&dcr.registration_access_token);
+        }
+        if let Some(tokens) = &self.tokens {
+            found.push(&tokens.access_token);
+            found.extend(&tokens.refresh_token);
+        }
+        found
     }
 
     /// The record as JSON with every secret replaced by the redaction marker, for output.

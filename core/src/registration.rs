@@ -212,6 +212,7 @@ pub fn parse_registration(
         redirect_uri: None,
         registration_endpoint: endpoint.to_string(),
         obtained_at: None,
+        unproven: false,
         metadata: Map::new(),
     };
     let registration = adopt_answer(config, empty, answer, &mut warnings)?;

@@ -204,6 +204,7 @@ mod tests {
             redirect_uri: Some("http://127.0.0.1:8976/callback".into()),
             registration_endpoint: "https://as.example.com/register".into(),
             obtained_at: None,
+            unproven: false,
             metadata: metadata.as_object().unwrap().clone(),
         }
     }

@@ -57,6 +57,7 @@ fn stored(config: &ClientConfig, expires: Timestamp, refresh: bool) -> Record {
         redirect_uri: None,
         registration_endpoint: format!("{ISSUER}/reg"),
         obtained_at: None,
+        unproven: false,
         metadata: json!({"client_id": "c1", "grant_types": ["client_credentials"],
                          "token_endpoint_auth_method": "client_secret_basic"})
         .as_object()

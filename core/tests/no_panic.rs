@@ -27,6 +27,7 @@ fn registration() -> Registration {
         redirect_uri: None,
         registration_endpoint: "https://as.example.com/register".into(),
         obtained_at: None,
+        unproven: false,
         metadata: Default::default(),
     }
 }

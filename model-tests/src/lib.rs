@@ -214,18 +214,9 @@ pub fn check_persist_before_use(timeline: &[tenure_sim::Entry]) -> Result<(), St
 }
 
 fn secrets_of(record: &tenure_core::Record) -> Vec<String> {
-    let mut found = Vec::new();
-    if let Some(dcr) = &record.dcr {
-        found.extend(dcr.client_secret.iter().map(|s| s.expose().to_string()));
-        found.extend(
-            dcr.registration_access_token
-                .iter()
-                .map(|s| s.expose().to_string()),
-        );
-    }
-    if let Some(tokens) = &record.tokens {
-        found.push(tokens.access_token.expose().to_string());
-        found.extend(tokens.refresh_token.iter().map(|s| s.expose().to_string()));
-    }
-    found
+    record
+        .secrets()
+        .into_iter()
+        .map(|s| s.expose().to_string())
+        .collect()
 }

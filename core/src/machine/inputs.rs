@@ -44,7 +44,6 @@ impl Client {
             renewal_failure: None,
             renewed: false,
             reregistered: false,
-            registered: false,
             failure: None,
             obtained_tokens: false,
             refresh_failed: false,
@@ -406,21 +405,8 @@ impl Client {
             self.apply(step);
             return;
         }
-        let (reregistered, registered) = self
-            .jobs
-            .front()
-            .map_or((true, true), |job| (job.reregistered, job.registered));
+        let reregistered = self.jobs.front().is_none_or(|job| job.reregistered);
         if cause.is("invalid_client") && identity == IdentityKind::Dcr && !reregistered {
-            if registered {
-                // The client registered for this very job is refused: registering yet again
-                // (and sending the user through the browser again) would meet the same fate.
-                self.finish(Outcome::Failed(Error::TokenRejected {
-                    grant: grant.into(),
-                    cause,
-                    hint: "; the client was registered moments ago, so Tenure does not register again: check the token endpoint auth method (--auth-method)".into(),
-                }));
-                return;
-            }
             if let Some(backoff) = self.registration_paused(None, now) {
                 // INV-14: registering again already failed to help within this backoff.
                 let error = Error::RegistrationPaused {
@@ -428,6 +414,34 @@ impl Client {
                     reason: backoff.reason.clone(),
                 };
                 self.finish(Outcome::Failed(error));
+                return;
+            }
+            let previous = self
+                .record
+                .as_ref()
+                .and_then(|r| r.registration_backoff.clone());
+            let reason =
+                format!("the token endpoint stopped accepting the registered client: {cause}");
+            let jitter = self.jitter();
+            let backoff = Backoff::after(previous.as_ref(), now, reason, jitter);
+            let unproven = self.registration().is_some_and(|r| r.unproven);
+            if unproven {
+                // A client registered moments ago and never accepted: registering yet again
+                // now (and sending the user through the browser once more) would likely meet
+                // the same fate. It is dropped, and the next registration waits for the
+                // backoff, so the next call after it starts afresh (INV-13, INV-14).
+                if let Some(job) = self.jobs.front_mut() {
+                    job.failure = Some(Error::TokenRejected {
+                        grant: grant.into(),
+                        cause,
+                        hint: format!(
+                            "; the client was registered moments ago and never accepted, so Tenure does not register again before {}: check the token endpoint auth method (--auth-method)",
+                            backoff.until
+                        ),
+                    });
+                }
+                let step = self.write(Patch::DropRegistration(Some(backoff)));
+                self.apply(step);
                 return;
             }
             // DCR-24, MGMT-16, EDGE-13: the server no longer knows this client (deleted,
@@ -439,14 +453,6 @@ impl Client {
             if let Some(job) = self.jobs.front_mut() {
                 job.reregistered = true;
             }
-            let previous = self
-                .record
-                .as_ref()
-                .and_then(|r| r.registration_backoff.clone());
-            let reason =
-                format!("the token endpoint stopped accepting the registered client: {cause}");
-            let jitter = self.jitter();
-            let backoff = Backoff::after(previous.as_ref(), now, reason, jitter);
             let step = self.write(Patch::DropRegistration(Some(backoff)));
             self.apply(step);
             return;
@@ -485,6 +491,7 @@ impl Client {
         match parsed {
             Ok((mut registration, warnings)) => {
                 registration.obtained_at = Some(now);
+                registration.unproven = true;
                 warnings.into_iter().for_each(|w| self.warn(w));
                 let patch = match replacing {
                     Some(old) => {
@@ -591,16 +598,10 @@ impl Client {
                     // Reported as `Renewed` until the job ends.
                     self.just_renewed = true;
                 }
-                if let Some(job) = self.jobs.front_mut() {
-                    match patch {
-                        Patch::SetRegistration(_) => job.registered = true,
-                        // A replacement is the renewal of this job.
-                        Patch::ReplaceRegistration(_) => {
-                            job.registered = true;
-                            job.renewed = true;
-                        }
-                        _ => {}
-                    }
+                if let (Some(job), Patch::ReplaceRegistration(_)) = (self.jobs.front_mut(), &patch)
+                {
+                    // A replacement is the renewal of this job.
+                    job.renewed = true;
                 }
                 if matches!(
                     patch,

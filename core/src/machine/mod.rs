@@ -123,9 +123,6 @@ struct Job {
     renewed: bool,
     /// Re-registration after `invalid_client`, at most once per job (DCR-24, MGMT-16).
     reregistered: bool,
-    /// A registration was stored during this job: a refusal of its first use is not cured by
-    /// registering yet again (no second registration, no second browser trip).
-    registered: bool,
     /// The job ends with this error once the write in flight is acknowledged (a refusal
     /// that is remembered in the store first, such as a registration backoff).
     failure: Option<Error>,
@@ -347,6 +344,10 @@ impl Patch {
             Patch::SetPreRegistered(id) => record.pre_registered_client_id = id.clone(),
             Patch::SetTokens(tokens) => {
                 record.tokens = Some(tokens.clone());
+                // The token endpoint accepted the registration.
+                if let Some(dcr) = &mut record.dcr {
+                    dcr.unproven = false;
+                }
                 // A token obtained: whatever paused registration is over.
                 record.registration_backoff = None;
             }

@@ -31,6 +31,8 @@ struct World {
     next_op: u64,
     /// The `scope` the token endpoint grants; `None` grants what was asked for, silently.
     granted: Option<String>,
+    /// When set, the token endpoint answers this instead of a token.
+    token_error: Option<Answer>,
 }
 
 use url::Url;
@@ -49,6 +51,7 @@ impl World {
             events: Vec::new(),
             next_op: 0,
             granted: None,
+            token_error: None,
         }
     }
 
@@ -138,7 +141,9 @@ impl World {
                         String::from_utf8_lossy(request.body())
                     ));
                     let (status, body) = if bare.ends_with("/token") {
-                        self.token_answer(request.body())
+                        self.token_error
+                            .clone()
+                            .unwrap_or_else(|| self.token_answer(request.body()))
                     } else {
                         self.answers
                             .get(&key)
@@ -456,6 +461,7 @@ fn registration(id: &str, secret: &str, expires: i64) -> Registration {
         redirect_uri: None,
         registration_endpoint: format!("{AS}/register"),
         obtained_at: None,
+        unproven: false,
         metadata: Default::default(),
     }
 }
@@ -638,4 +644,70 @@ fn the_resource_is_sent_as_the_metadata_publishes_it_mcp_14() {
             || token.contains("resource=https%3A%2F%2Fmcp.example.com&"),
         "{token}"
     );
+}
+
+fn registrations(world: &World) -> usize {
+    world
+        .sent
+        .iter()
+        .filter(|s| *s == "POST https://as.example.com/register")
+        .count()
+}
+
+/// A client registered for this very login that the token endpoint refuses is not
+/// registered yet again, and the user is not sent through the browser a second time.
+#[test]
+fn a_fresh_registration_refused_at_its_first_exchange_is_not_registered_again() {
+    let mut world = World::mcp(None);
+    world.token_error = Some((401, json!({"error": "invalid_client"})));
+    match world.log_in() {
+        Event::Failed {
+            error: Error::TokenRejected { hint, .. },
+            ..
+        } => assert!(hint.contains("does not register again before"), "{hint}"),
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    assert_eq!(registrations(&world), 1);
+    assert_eq!(world.authorizations.len(), 1);
+    // No dead end: the refused client is gone, and the next call after the backoff
+    // registers afresh; inside it, nothing is sent.
+    let stored = world.stored.values().next().unwrap();
+    assert!(stored.dcr.is_none());
+    assert!(stored.registration_backoff.is_some());
+    match world.run(Operation::Login) {
+        Event::Failed {
+            error: Error::RegistrationPaused { .. },
+            ..
+        } => {}
+        other => panic!("expected the pause, got {other:?}"),
+    }
+    assert_eq!(registrations(&world), 1);
+}
+
+/// INV-14: a server that keeps refusing the client at the token endpoint gets one new
+/// registration, and then none until the backoff has passed.
+#[test]
+fn registering_again_after_invalid_client_is_paused_after_once_inv_14() {
+    let mut world = World::mcp(None);
+    assert!(matches!(world.log_in(), Event::TokenReady { .. }));
+    world.token_error = Some((401, json!({"error": "invalid_client"})));
+    // The stored client is refused: one new registration, which fares no better.
+    assert!(matches!(
+        world.run(Operation::Login),
+        Event::Failed {
+            error: Error::TokenRejected { .. },
+            ..
+        }
+    ));
+    assert_eq!(registrations(&world), 2);
+    let sent = world.sent.len();
+    match world.run(Operation::Login) {
+        Event::Failed {
+            error: Error::RegistrationPaused { reason, .. },
+            ..
+        } => assert!(reason.contains("invalid_client"), "{reason}"),
+        other => panic!("expected the pause, got {other:?}"),
+    }
+    assert_eq!(registrations(&world), 2, "no third registration");
+    assert!(world.sent.len() > sent, "the login did try its code");
 }

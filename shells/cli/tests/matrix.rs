@@ -16,25 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use support::*;
 
-/// Secrets planted nowhere but at the servers: none of the values Tenure handles may appear in
-/// its output. The servers issue their own secrets; these checks read them from the store.
+/// INV-12: none of the secrets the client holds (the servers issued them) appears on stderr.
 fn assert_no_secret_in(run: &Run, record: Option<&tenure_core::Record>) {
-    let Some(record) = record else { return };
-    let mut secrets = Vec::new();
-    if let Some(dcr) = &record.dcr {
-        secrets.extend(dcr.client_secret.iter().map(|s| s.expose().to_string()));
-        secrets.extend(
-            dcr.registration_access_token
-                .iter()
-                .map(|s| s.expose().to_string()),
-        );
-    }
-    if let Some(tokens) = &record.tokens {
-        secrets.extend(tokens.refresh_token.iter().map(|s| s.expose().to_string()));
-    }
-    for secret in secrets {
+    for secret in record.map(|r| r.secrets()).unwrap_or_default() {
         assert!(
-            !run.stderr.contains(&secret),
+            !run.stderr.contains(secret.expose()),
             "a secret reached stderr: {}",
             run.stderr
         );
@@ -453,6 +439,7 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
         let before = seen(&provider);
         let run = tenure.run(&["token", "app"]);
         assert_eq!(run.code, 0, "{run:?}");
+        assert_no_secret_in(&run, tenure.stored().as_ref());
         assert_eq!(seen(&provider), before);
         requests("the stored access token handed out", 0, 0)
     });
@@ -460,6 +447,7 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
         let before = seen(&provider);
         let run = tenure.run(&["--now", &from_now(7200), "token", "app"]);
         assert_eq!(run.code, 4, "login required: {run:?}");
+        assert_no_secret_in(&run, tenure.stored().as_ref());
         assert!(run.stderr.contains("tenure login app"), "{run:?}");
         assert!(!run.stderr.contains("forget"), "{run:?}");
         assert_eq!(seen(&provider), before, "nothing sent with a dead secret");

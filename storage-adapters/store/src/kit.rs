@@ -76,6 +76,7 @@ pub fn full_record(key: &ClientKey, generation: u64) -> Record {
         redirect_uri: Some(key.redirect_uri.clone()),
         registration_endpoint: format!("{}/register", key.issuer),
         obtained_at: Some(Timestamp::from_unix_seconds(4_102_000_000)),
+        unproven: true,
         metadata,
     });
     record.tokens = Some(Tokens {
