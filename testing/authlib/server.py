@@ -20,6 +20,10 @@ import sys
 import threading
 import time
 
+# The plumbing shared with the other Python test server lives one folder up.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import harness_common as common  # noqa: E402
+
 # Authlib refuses plain http unless told otherwise; this server only ever
 # listens on the loopback interface.
 os.environ["AUTHLIB_INSECURE_TRANSPORT"] = "1"
@@ -54,7 +58,6 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint  # noqa: E402
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata  # noqa: E402
 from authlib.oauth2 import rfc9207  # noqa: E402
 
-HOST = "127.0.0.1"
 TEST_USER_ID = "test-user"
 AUTHORIZATION_CODE_TTL = 600
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -66,24 +69,18 @@ GRANT_TYPES = ["authorization_code", "refresh_token", "client_credentials"]
 # Command line
 
 
-def non_negative_int(text):
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"needs a non-negative integer, got {text!r}")
-    return int(text)
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=".venv/bin/python server.py",
         description="Authlib test authorization server (in memory, 127.0.0.1 only).",
         allow_abbrev=False,
     )
-    parser.add_argument("--port", type=non_negative_int, default=0,
+    parser.add_argument("--port", type=common.non_negative_int, default=0,
                         help="port on 127.0.0.1 (0 = pick a free port; default 0)")
-    parser.add_argument("--secret-ttl", type=non_negative_int, default=0, metavar="SECONDS",
+    parser.add_argument("--secret-ttl", type=common.non_negative_int, default=0, metavar="SECONDS",
                         help="client secrets expire SECONDS after registration or update and "
                              "rotate on every update (0 = never; default 0)")
-    parser.add_argument("--access-token-ttl", type=non_negative_int, default=3600,
+    parser.add_argument("--access-token-ttl", type=common.non_negative_int, default=3600,
                         metavar="SECONDS", help="access token lifetime (default 3600)")
     parser.add_argument("--rfc7592-errors", action="store_true",
                         help="answer a missing, wrong or old registration access token with "
@@ -93,10 +90,9 @@ def parse_args(argv):
     parser.add_argument("--fail-updates", action="store_true",
                         help="start with RFC 7592 PUT failing with 500")
     opts = parser.parse_args(argv)
-    if opts.port > 65535:
-        parser.error("--port must be at most 65535")
-    if opts.access_token_ttl == 0:
-        parser.error("--access-token-ttl must be at least 1")
+    error = common.limits_error(opts.port, opts.access_token_ttl)
+    if error:
+        parser.error(error)
     if opts.initial_access_token == "":
         parser.error("--initial-access-token needs a non-empty value")
     return opts
@@ -317,22 +313,7 @@ class Settings:
 SETTINGS = Settings()
 
 
-def fresh_counts():
-    return {
-        "registrations": 0,
-        "updates": 0,
-        "reads": 0,
-        "deletes": 0,
-        "token_authorization_code": 0,
-        "token_refresh_token": 0,
-        "token_client_credentials": 0,
-        "token_other": 0,
-        "discovery": 0,
-        "requests": [],
-    }
-
-
-COUNTS = fresh_counts()
+COUNTS = common.fresh_counts()
 
 
 def server_metadata():
@@ -659,16 +640,11 @@ def build_app():
             if response.status_code == 201:
                 tally["registrations"] += 1
         elif path.startswith("/register/") and path.count("/") == 2:
-            key = {"PUT": "updates", "GET": "reads", "DELETE": "deletes"}.get(method)
+            key = common.REGISTER_ITEM_COUNTERS.get(method)
             if key:
                 tally[key] += 1
         elif method == "POST" and path == "/token":
-            grant_type = flask_request.form.get("grant_type")
-            key = f"token_{grant_type}"
-            if grant_type in GRANT_TYPES:
-                tally[key] += 1
-            else:
-                tally["token_other"] += 1
+            tally[common.token_counter(flask_request.form.get("grant_type"))] += 1
         elif method == "GET" and path.startswith("/.well-known/"):
             tally["discovery"] += 1
         return response
@@ -736,14 +712,12 @@ def build_app():
 
     @app.get("/__admin/counts")
     def admin_counts():
-        snapshot = {k: v for k, v in COUNTS.items() if k != "requests"}
-        snapshot["requests"] = [dict(r) for r in COUNTS["requests"]]
-        return admin_json(snapshot)
+        return admin_json(common.counts_snapshot(COUNTS))
 
     @app.post("/__admin/reset-counts")
     def admin_reset_counts():
         global COUNTS
-        COUNTS = fresh_counts()
+        COUNTS = common.fresh_counts()
         return admin_json({"ok": True})
 
     @app.post("/__admin/forget-clients")
@@ -820,22 +794,12 @@ def stop(*_):
         os._exit(0)
 
 
-def watch_stdin():
-    try:
-        while os.read(0, 4096):
-            pass
-    except OSError:
-        pass
-    stop()
-
-
 def main(argv):
     opts = parse_args(argv)
 
     # stdout is for the ready line only: anything else printed (Authlib prints
     # metadata validation errors on RFC 7592 PUT) goes to stderr.
-    ready_out = sys.stdout
-    sys.stdout = sys.stderr
+    ready_out = common.keep_stdout_for_ready_line()
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -850,16 +814,14 @@ def main(argv):
 
     app = build_app()
     httpd = make_server(
-        HOST, opts.port, Serialized(app), threaded=True, request_handler=PlainLogHandler
+        common.HOST, opts.port, Serialized(app), threaded=True, request_handler=PlainLogHandler
     )
-    SETTINGS.issuer = f"http://{HOST}:{httpd.server_port}"
+    SETTINGS.issuer = f"http://{common.HOST}:{httpd.server_port}"
     # Fails loudly at start if the published metadata is ever malformed.
     server_metadata().validate(metadata_classes=[rfc9207.AuthorizationServerMetadata])
 
-    threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
-
-    ready_out.write(f"ready {SETTINGS.issuer}\n")
-    ready_out.flush()
+    common.watch_stdin(stop)
+    common.announce_ready(ready_out, SETTINGS.issuer)
     httpd.serve_forever()
 
 

@@ -5,68 +5,12 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for tool in python3 curl jq; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
+. "$HERE/../smoke-lib.sh"
+need_tools python3 curl jq
 bash "$HERE/install.sh"
 PY="$HERE/.venv/bin/python"
+SERVER_CMD=("$PY" "$HERE/server.py")
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CURL=(curl -sS --max-time 5)
-PASSED=0
-ok()   { PASSED=$((PASSED + 1)); echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; [ -n "${SERVER_LOG:-}" ] && tail -n 20 "$SERVER_LOG" >&2; exit 1; }
-expect_eq() { [ "$1" == "$2" ] || fail "$3: expected '$2', got '$1'"; ok "$3"; }
-expect_ne() { [ "$1" != "$2" ] || fail "$3: both are '$1'"; ok "$3"; }
-
-# start_server NAME ARGS... : sets ISSUER, SERVER_PID and SERVER_LOG. The server's
-# stdin is a FIFO whose write end this shell holds open (its fd in SERVER_STDIN_FD),
-# so the server also stops when this script ends.
-start_server() {
-  local name="$1"; shift
-  local fifo="$WORK/$name.stdin" out="$WORK/$name.out"
-  SERVER_LOG="$WORK/$name.err"
-  mkfifo "$fifo"
-  "$PY" "$HERE/server.py" "$@" <"$fifo" >"$out" 2>"$SERVER_LOG" &
-  SERVER_PID=$!
-  PIDS+=("$SERVER_PID")
-  exec {SERVER_STDIN_FD}>"$fifo"
-  local i
-  for i in $(seq 1 100); do
-    if grep -q '^ready ' "$out" 2>/dev/null; then break; fi
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  ISSUER="$(sed -n 's/^ready //p' "$out")"
-  [ -n "$ISSUER" ] || fail "server $name did not become ready"
-  [ "$(wc -l <"$out")" -eq 1 ] || fail "server $name printed more than the ready line"
-  echo "---- server $name: $ISSUER ($*)"
-}
-
-# wait_gone PID: true once the process has ended (at most 5 s).
-wait_gone() {
-  local i
-  for i in $(seq 1 50); do
-    kill -0 "$1" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# call ARGS... : curl, prints "<status> <body>" (body on one line)
-call() {
-  "${CURL[@]}" -o "$WORK/body" -w '%{http_code}' "$@" >"$WORK/status" || true
-  echo "$(cat "$WORK/status") $(tr -d '\n' <"$WORK/body")"
-}
-status_of() { echo "${1%% *}"; }
-body_of() { echo "${1#* }"; }
 err_of() { jq -r '.error // "none"' <<<"${1#* }"; }
 token_call() { call "$ISSUER/token" "$@"; }
 json_call() { call -H 'content-type: application/json' "$@"; }
@@ -74,8 +18,6 @@ put_body() { # the client's metadata as RFC 7592 wants it back in a PUT
   jq -c 'del(.registration_access_token, .registration_client_uri, .client_secret_expires_at, .client_id_issued_at)' <<<"$1"
 }
 
-uri() { jq -rn --arg v "$1" '$v|@uri'; }
-qparam() { tr '&' '\n' <<<"${1#*\?}" | sed -n "s/^$2=//p" | head -n 1; }
 urldecode() { python3 -c 'import sys, urllib.parse; print(urllib.parse.unquote(sys.argv[1]))' "$1"; }
 new_verifier() { python3 -c 'import secrets; print(secrets.token_urlsafe(48))'; }
 s256() {
@@ -254,8 +196,7 @@ jq -c 'del(.requests)' <<<"$counts"
 "${CURL[@]}" -X POST "$ISSUER/__admin/reset-counts" >/dev/null
 expect_eq "$("${CURL[@]}" "$ISSUER/__admin/counts" | jq -c '[.registrations, .requests]')" '[0,[]]' "reset-counts"
 
-kill "$MAIN_PID"
-wait_gone "$MAIN_PID" || fail "server did not stop on SIGTERM"
+stop_server "$MAIN_PID"
 ok "server stopped by its pid (SIGTERM)"
 
 # ---------------------------------------------------------------------------

@@ -26,12 +26,16 @@ import sys
 import threading
 import time
 import uuid
+from argparse import ArgumentTypeError
 from typing import Any
 from urllib.parse import parse_qs
 
+# The plumbing shared with the other Python test server lives one folder up.
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import harness_common as common  # noqa: E402
+
 # Keep stdout for the ready line alone: anything printed by a library goes to stderr.
-READY_OUT = sys.stdout
-sys.stdout = sys.stderr
+READY_OUT = common.keep_stdout_for_ready_line()
 
 USAGE = """usage: .venv/bin/python server.py [options]
   --port N                     port on 127.0.0.1 (0 = pick a free port; default 0)
@@ -92,14 +96,14 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
             if i >= len(argv):
                 fail(f"{arg} needs a value")
             value = argv[i]
-        if not re.fullmatch(r"\d+", value):
-            fail(f"{arg} needs a non-negative integer, got {value!r}")
-        opts[key] = int(value)
+        try:
+            opts[key] = common.non_negative_int(value)
+        except ArgumentTypeError as error:
+            fail(f"{arg} {error}")
         i += 1
-    if opts["port"] > 65535:
-        fail("--port must be at most 65535")
-    if opts["access_token_ttl"] == 0:
-        fail("--access-token-ttl must be at least 1")
+    error = common.limits_error(opts["port"], opts["access_token_ttl"])
+    if error:
+        fail(error)
     return opts
 
 
@@ -138,7 +142,6 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken  # noqa: E402
 
 log = logging.getLogger("test-server")
 
-HOST = "127.0.0.1"
 VALID_SCOPES = ["read", "write"]
 DEFAULT_SCOPES = ["read"]
 # Scopes a token needs for /mcp (also published as the resource's scopes_supported).
@@ -342,24 +345,6 @@ async def call_tool(ctx: Any, params: Any) -> CallToolResult:
 # Counting and admin endpoints, outside everything else.
 
 REGISTER_ITEM = re.compile(r"^/register/.+")
-REGISTER_METHODS = {"PUT": "updates", "GET": "reads", "DELETE": "deletes"}
-TOKEN_GRANTS = {"authorization_code", "refresh_token", "client_credentials"}
-
-
-def fresh_counts() -> dict[str, Any]:
-    return {
-        "registrations": 0,
-        "updates": 0,
-        "reads": 0,
-        "deletes": 0,
-        "token_authorization_code": 0,
-        "token_refresh_token": 0,
-        "token_client_credentials": 0,
-        "token_other": 0,
-        "discovery": 0,
-        "mcp": 0,
-        "requests": [],
-    }
 
 
 async def read_whole_body(receive: Any) -> tuple[bytes, Any]:
@@ -405,7 +390,7 @@ class Harness:
         self.app = app
         self.provider = provider
         self.state = state
-        self.counts = fresh_counts()
+        self.counts = common.fresh_counts("mcp")
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -423,11 +408,9 @@ class Harness:
 
         if method == "POST" and path == "/token":
             body, receive = await read_whole_body(receive)
-            grant_type = form_value(body, "grant_type")
-            key = f"token_{grant_type}" if grant_type in TOKEN_GRANTS else "token_other"
-            tally[key] += 1
-        elif REGISTER_ITEM.match(path) and method in REGISTER_METHODS:
-            tally[REGISTER_METHODS[method]] += 1
+            tally[common.token_counter(form_value(body, "grant_type"))] += 1
+        elif REGISTER_ITEM.match(path) and method in common.REGISTER_ITEM_COUNTERS:
+            tally[common.REGISTER_ITEM_COUNTERS[method]] += 1
         elif method == "GET" and path.startswith("/.well-known/"):
             tally["discovery"] += 1
         elif path == "/mcp" or path.startswith("/mcp/"):
@@ -446,9 +429,9 @@ class Harness:
     async def admin(self, method: str, path: str, send: Any) -> None:
         status, body = 200, None
         if method == "GET" and path == "/__admin/counts":
-            body = {**self.counts, "requests": [dict(r) for r in self.counts["requests"]]}
+            body = common.counts_snapshot(self.counts)
         elif method == "POST" and path == "/__admin/reset-counts":
-            self.counts = fresh_counts()
+            self.counts = common.fresh_counts("mcp")
             body = {"ok": True}
         elif method == "POST" and path == "/__admin/forget-clients":
             self.provider.forget()
@@ -483,7 +466,7 @@ class Harness:
 
 
 def build_app(port: int) -> tuple[Any, str]:
-    base = f"http://{HOST}:{port}"
+    base = f"http://{common.HOST}:{port}"
     if OPTS["plain_issuer"]:
         # The way MCPServer(auth=AuthSettings(issuer_url="http://...")) gets it: no slash.
         issuer_url = AuthSettings(issuer_url=base, resource_server_url=None).issuer_url
@@ -583,9 +566,9 @@ async def serve() -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((HOST, OPTS["port"]))
+        sock.bind((common.HOST, OPTS["port"]))
     except OSError as error:
-        log.error("cannot listen on %s:%s: %s", HOST, OPTS["port"], error)
+        log.error("cannot listen on %s:%s: %s", common.HOST, OPTS["port"], error)
         return 1
     sock.listen(128)
     port = sock.getsockname()[1]
@@ -601,12 +584,7 @@ async def serve() -> int:
 
     loop = asyncio.get_running_loop()
 
-    def watch_stdin() -> None:
-        try:
-            while sys.stdin.buffer.read1(65536):
-                pass
-        except (OSError, ValueError):
-            pass
+    def on_stdin_end() -> None:
         log.info("stdin closed; stopping")
         loop.call_soon_threadsafe(stop)
 
@@ -626,9 +604,8 @@ async def serve() -> int:
             return 1
         await asyncio.sleep(0.02)
 
-    threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
-    READY_OUT.write(f"ready {issuer}\n")
-    READY_OUT.flush()
+    common.watch_stdin(on_stdin_end)
+    common.announce_ready(READY_OUT, issuer)
     await task
     return 0
 

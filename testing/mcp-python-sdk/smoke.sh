@@ -5,51 +5,17 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for tool in python3 curl jq; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
+. "$HERE/../smoke-lib.sh"
+need_tools python3 curl jq
 bash "$HERE/install.sh"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CURL=(curl -sS --max-time 5)
-PASSED=0
-ok()   { PASSED=$((PASSED + 1)); echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; [ -n "${SERVER_LOG:-}" ] && tail -n 20 "$SERVER_LOG" >&2; exit 1; }
-expect_eq() { [ "$1" == "$2" ] || fail "$3: expected '$2', got '$1'"; ok "$3"; }
-expect_ne() { [ "$1" != "$2" ] || fail "$3: both are '$1'"; ok "$3"; }
-
-# call ARGS... : prints "<status> <body>" (a body without newlines)
-call() {
-  "${CURL[@]}" -o "$WORK/body" -w '%{http_code}' "$@" >"$WORK/status" || true
-  echo "$(cat "$WORK/status") $(tr -d '\n' <"$WORK/body")"
-}
+SERVER_CMD=("$HERE/.venv/bin/python" "$HERE/server.py")
 b64url() { base64 -w0 | tr '+/' '-_' | tr -d '='; }
 
 # ---------------------------------------------------------------------------
-# Start: stdin is a FIFO whose write end this shell holds, as a test would hold a pipe.
-mkfifo "$WORK/stdin"
-SERVER_LOG="$WORK/server.err"
-"$HERE/.venv/bin/python" "$HERE/server.py" --port 0 --secret-ttl 3 \
-  <"$WORK/stdin" >"$WORK/server.out" 2>"$SERVER_LOG" &
-SERVER_PID=$!
-exec 9>"$WORK/stdin"
-for _ in $(seq 1 150); do
-  grep -q '^ready ' "$WORK/server.out" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited before it was ready"
-  sleep 0.1
-done
-ISSUER="$(sed -n 's/^ready //p' "$WORK/server.out")"
-[ -n "$ISSUER" ] || fail "server did not become ready within 15 s"
-[ "$(wc -l <"$WORK/server.out")" -eq 1 ] || fail "server printed more than the ready line"
+# Start. This server is given 15 s, not 10, to say ready.
+READY_SECONDS=15
+start_server main --port 0 --secret-ttl 3
 BASE="${ISSUER%/}"
-echo "---- server: $ISSUER"
 
 # ---------------------------------------------------------------------------
 # Metadata
@@ -158,15 +124,7 @@ expect_eq "${res%% *} $(jq -r .error_description <<<"${res#* }")" "401 Invalid c
 
 # ---------------------------------------------------------------------------
 # Stop by pid: SIGTERM ends it with status 0 within a few seconds.
-kill -TERM "$SERVER_PID"
-for _ in $(seq 1 50); do
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -0 "$SERVER_PID" 2>/dev/null && fail "server still running 5 s after SIGTERM"
-rc=0
-wait "$SERVER_PID" || rc=$?
-SERVER_PID=""
-expect_eq "$rc" 0 "server stopped on SIGTERM with status 0"
+stop_server "$SERVER_PID"
+expect_eq "$SERVER_RC" 0 "server stopped on SIGTERM with status 0"
 
 echo "PASS ($PASSED checks)"

@@ -15,12 +15,15 @@
 // metadata publishes (with the SDK's trailing slash). Everything else goes to stderr.
 
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
 import process from 'node:process';
 
+import {
+  HOST, countsSnapshot, freshCounts, keepStdoutForReadyLine, listenOnLoopback, nowSeconds, parseArgs,
+  serveUntilStopped,
+} from '../harness-common.mjs';
+
 // Keep stdout for the ready line only: anything a library prints goes to stderr.
-console.info = (...args) => console.error(...args);
-console.log = (...args) => console.error(...args);
+keepStdoutForReadyLine();
 
 const { default: express } = await import('express');
 const { mcpAuthRouter, getOAuthProtectedResourceMetadataUrl } = await import(
@@ -49,86 +52,32 @@ const USAGE = `usage: node server.mjs [options]
                               hour; token: 50 and authorization: 100 per 15 minutes)
   --help                      show this text`;
 
-function parseArgs(argv) {
-  const opts = {
+const opts = parseArgs(process.argv.slice(2), {
+  usage: USAGE,
+  defaults: {
     port: 0,
     secretTtl: DEFAULT_SECRET_TTL,
     accessTokenTtl: 3600,
     rateLimit: true,
-  };
-  const valued = {
+  },
+  valued: {
     '--port': 'port',
     '--secret-ttl': 'secretTtl',
     '--access-token-ttl': 'accessTokenTtl',
-  };
-
-  const fail = (msg) => {
-    process.stderr.write(`${msg}\n${USAGE}\n`);
-    process.exit(2);
-  };
-
-  for (let i = 0; i < argv.length; i += 1) {
-    let arg = argv[i];
-    let inline;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq !== -1) {
-      inline = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    }
-    if (arg === '--no-rate-limit') {
-      if (inline !== undefined) fail(`${arg} takes no value`);
-      opts.rateLimit = false;
-      continue;
-    }
-    const key = valued[arg];
-    if (!key) fail(`unknown argument: ${arg}`);
-    let value = inline;
-    if (value === undefined) {
-      i += 1;
-      if (i >= argv.length) fail(`${arg} needs a value`);
-      value = argv[i];
-    }
-    if (!/^\d+$/.test(value)) fail(`${arg} needs a non-negative integer, got ${JSON.stringify(value)}`);
-    opts[key] = Number(value);
-  }
-  if (opts.port > 65535) fail('--port must be at most 65535');
-  if (opts.accessTokenTtl === 0) fail('--access-token-ttl must be at least 1');
-  return opts;
-}
-
-const opts = parseArgs(process.argv.slice(2));
+  },
+  switches: { '--no-rate-limit': ['rateLimit', false] },
+});
 
 // ---------------------------------------------------------------------------
 // Constants and helpers
 
-const HOST = '127.0.0.1';
 const USER = 'test-user';
 const SCOPES_SUPPORTED = ['mcp:tools'];
 const CODE_TTL_SECONDS = 600;
 
-const nowSeconds = () => Math.floor(Date.now() / 1000);
 const newToken = () => randomBytes(32).toString('base64url');
 
-function freshCounts() {
-  return {
-    registrations: 0,
-    updates: 0,
-    reads: 0,
-    deletes: 0,
-    token_authorization_code: 0,
-    token_refresh_token: 0,
-    token_client_credentials: 0,
-    token_other: 0,
-    discovery: 0,
-    mcp: 0,
-    requests: [],
-  };
-}
-let counts = freshCounts();
+let counts = freshCounts('mcp');
 
 // ---------------------------------------------------------------------------
 // The provider: everything in memory, the user always consents.
@@ -264,14 +213,7 @@ class MemoryProvider {
 // ---------------------------------------------------------------------------
 // Listen first, so that the issuer can carry the real port.
 
-const server = createServer();
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(opts.port, HOST, () => {
-    server.off('error', reject);
-    resolve();
-  });
-});
+const server = await listenOnLoopback(opts.port);
 const { port } = server.address();
 const issuerUrl = new URL(`http://${HOST}:${port}/`);
 const mcpUrl = new URL('/mcp', issuerUrl);
@@ -392,11 +334,11 @@ function admin(req, res, next) {
   }
   res.set('Cache-Control', 'no-store');
   if (req.method === 'GET' && path === '/__admin/counts') {
-    res.json({ ...counts, requests: counts.requests.map((r) => ({ ...r })) });
+    res.json(countsSnapshot(counts));
     return;
   }
   if (req.method === 'POST' && path === '/__admin/reset-counts') {
-    counts = freshCounts();
+    counts = freshCounts('mcp');
     res.json({ ok: true });
     return;
   }
@@ -447,18 +389,4 @@ app.use(mcpApp);
 // Serve, announce, and stop on signal or when stdin closes.
 
 server.on('request', app);
-
-// All state is in memory, so there is nothing to flush: stop at once.
-function stop(code = 0) {
-  server.close();
-  process.exit(code);
-}
-
-process.on('SIGTERM', () => stop(0));
-process.on('SIGINT', () => stop(0));
-process.stdin.on('end', () => stop(0));
-process.stdin.on('close', () => stop(0));
-process.stdin.on('error', () => stop(0));
-process.stdin.resume();
-
-process.stdout.write(`ready ${issuer}\n`);
+serveUntilStopped(server, issuer);

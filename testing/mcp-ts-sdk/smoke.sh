@@ -6,53 +6,16 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for tool in node npm curl jq; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
+. "$HERE/../smoke-lib.sh"
+need_tools node npm curl jq
 "$HERE/install.sh"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-  [ -z "$SERVER_PID" ] || kill "$SERVER_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CURL=(curl -sS --max-time 5)
-PASSED=0
-ok()   { PASSED=$((PASSED + 1)); echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; [ -f "$WORK/server.err" ] && tail -n 20 "$WORK/server.err" >&2; exit 1; }
-expect_eq() { [ "$1" == "$2" ] || fail "$3: expected '$2', got '$1'"; ok "$3"; }
-expect_ne() { [ "$1" != "$2" ] || fail "$3: both are '$1'"; ok "$3"; }
-
-# call ARGS... : any curl request; prints "<status> <body>" on one line.
-call() {
-  "${CURL[@]}" -o "$WORK/body" -w '%{http_code}' "$@" >"$WORK/status" || echo 000 >"$WORK/status"
-  echo "$(cat "$WORK/status") $(tr -d '\n' <"$WORK/body")"
-}
-status_of() { echo "${1%% *}"; }
-body_of() { echo "${1#* }"; }
-qparam() { sed -n "s/.*[?&]$2=\([^&]*\).*/\1/p" <<<"$1"; }
+SERVER_CMD=(node "$HERE/server.mjs")
 
 # ---------------------------------------------------------------------------
-# Start the server. Its stdin is a FIFO this script keeps open, so it would also
-# stop if this script died; here it is stopped by its pid at the end.
+# Start the server (stopped by its pid at the end).
 
-mkfifo "$WORK/server.stdin"
-exec {STDIN_FD}<>"$WORK/server.stdin"
-node "$HERE/server.mjs" --port 0 --secret-ttl 3 <"$WORK/server.stdin" >"$WORK/server.out" 2>"$WORK/server.err" &
-SERVER_PID=$!
-for _ in $(seq 1 100); do
-  grep -q '^ready ' "$WORK/server.out" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited before it was ready"
-  sleep 0.1
-done
-ISSUER="$(sed -n 's/^ready //p' "$WORK/server.out")"
-[ -n "$ISSUER" ] || fail "server did not say ready within 10 s"
-[ "$(wc -l <"$WORK/server.out")" -eq 1 ] || fail "server printed more than the ready line"
+start_server main --port 0 --secret-ttl 3
 BASE="${ISSUER%/}"
-echo "---- server: $ISSUER (pid $SERVER_PID)"
 
 # ---------------------------------------------------------------------------
 # Metadata
@@ -219,14 +182,7 @@ expect_eq "$(status_of "$res")" 201 "after forget-clients: the rate limit starts
 # ---------------------------------------------------------------------------
 # Stop by pid
 
-kill "$SERVER_PID"
-for _ in $(seq 1 50); do
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-if kill -0 "$SERVER_PID" 2>/dev/null; then fail "server still running 5 s after SIGTERM"; fi
-wait "$SERVER_PID" 2>/dev/null || true
-SERVER_PID=""
+stop_server "$SERVER_PID"
 ok "server stopped on SIGTERM"
 
 echo "all $PASSED checks passed"

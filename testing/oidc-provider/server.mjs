@@ -8,13 +8,16 @@
 // (including oidc-provider notices) goes to stderr.
 
 import { randomBytes, generateKeyPairSync } from 'node:crypto';
-import { createServer } from 'node:http';
 import process from 'node:process';
+
+import {
+  HOST, countsSnapshot, freshCounts, keepStdoutForReadyLine, listenOnLoopback, nowSeconds, parseArgs,
+  serveUntilStopped,
+} from '../harness-common.mjs';
 
 // oidc-provider prints its notices with console.info (stdout). Keep stdout for the
 // ready line only, so send those notices to stderr before the library is loaded.
-console.info = (...args) => console.error(...args);
-console.log = (...args) => console.error(...args);
+keepStdoutForReadyLine();
 
 const { default: Provider, errors } = await import('oidc-provider');
 
@@ -32,8 +35,9 @@ const USAGE = `usage: node server.mjs [options]
   --clock-tolerance SECONDS   tolerance used when checking expiry (default 0)
   --help                      show this text`;
 
-function parseArgs(argv) {
-  const opts = {
+const opts = parseArgs(process.argv.slice(2), {
+  usage: USAGE,
+  defaults: {
     port: 0,
     secretTtl: 0,
     initialAccessToken: undefined,
@@ -41,66 +45,21 @@ function parseArgs(argv) {
     failUpdates: false,
     accessTokenTtl: 3600,
     clockTolerance: 0,
-  };
-  const valued = {
+  },
+  valued: {
     '--port': 'port',
     '--secret-ttl': 'secretTtl',
     '--initial-access-token': 'initialAccessToken',
     '--access-token-ttl': 'accessTokenTtl',
     '--clock-tolerance': 'clockTolerance',
-  };
-  const switches = { '--cimd': 'cimd', '--fail-updates': 'failUpdates' };
-  const numeric = new Set(['port', 'secretTtl', 'accessTokenTtl', 'clockTolerance']);
-
-  const fail = (msg) => {
-    process.stderr.write(`${msg}\n${USAGE}\n`);
-    process.exit(2);
-  };
-
-  for (let i = 0; i < argv.length; i += 1) {
-    let arg = argv[i];
-    let inline;
-    const eq = arg.indexOf('=');
-    if (arg.startsWith('--') && eq !== -1) {
-      inline = arg.slice(eq + 1);
-      arg = arg.slice(0, eq);
-    }
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(`${USAGE}\n`);
-      process.exit(0);
-    }
-    if (switches[arg]) {
-      if (inline !== undefined) fail(`${arg} takes no value`);
-      opts[switches[arg]] = true;
-      continue;
-    }
-    const key = valued[arg];
-    if (!key) fail(`unknown argument: ${arg}`);
-    let value = inline;
-    if (value === undefined) {
-      i += 1;
-      if (i >= argv.length) fail(`${arg} needs a value`);
-      value = argv[i];
-    }
-    if (numeric.has(key)) {
-      if (!/^\d+$/.test(value)) fail(`${arg} needs a non-negative integer, got ${JSON.stringify(value)}`);
-      opts[key] = Number(value);
-    } else {
-      if (!value) fail(`${arg} needs a non-empty value`);
-      opts[key] = value;
-    }
-  }
-  if (opts.port > 65535) fail('--port must be at most 65535');
-  if (opts.accessTokenTtl === 0) fail('--access-token-ttl must be at least 1');
-  return opts;
-}
-
-const opts = parseArgs(process.argv.slice(2));
+  },
+  strings: ['initialAccessToken'],
+  switches: { '--cimd': ['cimd', true], '--fail-updates': ['failUpdates', true] },
+});
 
 // ---------------------------------------------------------------------------
 // Constants and shared state
 
-const HOST = '127.0.0.1';
 const ACCOUNT_ID = 'test-user';
 const SUPPORTED_SCOPES = ['openid', 'offline_access', 'read', 'write'];
 // Scopes that belong to OpenID Connect itself and never to a resource server.
@@ -113,23 +72,7 @@ let updateDelayMs = 0;
 // While set (POST /__admin/reject-cimd), client ID metadata documents are refused by policy.
 let rejectCimd = false;
 
-function freshCounts() {
-  return {
-    registrations: 0,
-    updates: 0,
-    reads: 0,
-    deletes: 0,
-    token_authorization_code: 0,
-    token_refresh_token: 0,
-    token_client_credentials: 0,
-    token_other: 0,
-    discovery: 0,
-    requests: [],
-  };
-}
 let counts = freshCounts();
-
-const nowSeconds = () => Math.floor(Date.now() / 1000);
 
 function isHttpUrl(value) {
   if (typeof value !== 'string') return false;
@@ -152,14 +95,7 @@ function isLoopbackHost(hostname) {
 // ---------------------------------------------------------------------------
 // Listen first, so that the issuer can carry the real port.
 
-const server = createServer();
-await new Promise((resolve, reject) => {
-  server.once('error', reject);
-  server.listen(opts.port, HOST, () => {
-    server.off('error', reject);
-    resolve();
-  });
-});
+const server = await listenOnLoopback(opts.port);
 const { port } = server.address();
 const issuer = `http://${HOST}:${port}`;
 
@@ -340,7 +276,7 @@ provider.use(async (ctx, next) => {
   }
   ctx.set('cache-control', 'no-store');
   if (ctx.method === 'GET' && ctx.path === '/__admin/counts') {
-    ctx.body = { ...counts, requests: counts.requests.map((r) => ({ ...r })) };
+    ctx.body = countsSnapshot(counts);
     return;
   }
   if (ctx.method === 'POST' && ctx.path === '/__admin/reset-counts') {
@@ -558,18 +494,4 @@ provider.use(async (ctx, next) => {
 // Serve, announce, and stop on signal or when stdin closes.
 
 server.on('request', provider.callback());
-
-// All state is in memory, so there is nothing to flush: stop at once.
-function stop(code = 0) {
-  server.close();
-  process.exit(code);
-}
-
-process.on('SIGTERM', () => stop(0));
-process.on('SIGINT', () => stop(0));
-process.stdin.on('end', () => stop(0));
-process.stdin.on('close', () => stop(0));
-process.stdin.on('error', () => stop(0));
-process.stdin.resume();
-
-process.stdout.write(`ready ${issuer}\n`);
+serveUntilStopped(server, issuer);

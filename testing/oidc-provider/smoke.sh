@@ -4,53 +4,13 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-for tool in node curl jq openssl; do
-  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 2; }
-done
+. "$HERE/../smoke-lib.sh"
+need_tools node curl jq openssl
 [ -d "$HERE/node_modules/oidc-provider" ] || { echo "run 'npm ci' in $HERE first" >&2; exit 2; }
-
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-CURL=(curl -sS --max-time 5)
-PASSED=0
-ok()   { PASSED=$((PASSED + 1)); echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; [ -n "${SERVER_LOG:-}" ] && tail -n 20 "$SERVER_LOG" >&2; exit 1; }
-expect_eq() { [ "$1" == "$2" ] || fail "$3: expected '$2', got '$1'"; ok "$3"; }
-expect_ne() { [ "$1" != "$2" ] || fail "$3: both are '$1'"; ok "$3"; }
-
-# start_server NAME ARGS... : sets ISSUER and SERVER_LOG. The server's stdin is a
-# FIFO held open by this shell, so it also stops when this script ends.
-start_server() {
-  local name="$1"; shift
-  local fifo="$WORK/$name.stdin" out="$WORK/$name.out"
-  SERVER_LOG="$WORK/$name.err"
-  mkfifo "$fifo"
-  node "$HERE/server.mjs" "$@" <"$fifo" >"$out" 2>"$SERVER_LOG" &
-  PIDS+=("$!")
-  # keep the write end open for the life of this script
-  eval "exec {fd_$name}>\"$fifo\""
-  local i
-  for i in $(seq 1 100); do
-    if grep -q '^ready ' "$out" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  ISSUER="$(sed -n 's/^ready //p' "$out")"
-  [ -n "$ISSUER" ] || fail "server $name did not become ready"
-  [ "$(wc -l <"$out")" -eq 1 ] || fail "server $name printed more than the ready line"
-  echo "---- server $name: $ISSUER ($*)"
-}
+SERVER_CMD=(node "$HERE/server.mjs")
 
 # token_call ARGS... : POST /token, prints "<status> <body>"
-token_call() {
-  "${CURL[@]}" -o "$WORK/body" -w '%{http_code}' "$ISSUER/token" "$@" >"$WORK/status" || true
-  echo "$(cat "$WORK/status") $(cat "$WORK/body")"
-}
+token_call() { call "$ISSUER/token" "$@"; }
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 
 # ---------------------------------------------------------------------------
@@ -133,8 +93,6 @@ expect_eq "$(jq -r '.client_secret_expires_at // "none"' <<<"$nat")" none "publi
 CB_PORT=45$((RANDOM % 900 + 100))
 REDIRECT="http://127.0.0.1:$CB_PORT/callback"
 RESOURCE="http://127.0.0.1:9/mcp"
-uri() { jq -rn --arg v "$1" '$v|@uri'; }
-qparam() { tr '&' '\n' <<<"${1#*\?}" | sed -n "s/^$2=//p"; }
 
 # login CLIENT_ID SCOPE [RESOURCE]: headless authorization request, followed one
 # hop at a time (the callback port has no listener). Sets CODE, VERIFIER, HOPS.
