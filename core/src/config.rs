@@ -83,8 +83,11 @@ pub enum ApplicationType {
 pub const DEFAULT_RENEW_WITHIN: Duration = Duration::from_hours(24);
 /// The default time to wait for the browser's redirect to the loopback callback.
 pub const DEFAULT_CALLBACK_TIMEOUT: Duration = Duration::from_secs(120);
-/// The default lifetime of a store lease taken for registration or renewal.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// The default lifetime of a store lease taken to register, renew or ask for a token. It must
+/// outlive the longest request made under it, or a second process could take the lease and
+/// repeat the request while the first is still waiting for its answer: the tokio shell's
+/// default total timeout (30 s) plus a margin for the write that follows.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(45);
 /// The default loopback callback port.
 pub const DEFAULT_REDIRECT_PORT: u16 = 8976;
 

@@ -229,17 +229,42 @@ pub struct Tokens {
     pub refresh_token: Option<Secret>,
     /// The granted scope, when the server said (OAUTH-11).
     pub scope: Option<String>,
+    /// When the answer arrived; with `expires_at` it gives the token's lifetime, which sizes
+    /// the refresh margin. `None` in records written before it was kept.
+    #[serde(default)]
+    pub issued_at: Option<Timestamp>,
 }
 
-/// How long before its stated expiry an access token is treated as expired, so it is not
-/// handed out just as it dies.
+/// The longest safety margin: an access token is not handed out within this of its expiry.
 pub const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
 impl Tokens {
+    /// How long before its stated expiry the access token is treated as expired, so it is not
+    /// handed out just as it dies: a tenth of its lifetime, at most [`ACCESS_TOKEN_MARGIN`].
+    /// A 10 s token is used for 9 s, not refetched on every call (and a token whose lifetime
+    /// is unknown gets the whole margin).
+    pub fn margin(&self) -> Duration {
+        match (self.expires_at, self.issued_at) {
+            (Some(expires), Some(issued)) => Duration::from_millis(
+                (expires.since(issued).as_millis() / 10).min(ACCESS_TOKEN_MARGIN.as_millis()),
+            ),
+            _ => ACCESS_TOKEN_MARGIN,
+        }
+    }
+
     /// Whether the access token can still be handed out at `now`.
     pub fn access_token_valid(&self, now: Timestamp) -> bool {
+        self.access_token_valid_with(now, 0)
+    }
+
+    /// Whether the access token can still be handed out at `now`, with the margin stretched
+    /// by `jitter` per mille of itself (at most half again). Each process draws its own, so a
+    /// fleet whose tokens expire together does not refresh in lockstep.
+    pub fn access_token_valid_with(&self, now: Timestamp, jitter: u16) -> bool {
+        let margin = self.margin().as_millis();
+        let extra = margin * i64::from(jitter.min(1000)) / 2000;
         match self.expires_at {
-            Some(at) => now + ACCESS_TOKEN_MARGIN < at,
+            Some(at) => now + Duration::from_millis(margin + extra) < at,
             None => true,
         }
     }

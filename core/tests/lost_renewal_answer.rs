@@ -70,6 +70,7 @@ fn stored(config: &ClientConfig, expires: Timestamp, refresh: bool) -> Record {
         expires_at: Some(now() + tenure_core::Duration::from_hours(1)),
         refresh_token: refresh.then(|| Secret::new("rt1")),
         scope: Some("read".into()),
+        issued_at: None,
     });
     record
 }

@@ -164,7 +164,13 @@ impl Client {
         }
         if op == Operation::Token && !refresh_failed {
             if let Some(refresh_token) = tokens.as_ref().and_then(|t| t.refresh_token.clone()) {
-                // INV-10: one refresh in flight per grant, since jobs run one at a time.
+                // INV-10: one refresh in flight per grant, in this process because jobs run
+                // one at a time, and among processes sharing the store because it runs under
+                // the lease, after reading the record again: a process that waited for the
+                // lease finds the winner's token and sends nothing.
+                if !self.lease_held {
+                    return self.take_lease();
+                }
                 return self.send_token_request(
                     now,
                     GrantRequest::Refresh {
@@ -175,6 +181,10 @@ impl Client {
         }
         match self.config.grant {
             Grant::ClientCredentials => {
+                // One token request among the processes sharing the store, as for a refresh.
+                if !self.lease_held {
+                    return self.take_lease();
+                }
                 let scopes = self.scopes_to_request(server);
                 self.scopes.requested = Some(scopes.clone());
                 self.send_token_request(now, GrantRequest::ClientCredentials { scopes: &scopes })
@@ -297,9 +307,8 @@ impl Client {
         let due =
             op == Operation::Renew || registration.secret_expiring(now, self.config.renew_within);
         if !due {
-            if self.lease_held {
-                self.release_lease();
-            }
+            // A lease taken to renew is kept if another replica renewed meanwhile: the token
+            // step may want it next, and the job's end releases it.
             return SecretState::Usable;
         }
         let expired_at = registration
@@ -324,9 +333,6 @@ impl Client {
                         }
                     },
                 );
-            }
-            if self.lease_held {
-                self.release_lease();
             }
             let reason = renewal_failure.unwrap_or_else(|| {
                 "renewal was already attempted since this process started".into()
@@ -552,10 +558,12 @@ impl Client {
                 client_id: &client_id,
             },
         };
-        let kind = match grant {
-            GrantRequest::Code { .. } => RequestKind::CodeExchange,
-            GrantRequest::Refresh { .. } => RequestKind::Refresh,
-            _ => RequestKind::ClientCredentials,
+        let (kind, refresh_token) = match grant {
+            GrantRequest::Code { .. } => (RequestKind::CodeExchange, None),
+            GrantRequest::Refresh { refresh_token } => {
+                (RequestKind::Refresh, Some(refresh_token.clone()))
+            }
+            _ => (RequestKind::ClientCredentials, None),
         };
         let grant_type = grant.grant_type();
         match token_request(
@@ -564,7 +572,14 @@ impl Client {
             grant,
             self.resource_indicator(),
         ) {
-            Ok(request) => self.http(kind, request, HttpPurpose::Token { grant: grant_type }),
+            Ok(request) => self.http(
+                kind,
+                request,
+                HttpPurpose::Token {
+                    grant: grant_type,
+                    refresh_token,
+                },
+            ),
             Err(reason) => Step::Finish(Outcome::Failed(Error::Protocol(reason))),
         }
     }

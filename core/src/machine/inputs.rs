@@ -291,7 +291,10 @@ impl Client {
                     )))),
                 }
             }
-            HttpPurpose::Token { grant } => self.handle_token_answer(now, grant, answer),
+            HttpPurpose::Token {
+                grant,
+                refresh_token,
+            } => self.handle_token_answer(now, grant, refresh_token, answer),
         }
     }
 
@@ -347,6 +350,7 @@ impl Client {
         &mut self,
         now: Timestamp,
         grant: &'static str,
+        sent_refresh_token: Option<Secret>,
         answer: Result<(u16, Vec<u8>), String>,
     ) {
         let token_endpoint = self
@@ -364,13 +368,7 @@ impl Client {
                 return;
             }
         };
-        let previous = self
-            .record
-            .as_ref()
-            .and_then(|r| r.tokens.as_ref())
-            .and_then(|t| t.refresh_token.clone())
-            .filter(|_| grant == "refresh_token");
-        match parse_token_answer(status, &body, now, previous.as_ref()) {
+        match parse_token_answer(status, &body, now, sent_refresh_token.as_ref()) {
             Ok(tokens) => {
                 if let Some(job) = self.jobs.front_mut() {
                     job.obtained_tokens = true;
@@ -382,7 +380,9 @@ impl Client {
             Err(TokenFailure::BadAnswer(reason)) => self.finish(Outcome::Failed(Error::Protocol(
                 format!("token endpoint: {reason}"),
             ))),
-            Err(TokenFailure::Refused(cause)) => self.handle_token_refusal(now, grant, cause),
+            Err(TokenFailure::Refused(cause)) => {
+                self.handle_token_refusal(now, grant, sent_refresh_token, cause)
+            }
         }
     }
 
@@ -390,18 +390,20 @@ impl Client {
         &mut self,
         now: Timestamp,
         grant: &'static str,
+        sent_refresh_token: Option<Secret>,
         cause: ServerError,
     ) {
         if self.try_cimd_fallback(&cause) {
             return;
         }
         let identity = self.identity();
-        if grant == "refresh_token" && cause.is("invalid_grant") {
-            // RT-7: the refresh token is dead; drop it and never retry it.
+        if let (Some(sent), true) = (sent_refresh_token, cause.is("invalid_grant")) {
+            // RT-7: the refresh token is dead; drop it and never retry it, unless another
+            // process stored a newer one meanwhile (INV-10).
             if let Some(job) = self.jobs.front_mut() {
                 job.refresh_failed = true;
             }
-            let step = self.write(Patch::ClearTokens);
+            let step = self.write(Patch::DropRefreshToken(sent));
             self.apply(step);
             return;
         }
@@ -605,7 +607,11 @@ impl Client {
                 }
                 if matches!(
                     patch,
-                    Patch::SetRegistration(_) | Patch::Renewed(_) | Patch::ReplaceRegistration(_)
+                    Patch::SetRegistration(_)
+                        | Patch::Renewed(_)
+                        | Patch::ReplaceRegistration(_)
+                        | Patch::SetTokens(_)
+                        | Patch::DropRefreshToken(_)
                 ) {
                     self.release_lease();
                 }

@@ -57,12 +57,16 @@ mod tests;
 
 /// How many times a refused compare-and-swap is retried on the fresh record before giving up.
 const MAX_WRITE_RETRIES: u32 = 5;
-/// How many times to wait for another holder's lease before giving up.
-const MAX_LEASE_WAITS: u32 = 20;
+/// How many times to wait for another holder's lease before giving up: long enough (about
+/// 77 s) for a dead holder's lease of the default lifetime to lapse.
+const MAX_LEASE_WAITS: u32 = 80;
 /// The first wait for a busy lease; it doubles up to [`LEASE_BACKOFF_CAP`].
 const LEASE_BACKOFF: Duration = Duration::from_millis(250);
-/// The longest wait between two looks at a busy lease.
-const LEASE_BACKOFF_CAP: Duration = Duration::from_secs(4);
+/// The longest wait between two looks at a busy lease. Short, because the lease now guards
+/// token requests too: processes queue behind one another's short requests, and a waiter
+/// that looked only every few seconds could come back after the work it waited for had to
+/// be done again (a renewal window reopening, a short token expiring).
+const LEASE_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// The sans-IO client for one configuration. See the module documentation.
 #[derive(Debug)]
@@ -73,6 +77,9 @@ pub struct Client {
     resource: Option<String>,
     entropy: Entropy,
     holder: String,
+    /// This process's stretch of the refresh margin, per mille (see
+    /// [`Tokens::access_token_valid_with`]).
+    token_jitter: u16,
     started: bool,
 
     /// The record as last acknowledged by the store; `None` until one exists.
@@ -209,6 +216,8 @@ enum HttpPurpose {
     Delete,
     Token {
         grant: &'static str,
+        /// The refresh token sent, for a refresh: a refusal may drop only that one.
+        refresh_token: Option<Secret>,
     },
 }
 
@@ -253,6 +262,10 @@ enum Patch {
     SetPreRegistered(Option<String>),
     SetTokens(Tokens),
     ClearTokens,
+    /// The token endpoint refused this refresh token: the tokens go, but only while this is
+    /// still the stored refresh token; another process may have refreshed meanwhile, and
+    /// its tokens must survive (INV-10).
+    DropRefreshToken(Secret),
 }
 
 impl Patch {
@@ -284,6 +297,12 @@ impl Patch {
                 (None, _) => false,
                 (Some(_), None) => false,
             },
+            Patch::DropRefreshToken(sent) => {
+                let stored = current
+                    .and_then(|r| r.tokens.as_ref())
+                    .and_then(|t| t.refresh_token.as_ref());
+                stored == Some(sent)
+            }
             Patch::SetPreRegistered(_) | Patch::SetTokens(_) | Patch::ClearTokens => true,
         }
     }
@@ -352,6 +371,15 @@ impl Patch {
                 record.registration_backoff = None;
             }
             Patch::ClearTokens => record.tokens = None,
+            Patch::DropRefreshToken(sent) => {
+                let stored = record
+                    .tokens
+                    .as_ref()
+                    .and_then(|t| t.refresh_token.as_ref());
+                if stored == Some(sent) {
+                    record.tokens = None;
+                }
+            }
         }
     }
 }
@@ -415,12 +443,15 @@ impl Client {
         };
         let mut entropy = Entropy::new(config.seed);
         let holder = format!("holder-{}", &entropy.token()[..16]);
+        let block = entropy.next_block();
+        let token_jitter = u16::from_be_bytes([block[0], block[1]]) % 1001;
         Client {
             config,
             config_error,
             resource,
             entropy,
             holder,
+            token_jitter,
             started: false,
             record: None,
             loaded: None,
@@ -544,7 +575,7 @@ impl Client {
 
     /// Where the lifecycle stands at `now`.
     pub fn lifecycle(&self, now: Timestamp) -> Lifecycle {
-        if let Some(state) = self.phase() {
+        if let Some(state) = self.phase(now) {
             return state;
         }
         if self.just_renewed {
@@ -562,7 +593,7 @@ impl Client {
     }
 
     /// The state implied by what the machine is waiting for, if any.
-    fn phase(&self) -> Option<Lifecycle> {
+    fn phase(&self, now: Timestamp) -> Option<Lifecycle> {
         match &self.wait {
             Wait::Http(_, HttpPurpose::ResourceMetadata { .. })
             | Wait::Http(_, HttpPurpose::ServerMetadata { .. }) => Some(Lifecycle::Discovering),
@@ -576,11 +607,19 @@ impl Client {
                 Patch::Renewed(_) => Some(Lifecycle::Renewing),
                 _ => None,
             },
-            // A lease is only taken to register or to renew.
-            Wait::Store(_, StorePurpose::Lease) | Wait::Until(_) => Some(match self.identity() {
-                IdentityKind::Dcr => Lifecycle::Renewing,
-                _ => Lifecycle::Registering,
-            }),
+            // A lease is taken to register, to renew, or to ask for a token; only the first
+            // two are lifecycle states.
+            Wait::Store(_, StorePurpose::Lease) | Wait::Until(_) => match self.identity() {
+                IdentityKind::None => Some(Lifecycle::Registering),
+                IdentityKind::Dcr
+                    if self
+                        .registration()
+                        .is_some_and(|r| r.secret_expiring(now, self.config.renew_within)) =>
+                {
+                    Some(Lifecycle::Renewing)
+                }
+                _ => None,
+            },
             _ => None,
         }
     }
@@ -618,7 +657,8 @@ impl Client {
     fn usable_tokens(&self, now: Timestamp) -> Option<Tokens> {
         let tokens = self.record.as_ref()?.tokens.as_ref()?;
         let refused = self.scopes.refused_token.as_ref() == Some(&tokens.access_token);
-        (tokens.access_token_valid(now) && !refused).then(|| tokens.clone())
+        let valid = tokens.access_token_valid_with(now, self.token_jitter);
+        (valid && !refused).then(|| tokens.clone())
     }
 
     /// The RFC 8707 `resource` to send: exactly as the protected resource metadata published

@@ -52,9 +52,9 @@ impl Cli {
 
 #[test]
 fn login_fetch_refresh_forbidden_logout_and_non_interactive_errors() {
-    // Access tokens of 20 s are inside Tenure's 30 s margin at once, so every use refreshes:
-    // the transparent refresh is exercised on every call.
-    let provider = Provider::start(&["--access-token-ttl", "20"]);
+    // Access tokens of 2 s: Tenure hands one out for 1.8 s, and a use after that refreshes
+    // it transparently.
+    let provider = Provider::start(&["--access-token-ttl", "2"]);
     // The registry: `/private/...` is forbidden to everyone, the rest needs a valid token.
     let registry = start_resource_server(&[("/", &provider)], Some("/private"));
     let cli = Cli::new();
@@ -90,6 +90,7 @@ fn login_fetch_refresh_forbidden_logout_and_non_interactive_errors() {
         assert_eq!(mode, 0o600, "the configuration file is private");
     }
 
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
     let (code, body, stderr) = cli.run(&["get", &registry, "/pkg/left-pad"]);
     assert_eq!((code, body.as_str()), (0, "ok /pkg/left-pad"), "{stderr}");
     let refreshes = provider.count("token_refresh_token");
@@ -97,6 +98,7 @@ fn login_fetch_refresh_forbidden_logout_and_non_interactive_errors() {
         refreshes >= 1,
         "the near-expiry token was refreshed transparently"
     );
+    std::thread::sleep(std::time::Duration::from_millis(2_100));
     let (code, body, _) = cli.run(&["get", &registry, "/pkg/left-pad"]);
     assert_eq!((code, body.as_str()), (0, "ok /pkg/left-pad"));
     assert!(

@@ -396,10 +396,10 @@ fn refused_registration(column: &mut Column, kind: ServerKind) {
 /// A secret that expires: renewed through RFC 7592 where the server has it; elsewhere the
 /// access token outlives it, a login is asked for, and the login registers a new client.
 fn secret_expiry(column: &mut Column, kind: ServerKind) {
-    // With RFC 7592, access tokens that the 30 s safety margin treats as expired at once, so
-    // that the call after the secret's expiry must both renew and refresh.
+    // With RFC 7592, access tokens that have expired by the time the secret has, so that the
+    // call after the secret's expiry must both renew and refresh.
     let flags: &[&str] = if kind.manages_registrations() {
-        &["--secret-ttl", "6", "--access-token-ttl", "31"]
+        &["--secret-ttl", "6", "--access-token-ttl", "5"]
     } else {
         &["--secret-ttl", "6"]
     };

@@ -119,6 +119,16 @@ const FLEET_RENEW_WITHIN_SECS: i64 = 18;
 /// The lease lapses 3 s after a holder dies, instead of the default 30 s.
 const FLEET_LEASE_TTL: &str = "3s";
 
+/// Every token request of a phase was accepted, and there was at least one, at most one per
+/// process.
+fn assert_all_accepted(phase: &[(String, String, u64)], what: &str) {
+    let statuses = token_statuses(phase);
+    assert!(
+        (1..=FLEET).contains(&statuses.len()) && statuses.iter().all(|s| *s == 200),
+        "{what}: {statuses:?}"
+    );
+}
+
 /// Starts `count` `tenure token svc` processes at once on the shared store.
 fn start_fleet(fleet: &Tenure, count: usize) -> Vec<Background> {
     (0..count)
@@ -176,9 +186,10 @@ fn print_counts(phase: &str, provider: &Provider, requests: &[(String, String, u
 /// INV-8: eight processes sharing one Redis cause one registration, then one renewal; when
 /// the lease holder is killed (SIGKILL) in the middle of its renewal, another process
 /// completes the renewal once the lease has lapsed, and nobody renews twice (INV-1, INV-9).
-/// Access tokens live 1 s, shorter than Tenure's 30 s margin, so every process really
-/// presents the shared secret at the token endpoint: a 200 there proves the secret it read
-/// from Redis is the current one.
+/// Access tokens live 1 s, so each phase finds them expired and presents the shared secret at
+/// the token endpoint; since token requests are shared too (one under the lease, the others
+/// read its token), a phase sends one or a few, and a 200 for every one proves that the
+/// secret read from Redis is the current one.
 #[test]
 fn a_fleet_sharing_redis_registers_once_renews_once_and_survives_a_killed_lease_holder_inv_8() {
     let redis = Redis::start();
@@ -204,11 +215,7 @@ fn a_fleet_sharing_redis_registers_once_renews_once_and_survives_a_killed_lease_
         0,
         "a fresh secret is not renewed"
     );
-    assert_eq!(
-        token_statuses(&phase),
-        vec![200; FLEET],
-        "every process got its token with the one registered secret"
-    );
+    assert_all_accepted(&phase, "every token request used the one registered secret");
 
     // Phase 2: eight starts at once inside the renewal window.
     wait_for_window(&fleet);
@@ -223,11 +230,7 @@ fn a_fleet_sharing_redis_registers_once_renews_once_and_survives_a_killed_lease_
         "INV-8: exactly one renewal (one PUT) for the fleet"
     );
     assert_eq!(provider.count("registrations"), 1);
-    assert_eq!(
-        token_statuses(&phase),
-        vec![200; FLEET],
-        "INV-4: every process used the renewed secret from the store"
-    );
+    assert_all_accepted(&phase, "INV-4: the renewed secret from the store was used");
     let expiry_renewed = secret_expiry(&fleet);
     assert!(
         expiry_renewed > expiry_before,
@@ -276,11 +279,7 @@ fn a_fleet_sharing_redis_registers_once_renews_once_and_survives_a_killed_lease_
         done.duration_since(put_seen)
     );
     assert_eq!(provider.count("registrations"), 1, "still one registration");
-    assert_eq!(
-        token_statuses(&phase),
-        vec![200; FLEET - 1],
-        "every survivor used the renewed secret"
-    );
+    assert_all_accepted(&phase, "the survivors used the renewed secret");
     assert!(
         secret_expiry(&fleet) > expiry_renewed,
         "the renewal is stored"

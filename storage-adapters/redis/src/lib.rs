@@ -13,10 +13,12 @@
 //! INV-9 runs inside Redis as one Lua script: no replica can slip a write in between the
 //! check and the write.
 //!
-//! A record lives as long as its client secret: with `client_secret_expires_at` in the future
-//! the key expires then; with no secret or one that never expires it has no time to live; with
-//! an expiry already past it is still written, with one second to live, so a reader sees the
-//! past expiry and registers again instead of missing the record silently.
+//! A record outlives its client secret by as long as the core may still need it. It has no
+//! time to live while it holds a refresh token (the grant outlives any secret) or a
+//! registration that can be managed (RFC 7592 may renew an expired secret, and `forget` may
+//! still delete the registration); nor when its secret never expires. Otherwise it lapses a
+//! day after the secret's expiry ([`RECORD_GRACE`]), which is longer than any registration
+//! backoff it may carry, so a reader always sees the expiry and registers anew knowingly.
 //!
 //! Leases are `SET NX PX`; renewing and releasing check the holder in a script, so a replica
 //! whose lease lapsed cannot release another's. With `min_replicas` set, every write waits
@@ -493,13 +495,22 @@ impl RedisStore {
     }
 }
 
-/// The time to live of a record in milliseconds: 0 (none) when its secret never expires,
-/// the time left until the expiry, or 1 s when the expiry has passed.
+/// How long a record is kept after its client secret expired, when nothing else keeps it.
+pub const RECORD_GRACE: tenure_core::Duration = tenure_core::Duration::from_hours(24);
+
+/// The time to live of a record in milliseconds (see the module documentation): 0 (none)
+/// while the record holds a refresh token or a manageable registration, or a secret that
+/// never expires; else until [`RECORD_GRACE`] after the secret's expiry, at least 1 s.
 pub fn ttl_millis(record: &Record, now_ms: i64) -> i64 {
+    let needed = record
+        .tokens
+        .as_ref()
+        .is_some_and(|t| t.refresh_token.is_some())
+        || record.dcr.as_ref().is_some_and(|d| d.manageable());
     match secret_expiry(record) {
+        _ if needed => 0,
         None => 0,
-        Some(at) if at.unix_millis() > now_ms => at.unix_millis() - now_ms,
-        Some(_) => 1_000,
+        Some(at) => (at.unix_millis() + RECORD_GRACE.as_millis() - now_ms).max(1_000),
     }
 }
 

@@ -56,8 +56,10 @@ async fn keys_are_the_prefix_and_length_prefixed_segments() {
     assert!(store.record_key(&one).starts_with("app:r:2:ab1:c1:r64:"));
 }
 
+/// A record outlives its secret while the core may still need it (issue: a server that would
+/// renew an expired secret through RFC 7592 must get the chance).
 #[tokio::test]
-async fn a_record_lives_as_long_as_its_secret() {
+async fn a_record_outlives_its_secret_while_it_is_still_needed() {
     let prefix = prefix();
     let store = store_with(prefix.clone()).await;
     let mut connection = raw().await;
@@ -67,30 +69,59 @@ async fn a_record_lives_as_long_as_its_secret() {
             .unwrap()
             .as_millis() as i64,
     );
+    let grace = tenure_redis::RECORD_GRACE.as_millis();
+    let hour = 3_600_000;
+    let past = Timestamp::from_unix_seconds(1_000);
+    let future = now + tenure_core::Duration::from_secs(3600);
+    // (name, expiry, manageable, refresh token, accepted PTTL)
     let cases = [
-        ("never", SecretExpiry::Never, -1..=-1),
+        ("never", SecretExpiry::Never, false, false, -1..=-1),
         (
-            "future",
-            SecretExpiry::At(now + tenure_core::Duration::from_secs(3600)),
-            3_590_000..=3_600_000,
+            "manageable, past",
+            SecretExpiry::At(past),
+            true,
+            false,
+            -1..=-1,
         ),
         (
-            "past",
-            SecretExpiry::At(Timestamp::from_unix_seconds(1_000)),
+            "refresh token, past",
+            SecretExpiry::At(past),
+            false,
+            true,
+            -1..=-1,
+        ),
+        (
+            "unmanaged, future",
+            SecretExpiry::At(future),
+            false,
+            false,
+            hour + grace - 10_000..=hour + grace,
+        ),
+        (
+            "unmanaged, long past",
+            SecretExpiry::At(past),
+            false,
+            false,
             1..=1_000,
         ),
     ];
-    for (name, expiry, range) in cases {
+    for (name, expiry, manageable, refresh, range) in cases {
         let key = test_key("https://as.example.com", name, "http://127.0.0.1:1/cb");
         let mut record = full_record(&key, 1);
-        record.dcr.as_mut().unwrap().secret_expires = expiry;
+        let dcr = record.dcr.as_mut().unwrap();
+        dcr.secret_expires = expiry;
+        if !manageable {
+            dcr.registration_access_token = None;
+            dcr.registration_client_uri = None;
+        }
+        if !refresh {
+            record.tokens.as_mut().unwrap().refresh_token = None;
+        }
         store.compare_and_swap(&key, None, &record).await.unwrap();
         let ttl: i64 = connection.pttl(store.record_key(&key)).await.unwrap();
         assert!(range.contains(&ttl), "{name}: PTTL {ttl} not in {range:?}");
-        if name == "past" {
-            // Written, so the expiry is visible to a reader until the row lapses.
-            assert_eq!(store.get(&key).await.unwrap(), Some(record));
-        }
+        // Written either way, so the expiry is visible to a reader.
+        assert_eq!(store.get(&key).await.unwrap(), Some(record));
     }
     let key = test_key("https://as.example.com", "no-dcr", "r");
     store

@@ -63,11 +63,11 @@ impl SledStore {
                 "check that the parent directory exists and is writable, or pass another --store",
             )
         })?;
-        // The directory's lock is held until the last handle's background thread ends, which
-        // can be a moment after a previous owner (this process or another) let go: wait for
-        // it briefly, bounded, before reporting it held.
+        // One process at a time holds the directory (sled's lock), until a moment after its
+        // last handle is gone. Processes sharing a store queue here: wait, bounded (10 s,
+        // enough for a queue of short `tenure` runs), before reporting it held.
         let mut opened = sled::Config::new().path(&path).open();
-        for _ in 0..40 {
+        for _ in 0..200 {
             match &opened {
                 Err(e) if e.to_string().contains("lock") => {
                     std::thread::sleep(std::time::Duration::from_millis(50));

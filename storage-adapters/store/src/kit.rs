@@ -85,6 +85,7 @@ pub fn full_record(key: &ClientKey, generation: u64) -> Record {
         expires_at: Some(Timestamp::from_unix_millis(1_767_225_600_123)),
         refresh_token: Some(Secret::new("kit-refresh-token")),
         scope: Some("read write".into()),
+        issued_at: Some(Timestamp::from_unix_millis(1_767_222_000_123)),
     });
     record.registration_backoff = Some(tenure_core::record::Backoff {
         failures: 2,

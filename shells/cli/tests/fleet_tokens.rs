@@ -1,0 +1,110 @@
+//! One token request per grant across every process that shares a store (INV-10 across
+//! processes): sixteen `tenure token` processes started at once, on Redis and on sled, against
+//! a real oidc-provider whose refresh tokens rotate (a reused one revokes the whole grant) and
+//! whose access tokens live 10 s. Counted at the server.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tenure_core::Timestamp;
+
+const PROCESSES: usize = 16;
+
+/// Starts `PROCESSES` `tenure token NAME` at once and waits (bounded) for all; each must
+/// print a token.
+fn herd(tenure: &Tenure, name: &str) {
+    let processes: Vec<Background> = (0..PROCESSES)
+        .map(|_| tenure.spawn_with(&["token", name], &[]))
+        .collect();
+    for (i, process) in processes.into_iter().enumerate() {
+        let run = process.finish(Duration::from_secs(90));
+        assert_eq!(run.code, 0, "process {i} failed: {run:?}");
+        assert!(
+            !run.stdout.trim().is_empty(),
+            "process {i} printed no token"
+        );
+    }
+}
+
+/// Sleeps until the stored access token of `name` has expired.
+fn wait_for_expiry(tenure: &Tenure, name: &str) {
+    let status = tenure.status(name);
+    let at = Timestamp::parse_rfc3339(status["access_token_expires_at"].as_str().unwrap())
+        .unwrap()
+        .unix_millis();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    std::thread::sleep(Duration::from_millis((at - now + 200).max(0) as u64));
+}
+
+fn requests(provider: &Provider) -> usize {
+    provider.counts()["requests"].as_array().unwrap().len()
+}
+
+fn one_request_per_grant(tenure: Tenure) {
+    let provider = Provider::start(&["--access-token-ttl", "10"]);
+    let port = free_port().to_string();
+    tenure.ok(&[
+        "add",
+        "app",
+        "--issuer",
+        &provider.issuer,
+        "--scope",
+        "read",
+        "--auth-method",
+        "none",
+        "--redirect-port",
+        &port,
+    ]);
+    let (mut login, url) = tenure.start_login("app");
+    complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
+    assert!(login.wait().unwrap().success(), "tenure login failed");
+
+    // A 10 s token is handed out for 9 s: warm calls send nothing.
+    let before = requests(&provider);
+    for _ in 0..3 {
+        tenure.ok(&["token", "app"]);
+    }
+    assert_eq!(requests(&provider), before, "warm calls send nothing");
+
+    // Sixteen processes find the token expired: one refresh between them.
+    wait_for_expiry(&tenure, "app");
+    let refreshes = provider.count("token_refresh_token");
+    herd(&tenure, "app");
+    assert_eq!(
+        provider.count("token_refresh_token") - refreshes,
+        1,
+        "one refresh for sixteen processes"
+    );
+    // The session is intact: the rotated refresh token is the one stored, and it works.
+    wait_for_expiry(&tenure, "app");
+    tenure.ok(&["token", "app"]);
+    assert_eq!(provider.count("token_refresh_token") - refreshes, 2);
+
+    // A machine client: one client-credentials request for sixteen processes.
+    tenure.add_machine_client(&provider.issuer, &[]);
+    tenure.ok(&["token", "svc"]);
+    wait_for_expiry(&tenure, "svc");
+    let issued = provider.count("token_client_credentials");
+    herd(&tenure, "svc");
+    assert_eq!(
+        provider.count("token_client_credentials") - issued,
+        1,
+        "one token request for sixteen processes"
+    );
+}
+
+#[test]
+fn sixteen_processes_on_redis_send_one_token_request_per_grant() {
+    let redis = Redis::start();
+    one_request_per_grant(Tenure::on(redis.url()));
+}
+
+#[test]
+fn sixteen_processes_on_sled_send_one_token_request_per_grant() {
+    one_request_per_grant(Tenure::new("fleet-tokens"));
+}
