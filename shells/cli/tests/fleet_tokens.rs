@@ -108,3 +108,56 @@ fn sixteen_processes_on_redis_send_one_token_request_per_grant() {
 fn sixteen_processes_on_sled_send_one_token_request_per_grant() {
     one_request_per_grant(Tenure::new("fleet-tokens"));
 }
+
+/// Token requests per token lifetime for 1, 8 and 32 processes sharing Redis, each process
+/// asking once after the token expired: the minimum is 1 whatever the fleet's size. Written
+/// to `target/tmp/token-requests.tsv` for `scripts/bench`.
+#[test]
+fn token_requests_per_lifetime_stay_at_one_for_1_8_and_32_processes() {
+    let redis = Redis::start();
+    let provider = Provider::start(&["--access-token-ttl", "4"]);
+    let tenure = Tenure::on(redis.url());
+    tenure.add_machine_client(&provider.issuer, &[]);
+    tenure.ok(&["token", "svc"]);
+    let mut rows = String::new();
+    for processes in [1, 8, 32] {
+        wait_for_expiry(&tenure, "svc");
+        let issued = provider.count("token_client_credentials");
+        let fleet: Vec<Background> = (0..processes)
+            .map(|_| tenure.spawn_with(&["token", "svc"], &[]))
+            .collect();
+        for process in fleet {
+            let run = process.finish(Duration::from_secs(90));
+            assert_eq!(run.code, 0, "{run:?}");
+        }
+        let sent = provider.count("token_client_credentials") - issued;
+        rows.push_str(&format!("{processes}\t{sent}\t1\n"));
+        assert_eq!(
+            sent, 1,
+            "{processes} processes: one token request per lifetime"
+        );
+    }
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("token-requests.tsv");
+    std::fs::write(path, rows).unwrap();
+}
+
+/// A Redis record outlives its expired secret when the server can renew it (RFC 7592): the
+/// next call renews the secret, and nothing is registered again.
+#[test]
+fn an_expired_secret_in_redis_is_renewed_not_registered_again() {
+    let redis = Redis::start();
+    let provider = Provider::start(&["--secret-ttl", "3", "--access-token-ttl", "2"]);
+    let tenure = Tenure::on(redis.url());
+    tenure.add_machine_client(&provider.issuer, &["--renew-within", "1s"]);
+    tenure.ok(&["token", "svc"]);
+    let expires = tenure.status("svc")["secret_expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_secs(4));
+    let run = tenure.run(&["token", "svc"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(provider.count("registrations"), 1, "no second registration");
+    assert_eq!(provider.count("updates"), 1, "renewed through RFC 7592");
+    assert_ne!(tenure.status("svc")["secret_expires_at"], expires.as_str());
+}
