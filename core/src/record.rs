@@ -240,13 +240,16 @@ pub const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
 impl Tokens {
     /// How long before its stated expiry the access token is treated as expired, so it is not
-    /// handed out just as it dies: a tenth of its lifetime, at most [`ACCESS_TOKEN_MARGIN`].
-    /// A 10 s token is used for 9 s, not refetched on every call (and a token whose lifetime
-    /// is unknown gets the whole margin).
+    /// handed out just as it dies: a tenth of its lifetime plus one second (servers count
+    /// expiry in whole seconds from when they issued the token, so it may die up to a second
+    /// before receipt plus `expires_in`), at most [`ACCESS_TOKEN_MARGIN`]. A 10 s token is
+    /// used for 8 s, not fetched again on every call; a token whose lifetime is unknown gets
+    /// the whole margin.
     pub fn margin(&self) -> Duration {
         match (self.expires_at, self.issued_at) {
             (Some(expires), Some(issued)) => Duration::from_millis(
-                (expires.since(issued).as_millis() / 10).min(ACCESS_TOKEN_MARGIN.as_millis()),
+                (expires.since(issued).as_millis() / 10 + 1_000)
+                    .min(ACCESS_TOKEN_MARGIN.as_millis()),
             ),
             _ => ACCESS_TOKEN_MARGIN,
         }

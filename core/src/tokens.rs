@@ -326,13 +326,13 @@ mod tests {
         assert_eq!(tokens.refresh_token, Some(old.clone()));
         assert_eq!(tokens.expires_at, Some(NOW + Duration::from_secs(60)));
         assert_eq!(tokens.issued_at, Some(NOW));
-        // A tenth of a minute's lifetime as the margin: handed out for 54 s.
-        assert_eq!(tokens.margin(), Duration::from_secs(6));
-        assert!(tokens.access_token_valid(NOW + Duration::from_secs(53)));
-        assert!(!tokens.access_token_valid(NOW + Duration::from_secs(54)));
+        // A tenth of a minute's lifetime and a second as the margin: handed out for 53 s.
+        assert_eq!(tokens.margin(), Duration::from_secs(7));
+        assert!(tokens.access_token_valid(NOW + Duration::from_secs(52)));
+        assert!(!tokens.access_token_valid(NOW + Duration::from_secs(53)));
         // Jitter stretches the margin by at most half of it.
-        assert!(!tokens.access_token_valid_with(NOW + Duration::from_secs(51), 1000));
-        assert!(tokens.access_token_valid_with(NOW + Duration::from_secs(50), 1000));
+        assert!(!tokens.access_token_valid_with(NOW + Duration::from_millis(49_500), 1000));
+        assert!(tokens.access_token_valid_with(NOW + Duration::from_millis(49_000), 1000));
         let rotated = parse_token_answer(
             200,
             br#"{"access_token":"a","token_type":"Bearer","refresh_token":"new-rt"}"#,

@@ -124,3 +124,38 @@ fn replicas_register_once_renew_once_and_survive_a_kill() {
         b.count("token_client_credentials")
     );
 }
+
+/// Three replicas on one Redis serve a steady stream of requests with upstream tokens that
+/// live 4 s: the token requests are shared (one under the store's lease, the other replicas
+/// read its token), so the upstream sees about one per token lifetime, not one per replica
+/// (at least one per 4 s, which no sharing can avoid).
+#[test]
+fn replicas_share_short_lived_upstream_tokens() {
+    let redis = Redis::start();
+    let upstream = Provider::start(&["--access-token-ttl", "4"]);
+    let api = start_resource_server(&[("/a", &upstream)], None);
+    let upstreams = [format!("a={}={api}/a/ping", upstream.issuer)];
+    let replicas: Vec<(Guard, String)> =
+        (0..3).map(|_| start_gateway(&redis, &upstreams)).collect();
+    let started = Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_secs(12) {
+        let urls: Vec<&str> = replicas.iter().map(|(_, url)| url.as_str()).collect();
+        call_all(&urls, &["a"]);
+        calls += urls.len();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lifetimes = started.elapsed().as_secs_f64() / 4.0;
+    let requests = upstream.count("token_client_credentials");
+    println!(
+        "gateway replicas: {calls} calls over {:.1} s ({lifetimes:.1} token lifetimes): {requests} token requests",
+        started.elapsed().as_secs_f64()
+    );
+    // A 4 s token is used for 4 s less its margin (1.4 s) and up to half that again of
+    // jitter: at most one request per 1.9 s, plus the first.
+    let most = (started.elapsed().as_secs_f64() / 1.9).ceil() as u64 + 1;
+    assert!(
+        (lifetimes.floor() as u64..=most).contains(&requests),
+        "{requests} token requests for {lifetimes:.1} lifetimes (at most {most})"
+    );
+}
