@@ -91,8 +91,10 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(45);
 /// The default loopback callback port.
 pub const DEFAULT_REDIRECT_PORT: u16 = 8976;
 
-/// Everything the core needs to know about one client.
-#[derive(Clone, Debug)]
+/// Everything the core needs to know about one client. Its `Debug` output shows neither the
+/// secrets (they redact themselves) nor the seed, from which every PKCE verifier and `state`
+/// is drawn.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The embedder's name for this client (used as the upstream when no resource is set).
     pub name: String,
@@ -140,6 +142,34 @@ pub struct ClientConfig {
     /// metadata at its root, and else use `/authorize`, `/token` and `/register` there
     /// (EDGE-27). Off by default; only for resources that are MCP servers.
     pub legacy_discovery: bool,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("resource", &self.resource)
+            .field("scopes", &self.scopes)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("cimd_url", &self.cimd_url)
+            .field("auth_method", &self.auth_method)
+            .field("grant", &self.grant)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("renew_within", &self.renew_within)
+            .field("initial_access_token", &self.initial_access_token)
+            .field("client_name", &self.client_name)
+            .field("software_id", &self.software_id)
+            .field("software_version", &self.software_version)
+            .field("software_statement", &self.software_statement)
+            .field("application_type", &self.application_type)
+            .field("seed", &crate::secret::REDACTED)
+            .field("callback_timeout", &self.callback_timeout)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("legacy_discovery", &self.legacy_discovery)
+            .finish()
+    }
 }
 
 impl ClientConfig {
@@ -286,6 +316,11 @@ pub fn check_cimd_url(text: &str) -> Result<(), String> {
 /// A redirect URI is https, or http on a loopback host (DCR-4, BCP-7).
 pub fn check_redirect_uri(text: &str) -> Result<(), String> {
     let url = Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+    if url.port() == Some(0) {
+        return Err(format!(
+            "redirect URI `{text}` has port 0, which no listener can be reached on; choose a port from 1 to 65535"
+        ));
+    }
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(&url) => Ok(()),

@@ -1,5 +1,7 @@
 //! What goes in and out of the machine: inputs, commands and events, all plain values.
 
+use std::fmt;
+
 use crate::error::Error;
 use crate::key::ClientKey;
 use crate::record::Record;
@@ -67,8 +69,10 @@ impl Operation {
     }
 }
 
-/// An input to [`crate::Client::handle`].
-#[derive(Clone, Debug)]
+/// An input to [`crate::Client::handle`]. Its `Debug` output carries no secret: HTTP bodies
+/// and credential headers are shown by size, and a callback's query (it holds the code) not
+/// at all (INV-12).
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Input {
     /// The process started; `stored` is what the store holds for this client, if the shell
@@ -234,8 +238,9 @@ impl RequestKind {
 
 /// Something the machine wants done.
 // Commands are built once and moved to the shell; boxing the request would buy nothing.
+// `Debug` shows requests without their bodies or credential headers (INV-12).
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Command {
     /// Send this request, without following redirects, and answer with
@@ -396,6 +401,105 @@ impl Event {
             Event::LoginRequired { op, reason } => Some((op, Outcome::LoginRequired(reason))),
             Event::Failed { op, error } => Some((op, Outcome::Failed(error))),
             Event::StateChanged(_) | Event::Warning(_) => None,
+        }
+    }
+}
+
+/// Header names whose values are credentials, shown as [`crate::secret::REDACTED`].
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "dpop",
+    "proxy-authorization",
+];
+
+/// Headers for `Debug`, each credential value replaced by the redaction marker.
+fn headers(map: &http::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(name, value)| {
+            let shown = if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+                crate::secret::REDACTED.to_string()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.to_string(), shown)
+        })
+        .collect()
+}
+
+fn body(bytes: &[u8]) -> String {
+    format!("[{} bytes]", bytes.len())
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Http { id, kind, request } => f
+                .debug_struct("Http")
+                .field("id", id)
+                .field("kind", kind)
+                .field("method", request.method())
+                .field(
+                    "url",
+                    &crate::endpoint::sanitize(&request.uri().to_string()),
+                )
+                .field("headers", &headers(request.headers()))
+                .field("body", &body(request.body()))
+                .finish(),
+            Command::Store { id, op } => f
+                .debug_struct("Store")
+                .field("id", id)
+                .field("op", op)
+                .finish(),
+            Command::OpenBrowser { url } => f
+                .debug_struct("OpenBrowser")
+                .field("url", &crate::endpoint::sanitize(url))
+                .finish(),
+            Command::Emit(event) => f.debug_tuple("Emit").field(event).finish(),
+        }
+    }
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Start { stored } => f.debug_struct("Start").field("stored", stored).finish(),
+            Input::Operation { id, op } => f
+                .debug_struct("Operation")
+                .field("id", id)
+                .field("op", op)
+                .finish(),
+            Input::HttpResponse { id, response } => f
+                .debug_struct("HttpResponse")
+                .field("id", id)
+                .field("status", &response.status().as_u16())
+                .field("headers", &headers(response.headers()))
+                .field("body", &body(response.body()))
+                .finish(),
+            Input::HttpFailed { id, error } => f
+                .debug_struct("HttpFailed")
+                .field("id", id)
+                .field("error", error)
+                .finish(),
+            Input::Store { id, result } => f
+                .debug_struct("Store")
+                .field("id", id)
+                .field("result", result)
+                .finish(),
+            Input::Callback { query } => f
+                .debug_struct("Callback")
+                .field("query", &body(query.as_bytes()))
+                .finish(),
+            Input::CallbackUnavailable { reason } => f
+                .debug_struct("CallbackUnavailable")
+                .field("reason", reason)
+                .finish(),
+            Input::ResourceChallenge { headers } => f
+                .debug_struct("ResourceChallenge")
+                .field("headers", headers)
+                .finish(),
+            Input::Tick => f.write_str("Tick"),
         }
     }
 }

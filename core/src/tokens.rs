@@ -142,11 +142,17 @@ pub enum TokenFailure {
     BadAnswer(String),
 }
 
+/// The lifetime assumed for an access token whose answer has no usable `expires_in`.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 60);
+/// The longest lifetime believed for an access token.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_hours(24 * 365);
+
 /// Reads a token answer received at `now` (OAUTH-11, OAUTH-12, EDGE-29, EDGE-37, EDGE-38).
 ///
 /// A refresh answer without a `refresh_token` keeps `previous_refresh` (RT-4, INV-10); a new
 /// one replaces it (RT-3). `expires_in` counts from the local receive time; a missing or
-/// unusable one leaves the lifetime unknown.
+/// unusable one gives [`DEFAULT_TOKEN_LIFETIME`], and none is believed beyond
+/// [`MAX_TOKEN_LIFETIME`].
 pub fn parse_token_answer(
     status: u16,
     body: &[u8],
@@ -166,10 +172,13 @@ pub fn parse_token_answer(
             "the token type `{token_type}` is not supported; only Bearer is"
         )));
     }
-    let expires_at = match integer(&answer, "expires_in") {
-        Integer::Value(seconds) => Some(now + Duration::from_secs(seconds)),
-        Integer::Absent | Integer::Invalid => None,
+    // A token without a usable lifetime is not trusted for ever: the client has no other way
+    // to learn that it died. Absurd lifetimes are cut to a year.
+    let seconds = match integer(&answer, "expires_in") {
+        Integer::Value(seconds) => seconds.min(MAX_TOKEN_LIFETIME.as_millis() / 1000),
+        Integer::Absent | Integer::Invalid => DEFAULT_TOKEN_LIFETIME.as_millis() / 1000,
     };
+    let expires_at = Some(now + Duration::from_secs(seconds));
     let refresh_token = string(&answer, "refresh_token")
         .filter(|t| !t.is_empty())
         .map(Secret::new)
@@ -187,6 +196,7 @@ pub fn parse_token_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn body_of(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
         url::form_urlencoded::parse(request.body())
@@ -341,7 +351,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rotated.refresh_token.unwrap().expose(), "new-rt");
-        assert_eq!(rotated.expires_at, None, "EDGE-37: unknown lifetime");
+        assert_eq!(
+            rotated.expires_at,
+            Some(NOW + DEFAULT_TOKEN_LIFETIME),
+            "EDGE-37: an unknown lifetime is a bounded default"
+        );
+        for (expires_in, lifetime) in [
+            (json!(1e19), DEFAULT_TOKEN_LIFETIME),
+            (json!("soon"), DEFAULT_TOKEN_LIFETIME),
+            (json!(-5), DEFAULT_TOKEN_LIFETIME),
+            (json!(i64::MAX), MAX_TOKEN_LIFETIME),
+        ] {
+            let body =
+                json!({"access_token": "a", "token_type": "Bearer", "expires_in": expires_in});
+            let tokens = parse_token_answer(200, body.to_string().as_bytes(), NOW, None).unwrap();
+            assert_eq!(tokens.expires_at, Some(NOW + lifetime), "{body}");
+        }
     }
 
     #[test]

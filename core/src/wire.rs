@@ -27,11 +27,35 @@ pub fn json_object(body: &[u8]) -> Result<Map<String, Value>, String> {
             body.len()
         ));
     }
+    // A UTF-8 byte-order mark is not JSON, but some servers send one; it says nothing.
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err("the body is JSON but not an object".into()),
-        Err(_) => Err(format!("the body is not JSON ({})", excerpt(body))),
+        Err(error) => Err(format!("the body is not JSON ({})", shape(body, &error))),
     }
+}
+
+/// What is wrong with a body that is not JSON, told without quoting a byte of it: the body
+/// may be a token or registration answer in another format, full of credentials, and this
+/// text reaches terminals, logs and traces (INV-12).
+fn shape(body: &[u8], error: &serde_json::Error) -> String {
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim_start();
+    let looks = if body.is_empty() {
+        "it is empty"
+    } else if trimmed.starts_with('<') {
+        "it looks like HTML"
+    } else if error.is_syntax() && error.to_string().contains("trailing characters") {
+        "JSON followed by more bytes"
+    } else if !trimmed.starts_with(['{', '[']) && trimmed.contains('=') {
+        "it looks form-encoded"
+    } else if error.is_eof() {
+        "it is cut short"
+    } else {
+        "it is malformed"
+    };
+    format!("{} bytes; {looks}", body.len())
 }
 
 /// The OAuth error in a non-success answer: status, and `error`/`error_description` when the
@@ -88,20 +112,6 @@ pub fn server_text(text: &str) -> String {
         }
     }
     out
-}
-
-/// A short, printable excerpt of a body for diagnostics.
-pub fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(80)]);
-    let cleaned: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if body.len() > 80 {
-        format!("starts `{}`…", cleaned.trim())
-    } else {
-        format!("`{}`", cleaned.trim())
-    }
 }
 
 /// A string member, if present and a string.
@@ -276,6 +286,24 @@ mod tests {
     #[test]
     fn json_object_refuses_non_objects_edge_25() {
         assert!(json_object(b"<!doctype html>").is_err());
+        // Answers that carry credentials in another format are described, never quoted.
+        for (body, shape) in [
+            (
+                &b"access_token=planted-token-1&token_type=bearer"[..],
+                "form-encoded",
+            ),
+            (
+                br#"{"access_token":"planted-token-2"} trailing"#,
+                "followed by more bytes",
+            ),
+            (br#"{"client_secret":"planted-secret-3""#, "cut short"),
+        ] {
+            let error = json_object(body).unwrap_err();
+            assert!(error.contains(shape), "{error}");
+            assert!(!error.contains("planted"), "{error}");
+        }
+        // A byte-order mark before JSON is forgiven.
+        assert!(json_object(b"\xEF\xBB\xBF{\"a\":1}").is_ok());
         assert!(json_object(b"[1,2]").is_err());
         assert!(json_object(br#"{"a":1}"#).is_ok());
         assert!(json_object(&vec![b' '; BODY_LIMIT + 1]).is_err());

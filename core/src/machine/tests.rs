@@ -711,3 +711,62 @@ fn registering_again_after_invalid_client_is_paused_after_once_inv_14() {
     assert_eq!(registrations(&world), 2, "no third registration");
     assert!(world.sent.len() > sent, "the login did try its code");
 }
+
+/// INV-12: `Debug` of commands, inputs, the configuration and the whole machine shows no
+/// secret, whatever it holds.
+#[test]
+fn debug_output_carries_no_secret_inv_12() {
+    let planted = [
+        "planted-client-secret",
+        "planted-access-token",
+        "planted-code",
+        "planted-initial-token",
+    ];
+    let request = http::Request::post("https://as.example.com/token")
+        .header("authorization", "Basic cGxhbnRlZC1jbGllbnQtc2VjcmV0")
+        .body(b"client_secret=planted-client-secret&code=planted-code".to_vec())
+        .unwrap();
+    let command = Command::Http {
+        id: RequestId(1),
+        kind: RequestKind::CodeExchange,
+        request,
+    };
+    let response = http::Response::builder()
+        .status(200)
+        .body(br#"{"access_token":"planted-access-token"}"#.to_vec())
+        .unwrap();
+    let inputs = [
+        Input::HttpResponse {
+            id: RequestId(1),
+            response,
+        },
+        Input::Callback {
+            query: "code=planted-code&state=s".into(),
+        },
+    ];
+    let mut config = ClientConfig::for_issuer("x", AS);
+    config.client_id = Some("pre".into());
+    config.client_secret = Some(Secret::new("planted-client-secret"));
+    config.initial_access_token = Some(Secret::new("planted-initial-token"));
+    config.seed = [0x42; 32];
+    let mut world = World::mcp(None);
+    world.answer(
+        "POST",
+        "https://as.example.com/register",
+        201,
+        json!({"client_id": "c", "client_secret": "planted-client-secret",
+               "client_secret_expires_at": 0, "token_endpoint_auth_method": "client_secret_post",
+               "redirect_uris": ["http://127.0.0.1:8976/callback"]}),
+    );
+    assert!(matches!(world.log_in(), Event::TokenReady { .. }));
+    let shown = format!(
+        "{command:?} {inputs:?} {config:?} {:?} {:?}",
+        world.client, world.stored
+    );
+    for secret in planted {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(!shown.contains("token-1"), "the access token in {shown}");
+    assert!(!shown.contains("66, 66, 66"), "the seed in {shown}");
+    assert!(!shown.contains("cGxhbnRlZC1jbGllbnQtc2VjcmV0"), "{shown}");
+}

@@ -76,6 +76,23 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
             ),
         ));
     }
+    // A secret goes only to the server it belongs to: a resource's metadata (or a challenge
+    // naming other metadata) must not be able to choose where it is sent.
+    if profile.issuer.is_none() {
+        let secret = match (
+            &profile.client_secret_env,
+            &profile.initial_access_token_env,
+        ) {
+            (Some(_), _) => Some("a client secret (--client-secret-env)"),
+            (None, Some(_)) => Some("an initial access token (--initial-access-token-env)"),
+            (None, None) => None,
+        };
+        if let Some(secret) = secret {
+            return Err(Failure::usage(format!(
+                "{secret} is sent only to the authorization server it was issued by: name that server with --issuer URL, next to --resource"
+            )));
+        }
+    }
     // Check everything that can be checked before the first request; secrets held in
     // environment variables are read only when they are used.
     let mut checked = profile.clone();

@@ -149,8 +149,8 @@ struct AddArgs {
     /// How tokens are obtained.
     #[arg(long, value_parser = parse_grant, default_value = "authorization_code", value_name = "authorization_code|client_credentials")]
     grant: Grant,
-    /// The loopback callback port.
-    #[arg(long, value_name = "P")]
+    /// The loopback callback port (1 to 65535).
+    #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
     redirect_port: Option<u16>,
     /// Renew the client secret once it expires within this (e.g. 24h, 90m, 3600s).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]

@@ -36,7 +36,11 @@ impl Default for Timeouts {
 /// An HTTP client that follows the core's rules.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
+    /// For other hosts: honours `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`.
     inner: reqwest::Client,
+    /// For loopback hosts: never through a proxy, which would carry a loopback server's
+    /// secrets (over plain HTTP) off the machine.
+    direct: reqwest::Client,
 }
 
 /// Why a request got no usable answer. The text names the sanitized URL and never a secret.
@@ -47,14 +51,20 @@ pub struct TransportError(pub String);
 impl HttpClient {
     /// A client with these timeouts.
     pub fn new(timeouts: Timeouts) -> Result<Self, TransportError> {
-        let inner = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.total)
-            .user_agent(concat!("tenure/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))?;
-        Ok(HttpClient { inner })
+        let builder = || {
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(timeouts.connect)
+                .timeout(timeouts.total)
+                .user_agent(concat!("tenure/", env!("CARGO_PKG_VERSION")))
+        };
+        let built = |result: reqwest::Result<reqwest::Client>| {
+            result.map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))
+        };
+        Ok(HttpClient {
+            inner: built(builder().build())?,
+            direct: built(builder().no_proxy().build())?,
+        })
     }
 
     /// Sends `request` and reads the answer with the body capped at `limit` bytes for a
@@ -66,10 +76,14 @@ impl HttpClient {
     ) -> Result<http::Response<Vec<u8>>, TransportError> {
         let url_text = request.uri().to_string();
         let shown = sanitize(&url_text);
-        secure_endpoint(&url_text).map_err(TransportError)?;
+        let url = secure_endpoint(&url_text).map_err(TransportError)?;
+        let client = if tenure_core::endpoint::is_loopback(&url) {
+            &self.direct
+        } else {
+            &self.inner
+        };
         let (parts, body) = request.into_parts();
-        let mut response = self
-            .inner
+        let mut response = client
             .request(parts.method, url_text.as_str())
             .headers(parts.headers)
             .body(body)

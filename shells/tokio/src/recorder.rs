@@ -41,8 +41,15 @@ struct Inner {
 }
 
 impl Recorder {
-    /// Appends to `path`, creating it readable by its owner only.
+    /// Appends to `path`, readable by its owner only (an existing file is made so too). A
+    /// symbolic link is refused: the trace would land wherever the link points.
     pub fn open(path: &Path) -> std::io::Result<Self> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the trace path is a symbolic link; give the path of a plain file",
+            ));
+        }
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
@@ -57,6 +64,11 @@ impl Recorder {
             Err(_) => HashMap::new(),
         };
         let file = options.open(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         Ok(Recorder {
             inner: Arc::new(Mutex::new(Inner {
                 file,
@@ -94,13 +106,7 @@ impl Recorder {
             }
         }
         let mut guard = self.lock();
-        let body = match serde_json::from_slice::<Value>(response.body()) {
-            Ok(mut value) => {
-                guard.scrub(&mut value);
-                value
-            }
-            Err(_) => Value::String(String::from_utf8_lossy(response.body()).into_owned()),
-        };
+        let body = guard.scrubbed_body(response.body());
         let line = json!({"type": "response", "method": method, "url": url,
                           "status": response.status().as_u16(), "headers": headers, "body": body});
         guard.write(&line);
@@ -172,6 +178,40 @@ impl Inner {
         if writeln!(self.file, "{line}").is_err() {
             tracing::warn!("could not write to the trace file");
         }
+    }
+
+    /// A body fit for the trace: JSON and form-encoded bodies with every secret member
+    /// replaced, anything else withheld (its size kept), since it cannot be scrubbed and may
+    /// hold a credential in a shape nobody foresaw.
+    fn scrubbed_body(&mut self, body: &[u8]) -> Value {
+        let json = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        if let Ok(mut value) = serde_json::from_slice::<Value>(json) {
+            self.scrub(&mut value);
+            return value;
+        }
+        let text = std::str::from_utf8(body).unwrap_or_default().trim();
+        let form = !text.is_empty()
+            && text.contains('=')
+            && !text.starts_with(['{', '[', '<'])
+            && !text.contains(char::is_whitespace);
+        if form {
+            let mut out = url::form_urlencoded::Serializer::new(String::new());
+            for (name, value) in url::form_urlencoded::parse(text.as_bytes()) {
+                let value = match SECRET_MEMBERS.iter().find(|s| **s == name.as_ref()) {
+                    Some(kind) => self.placeholder(kind, &value),
+                    None => value.into_owned(),
+                };
+                out.append_pair(&name, &value);
+            }
+            return Value::String(out.finish());
+        }
+        if body.is_empty() {
+            return Value::String(String::new());
+        }
+        Value::String(format!(
+            "[withheld: {} bytes that are neither JSON nor form-encoded]",
+            body.len()
+        ))
     }
 
     fn scrub(&mut self, value: &mut Value) {
@@ -287,5 +327,55 @@ mod tests {
             "recorded-registration_access_token-3"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Bodies that are not clean JSON are scrubbed too, or withheld; an existing file is
+    /// made private; a symbolic link is refused.
+    #[test]
+    fn bodies_of_every_shape_are_scrubbed_or_withheld() {
+        let dir =
+            std::env::temp_dir().join(format!("tenure-recorder-shapes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trace.jsonl");
+        std::fs::write(&path, "").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let recorder = Recorder::open(&path).unwrap();
+        let answer = |body: &[u8]| {
+            http::Response::builder()
+                .status(200)
+                .body(body.to_vec())
+                .unwrap()
+        };
+        for body in [
+            &b"access_token=PLANTED-FORM&token_type=bearer&scope=read"[..],
+            b"\xEF\xBB\xBF{\"access_token\":\"PLANTED-BOM\"}",
+            b"{\"access_token\":\"PLANTED-TRAILING\"} and more",
+            b"<html>PLANTED-HTML</html>",
+        ] {
+            recorder.response("POST", "https://as.example.com/token", &answer(body));
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("PLANTED"), "{text}");
+        let lines = read_lines(&path);
+        assert_eq!(
+            lines[0]["body"],
+            "access_token=recorded-access_token-1&token_type=bearer&scope=read"
+        );
+        assert_eq!(lines[1]["body"]["access_token"], "recorded-access_token-2");
+        assert!(lines[2]["body"].as_str().unwrap().starts_with("[withheld:"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "an existing file is made private");
+            let link = dir.join("link.jsonl");
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&path, &link).unwrap();
+            assert!(Recorder::open(&link).is_err(), "a symbolic link is refused");
+        }
     }
 }
