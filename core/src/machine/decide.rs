@@ -426,11 +426,29 @@ impl Client {
                 ),
             )),
             _ => {
+                // Once per job: a server that keeps issuing secrets that are already expired
+                // must not be asked again and again (INV-14).
+                if self.jobs.front().is_none_or(|job| job.reregistered) {
+                    return Step::Finish(Outcome::Failed(error));
+                }
+                if let Some(job) = self.jobs.front_mut() {
+                    job.reregistered = true;
+                }
+                let backoff = if registration.unproven {
+                    let previous = self.record.as_ref().and_then(|r| r.registration_backoff.clone());
+                    let reason = format!(
+                        "the server issued a client secret that expired at {at}, before it could be used"
+                    );
+                    let jitter = self.jitter();
+                    Some(Backoff::after(previous.as_ref(), now, reason, jitter))
+                } else {
+                    None
+                };
                 self.warn(format!(
                     "the client secret of {} expired at {at} and the server cannot renew it; registering a new client (the old one stays registered at the server, which offers no way to delete it)",
                     registration.client_id
                 ));
-                self.write(Patch::DropRegistration(None))
+                self.write(Patch::DropRegistration(backoff))
             }
         }
     }

@@ -502,3 +502,124 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 }
+
+/// One scripted answer of a [`FakeServer`].
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body, sent as it is.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// A JSON answer.
+    pub fn json(status: u16, body: &Value) -> Answer {
+        Answer {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        }
+    }
+
+    /// Any bytes, with a content type.
+    pub fn raw(status: u16, content_type: &str, body: &[u8]) -> Answer {
+        Answer {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: body.to_vec(),
+        }
+    }
+}
+
+/// A hostile or quirky server on 127.0.0.1 that answers `METHOD /path` (query ignored) with
+/// scripted answers and records every request line; a path it has no answer for gets 404.
+/// It serves until the test process ends.
+pub struct FakeServer {
+    /// `http://127.0.0.1:PORT`.
+    pub origin: String,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeServer {
+    /// Starts it; `answers` gets the origin and returns the scripted answers by
+    /// `"METHOD /path"`.
+    pub fn start(answers: impl FnOnce(&str) -> Vec<(String, Answer)>) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let answers: std::collections::HashMap<String, Answer> =
+            answers(&origin).into_iter().collect();
+        let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let answers = answers.clone();
+                let seen = seen.clone();
+                std::thread::spawn(move || serve_one(stream, &answers, &seen));
+            }
+        });
+        FakeServer { origin, hits }
+    }
+
+    /// Every request so far, as `METHOD /path`.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(
+    mut stream: TcpStream,
+    answers: &std::collections::HashMap<String, Answer>,
+    seen: &std::sync::Mutex<Vec<String>>,
+) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).is_err() || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0u8; length.min(1 << 20)];
+    let _ = reader.read_exact(&mut body);
+    let key = format!("{method} {path}");
+    seen.lock().unwrap().push(key.clone());
+    let answer = answers.get(&key).cloned().unwrap_or(Answer {
+        status: 404,
+        headers: Vec::new(),
+        body: b"not here".to_vec(),
+    });
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        answer.status,
+        answer.body.len()
+    );
+    for (name, value) in &answer.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&answer.body);
+}

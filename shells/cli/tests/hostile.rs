@@ -1,0 +1,335 @@
+//! The `tenure` binary against hostile servers and hostile neighbours on 127.0.0.1: answers in
+//! unexpected shapes full of planted secrets, absurd numbers, escape sequences, redirects,
+//! insecure endpoints, a proxy that must not see loopback traffic, and bad options.
+//!
+//! Every case checks that nothing panics (exit code never 101), that no planted secret
+//! appears in stdout, stderr or the `--record` trace, and what the user is told.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::*;
+
+/// Values no output may ever show.
+const PLANTED: [&str; 4] = [
+    "planted-client-secret",
+    "planted-access-token",
+    "planted-refresh-token",
+    "planted-registration-token",
+];
+
+/// Metadata for a machine client, with the endpoints of `origin` unless overridden.
+fn metadata(origin: &str, overrides: Value) -> Value {
+    let mut document = json!({
+        "issuer": origin,
+        "token_endpoint": format!("{origin}/token"),
+        "registration_endpoint": format!("{origin}/register"),
+        "token_endpoint_auth_methods_supported": ["client_secret_post"],
+        "grant_types_supported": ["client_credentials"],
+    });
+    for (name, value) in overrides.as_object().unwrap() {
+        document[name] = value.clone();
+    }
+    document
+}
+
+/// A registration answer; `extra` members are merged in.
+fn registration(extra: Value) -> Value {
+    let mut answer = json!({
+        "client_id": "c1",
+        "client_secret": "planted-client-secret",
+        "client_secret_expires_at": 0,
+        "token_endpoint_auth_method": "client_secret_post",
+        "grant_types": ["client_credentials"],
+    });
+    for (name, value) in extra.as_object().unwrap() {
+        answer[name] = value.clone();
+    }
+    answer
+}
+
+/// A server answering discovery, registration and the token endpoint as scripted.
+fn server(meta: Value, registered: Value, token: Answer) -> FakeServer {
+    FakeServer::start(|origin| {
+        let mut meta = meta;
+        if meta.is_null() {
+            meta = metadata(origin, json!({}));
+        }
+        let meta_text = meta.to_string().replace("{origin}", origin);
+        vec![
+            (
+                "GET /.well-known/oauth-authorization-server".into(),
+                Answer::raw(200, "application/json", meta_text.as_bytes()),
+            ),
+            ("POST /register".into(), Answer::json(201, &registered)),
+            ("POST /token".into(), token),
+        ]
+    })
+}
+
+/// Runs `token svc` for a machine client of `server` with a trace, and checks the common
+/// rules: no panic, no planted secret in any output or in the trace.
+fn run_case(name: &str, server: &FakeServer, env: &[(&str, &str)]) -> Run {
+    let tenure = Tenure::new(&format!("hostile-{name}"));
+    tenure.add_machine_client(&server.origin, &[]);
+    let trace = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("hostile-{name}-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&trace);
+    let trace_arg = trace.display().to_string();
+    let run = tenure.run_with(&["--record", &trace_arg, "token", "svc"], env);
+    assert_ne!(run.code, 101, "{name}: the binary panicked: {run:?}");
+    let trace_text = std::fs::read_to_string(&trace).unwrap_or_default();
+    for secret in PLANTED {
+        for (what, text) in [
+            ("stdout", &run.stdout),
+            ("stderr", &run.stderr),
+            ("trace", &trace_text),
+        ] {
+            // The one intended output: a successful `token` prints the access token.
+            let intended = run.code == 0 && what == "stdout" && secret == "planted-access-token";
+            assert!(
+                intended || !text.contains(secret),
+                "{name}: {secret} in {what}: {text}"
+            );
+        }
+    }
+    run
+}
+
+fn token_answer(extra: Value) -> Answer {
+    let mut answer = json!({"access_token": "planted-access-token", "token_type": "Bearer",
+                            "expires_in": 3600});
+    for (name, value) in extra.as_object().unwrap() {
+        answer[name] = value.clone();
+    }
+    Answer::json(200, &answer)
+}
+
+#[test]
+fn token_answers_in_other_shapes_are_never_quoted() {
+    let shapes: [(&str, &[u8], &str); 3] = [
+        (
+            "form",
+            b"access_token=planted-access-token&token_type=bearer&refresh_token=planted-refresh-token",
+            "form-encoded",
+        ),
+        (
+            "trailing",
+            br#"{"access_token":"planted-access-token","token_type":"Bearer"} and more"#,
+            "followed by more bytes",
+        ),
+        (
+            "cut",
+            br#"{"access_token":"planted-access-token","token_ty"#,
+            "cut short",
+        ),
+    ];
+    for (name, body, said) in shapes {
+        let fake = server(
+            Value::Null,
+            registration(json!({})),
+            Answer::raw(200, "application/x-www-form-urlencoded", body),
+        );
+        let run = run_case(name, &fake, &[]);
+        assert_ne!(run.code, 0, "{name}: {run:?}");
+        assert!(run.stderr.contains(said), "{name}: {run:?}");
+    }
+}
+
+#[test]
+fn json_behind_a_byte_order_mark_is_read() {
+    let mut body = b"\xEF\xBB\xBF".to_vec();
+    body.extend_from_slice(
+        br#"{"access_token":"planted-access-token","token_type":"Bearer","expires_in":60}"#,
+    );
+    let fake = server(
+        Value::Null,
+        registration(json!({})),
+        Answer::raw(200, "application/json", &body),
+    );
+    let tenure = Tenure::new("hostile-bom");
+    tenure.add_machine_client(&fake.origin, &[]);
+    let run = tenure.run(&["token", "svc"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.trim(), "planted-access-token");
+}
+
+#[test]
+fn escape_sequences_and_dumps_from_the_server_are_cleaned() {
+    let description = format!("\u{1b}]0;pwned\u{7}\u{1b}[31mred\n{}", "x".repeat(5000));
+    let fake = server(
+        Value::Null,
+        registration(json!({})),
+        Answer::json(
+            400,
+            &json!({"error": "invalid_client", "error_description": description}),
+        ),
+    );
+    let run = run_case("escapes", &fake, &[]);
+    assert_ne!(run.code, 0);
+    assert!(!run.stderr.contains('\u{1b}'), "{run:?}");
+    assert!(!run.stderr.contains('\u{7}'), "{run:?}");
+    assert!(
+        run.stderr.len() < 2000,
+        "bounded: {} bytes",
+        run.stderr.len()
+    );
+}
+
+#[test]
+fn absurd_numbers_neither_panic_nor_leak() {
+    let expiries = [json!(1e300), json!("-1"), json!(i64::MAX), json!(-5)];
+    for (i, expiry) in expiries.iter().enumerate() {
+        let fake = server(
+            Value::Null,
+            registration(json!({"client_secret_expires_at": expiry})),
+            token_answer(json!({})),
+        );
+        let run = run_case(&format!("secret-expiry-{i}"), &fake, &[]);
+        assert_eq!(run.code, 0, "{expiry}: {run:?}");
+    }
+    let lifetimes = [json!(1e19), json!("soon"), json!(-5), json!(i64::MAX)];
+    for (i, lifetime) in lifetimes.iter().enumerate() {
+        let fake = server(
+            Value::Null,
+            registration(json!({})),
+            token_answer(json!({"expires_in": lifetime})),
+        );
+        let tenure = Tenure::new(&format!("hostile-lifetime-{i}"));
+        tenure.add_machine_client(&fake.origin, &[]);
+        let run = tenure.run(&["--json", "token", "svc"]);
+        assert_eq!(run.code, 0, "{lifetime}: {run:?}");
+        let printed: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+        assert!(
+            printed["expires_at"].is_string(),
+            "{lifetime}: a bounded lifetime, never `valid for ever`: {printed}"
+        );
+    }
+}
+
+#[test]
+fn a_token_endpoint_that_redirects_is_not_followed() {
+    let elsewhere = FakeServer::start(|_| Vec::new());
+    let target = format!("{}/steal", elsewhere.origin);
+    let fake = server(
+        Value::Null,
+        registration(json!({})),
+        Answer {
+            status: 302,
+            headers: vec![("Location".into(), target)],
+            body: Vec::new(),
+        },
+    );
+    let run = run_case("redirect", &fake, &[]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(
+        elsewhere.hits().is_empty(),
+        "the other port received {:?}",
+        elsewhere.hits()
+    );
+}
+
+#[test]
+fn javascript_and_file_endpoints_are_refused() {
+    for (i, endpoint) in ["javascript:alert(1)", "file:///etc/passwd"]
+        .iter()
+        .enumerate()
+    {
+        let fake = FakeServer::start(|origin| {
+            vec![(
+                "GET /.well-known/oauth-authorization-server".into(),
+                Answer::json(200, &metadata(origin, json!({"token_endpoint": endpoint}))),
+            )]
+        });
+        let run = run_case(&format!("endpoint-{i}"), &fake, &[]);
+        assert_ne!(run.code, 0, "{endpoint}: {run:?}");
+        assert!(
+            !fake.hits().iter().any(|h| h.starts_with("POST")),
+            "nothing registered: {:?}",
+            fake.hits()
+        );
+    }
+}
+
+#[test]
+fn a_registration_client_uri_on_another_origin_gets_no_token() {
+    let elsewhere = FakeServer::start(|_| Vec::new());
+    let uri = format!("{}/register/c1", elsewhere.origin);
+    let fake = server(
+        Value::Null,
+        registration(json!({
+            "registration_client_uri": uri,
+            "registration_access_token": "planted-registration-token",
+            "client_secret_expires_at": 1,
+        })),
+        token_answer(json!({})),
+    );
+    let run = run_case("foreign-uri", &fake, &[]);
+    assert!(
+        run.stderr.contains("refused the registration client URI"),
+        "{run:?}"
+    );
+    assert!(elsewhere.hits().is_empty(), "{:?}", elsewhere.hits());
+    // Its secret expired in 1970 and cannot be renewed: one more registration, then a
+    // clear failure, never a loop.
+    let registrations = fake
+        .hits()
+        .iter()
+        .filter(|h| *h == "POST /register")
+        .count();
+    assert_eq!(registrations, 2, "{:?}", fake.hits());
+    assert_eq!(run.code, 5, "{run:?}");
+}
+
+#[test]
+fn a_proxy_never_sees_loopback_traffic() {
+    let proxy = FakeServer::start(|_| Vec::new());
+    let fake = server(
+        Value::Null,
+        registration(json!({})),
+        token_answer(json!({})),
+    );
+    let proxy_url = proxy.origin.clone();
+    let run = run_case(
+        "proxy",
+        &fake,
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("http_proxy", proxy_url.as_str()),
+            ("ALL_PROXY", proxy_url.as_str()),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(proxy.hits().is_empty(), "the proxy saw {:?}", proxy.hits());
+    assert!(fake.hits().contains(&"POST /token".to_string()));
+}
+
+#[test]
+fn bad_options_are_usage_errors_before_anything_is_sent() {
+    let tenure = Tenure::new("hostile-options");
+    let run = tenure.run(&[
+        "add",
+        "app",
+        "--issuer",
+        "https://as.example.com",
+        "--redirect-port",
+        "0",
+    ]);
+    assert_eq!(run.code, 2, "port 0: {run:?}");
+    let run = tenure.run_with(
+        &[
+            "add",
+            "app",
+            "--resource",
+            "https://mcp.example.com/mcp",
+            "--client-id",
+            "pre",
+            "--client-secret-env",
+            "TENURE_TEST_SECRET",
+        ],
+        &[("TENURE_TEST_SECRET", "planted-client-secret")],
+    );
+    assert_eq!(run.code, 2, "a secret without --issuer: {run:?}");
+    assert!(run.stderr.contains("--issuer"), "{run:?}");
+    assert!(!run.stderr.contains("planted-client-secret"));
+}
