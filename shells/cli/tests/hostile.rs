@@ -333,3 +333,40 @@ fn bad_options_are_usage_errors_before_anything_is_sent() {
     assert!(run.stderr.contains("--issuer"), "{run:?}");
     assert!(!run.stderr.contains("planted-client-secret"));
 }
+
+/// A local process that reaches the loopback callback first (a forged `state`, idle
+/// connections) neither ends the login nor delays it: the real redirect still completes it.
+#[test]
+fn a_forged_callback_does_not_kill_the_login() {
+    let provider = Provider::start(&[]);
+    let tenure = Tenure::new("hostile-forged-callback");
+    let port = free_port().to_string();
+    tenure.ok(&[
+        "add",
+        "app",
+        "--issuer",
+        &provider.issuer,
+        "--scope",
+        "read",
+        "--redirect-port",
+        &port,
+    ]);
+    let (mut login, url) = tenure.start_login("app");
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let idle: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).unwrap())
+        .collect();
+    let (status, _, forged_page) = request(
+        "GET",
+        &format!("{callback}?code=forged&state=not-the-state"),
+        &[],
+        "",
+    );
+    assert_eq!(status, 200, "a constant page for every caller");
+    complete_login(&url, &callback);
+    let status = login.wait().unwrap();
+    assert!(status.success(), "the real redirect completed the login");
+    assert!(forged_page.contains("close this tab"));
+    drop(idle);
+    tenure.ok(&["token", "app"]);
+}

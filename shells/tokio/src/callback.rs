@@ -1,12 +1,16 @@
 //! The loopback callback: where the browser lands after the user logs in (RFC 8252 §7.3).
 //!
 //! The listener binds 127.0.0.1 only (NAT-5), is opened just before the browser is sent
-//! away, answers the one redirect it waits for with a small page, and is then dropped. The
-//! query it hands back is not trusted here: the core checks `state` and `iss` and ignores a
-//! callback that fails them (INV-11). The overall timeout is the core's (`poll_timeout`); each
-//! connection also gets a short read timeout so a silent client cannot hold the listener.
+//! away, and serves until the login ends. Every request to the callback path hands its query
+//! on and gets the same small page: the query is not trusted here, the core checks `state`
+//! and `iss` and ignores a callback that fails them (INV-11) and goes on waiting, so a forged
+//! request from another local process or a web page can neither end the login nor learn
+//! anything. Connections are served concurrently, each with a short read timeout, so idle
+//! connections cannot delay the real redirect. The overall timeout is the core's
+//! (`poll_timeout`).
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -76,48 +80,52 @@ impl CallbackListener {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Waits for a request to the callback path and returns its raw query. Requests to
-    /// other paths (a browser's `/favicon.ico`) get a 404 and the wait goes on.
-    pub async fn receive(self) -> Result<String, CallbackError> {
+    /// Serves until the task running it is dropped or aborted: the raw query of every
+    /// request to the callback path goes to `deliver`; requests to other paths (a browser's
+    /// `/favicon.ico`) get a 404. Returns only if accepting fails.
+    pub async fn serve(self, deliver: impl Fn(String) + Send + Sync + 'static) -> CallbackError {
+        let deliver = Arc::new(deliver);
+        let path: Arc<str> = self.path.into();
         loop {
-            let (socket, _) = self
-                .listener
-                .accept()
-                .await
-                .map_err(CallbackError::Accept)?;
-            if let Some(query) = self.answer(socket).await {
-                return Ok(query);
-            }
+            let socket = match self.listener.accept().await {
+                Ok((socket, _)) => socket,
+                Err(error) => return CallbackError::Accept(error),
+            };
+            let (deliver, path) = (deliver.clone(), path.clone());
+            tokio::spawn(async move {
+                if let Some(query) = answer(&path, socket).await {
+                    deliver(query);
+                }
+            });
         }
     }
+}
 
-    async fn answer(&self, mut socket: TcpStream) -> Option<String> {
-        let head = tokio::time::timeout(READ_TIMEOUT, read_head(&mut socket))
-            .await
-            .ok()??;
-        let target = head
-            .lines()
-            .next()
-            .and_then(|line| line.strip_prefix("GET "))
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap_or("");
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        if path != self.path {
-            let _ = socket
-                .write_all(
-                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                )
-                .await;
-            return None;
-        }
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{DONE_PAGE}",
-            DONE_PAGE.len()
-        );
-        let _ = socket.write_all(response.as_bytes()).await;
-        let _ = socket.shutdown().await;
-        Some(query.to_string())
+/// Answers one connection; the query when it asked for the callback path.
+async fn answer(path: &str, mut socket: TcpStream) -> Option<String> {
+    let head = tokio::time::timeout(READ_TIMEOUT, read_head(&mut socket))
+        .await
+        .ok()??;
+    let target = head
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("GET "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or("");
+    let (asked, query) = target.split_once('?').unwrap_or((target, ""));
+    if asked != path {
+        let _ = socket
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
+        return None;
     }
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{DONE_PAGE}",
+        DONE_PAGE.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
+    Some(query.to_string())
 }
 
 /// Reads until the end of the request head, at most [`HEAD_LIMIT`] bytes.
@@ -148,17 +156,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hands_back_the_query_of_the_callback_path() {
+    async fn hands_on_every_callback_query_while_idle_connections_wait() {
         let listener = CallbackListener::bind("http://127.0.0.1:0/callback")
             .await
             .unwrap();
         let port = listener.port();
-        let waiting = tokio::spawn(listener.receive());
+        let (sink, mut queries) = tokio::sync::mpsc::unbounded_channel();
+        let serving = tokio::spawn(listener.serve(move |query| {
+            let _ = sink.send(query);
+        }));
+        // Connections that say nothing do not hold the listener.
+        let mut idle = Vec::new();
+        for _ in 0..4 {
+            idle.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
+        }
         let favicon = get(port, "/favicon.ico").await;
         assert!(favicon.starts_with("HTTP/1.1 404"));
+        // A forged request and the real one get the same page, and both are handed on: the
+        // core tells them apart by `state`.
+        let forged = get(port, "/callback?code=forged&state=wrong").await;
         let page = get(port, "/callback?code=abc&state=xyz").await;
+        assert_eq!(forged, page);
         assert!(page.starts_with("HTTP/1.1 200") && page.contains("close this tab"));
-        assert_eq!(waiting.await.unwrap().unwrap(), "code=abc&state=xyz");
+        let within = std::time::Duration::from_secs(2);
+        let first = tokio::time::timeout(within, queries.recv()).await.unwrap();
+        let second = tokio::time::timeout(within, queries.recv()).await.unwrap();
+        assert_eq!(first.as_deref(), Some("code=forged&state=wrong"));
+        assert_eq!(second.as_deref(), Some("code=abc&state=xyz"));
+        serving.abort();
+        drop(idle);
     }
 
     #[tokio::test]

@@ -355,13 +355,15 @@ impl Driver {
                     Ok(bound) => {
                         let redirects = redirects.clone();
                         *listener = Some(tokio::spawn(async move {
-                            let input = match bound.receive().await {
-                                Ok(query) => Input::Callback { query },
-                                Err(error) => Input::CallbackUnavailable {
-                                    reason: error.to_string(),
-                                },
-                            };
-                            let _ = redirects.send(input);
+                            let sink = redirects.clone();
+                            let error = bound
+                                .serve(move |query| {
+                                    let _ = sink.send(Input::Callback { query });
+                                })
+                                .await;
+                            let _ = redirects.send(Input::CallbackUnavailable {
+                                reason: error.to_string(),
+                            });
                         }));
                         show(&url, self.options.browser);
                     }
