@@ -130,8 +130,9 @@ pub struct ClientConfig {
     pub software_statement: Option<String>,
     /// `application_type` for DCR (MCP26-5).
     pub application_type: ApplicationType,
-    /// Entropy for PKCE verifiers, `state` and lease holder ids. Shells fill it from the
-    /// operating system; tests fix it so runs are reproducible.
+    /// Entropy for PKCE verifiers, `state` and lease holder ids. Left at zero, the tokio shell
+    /// draws it from the operating system (every process needs its own: replicas sharing one
+    /// would share a lease holder id); tests and replays fix it so runs are reproducible.
     pub seed: [u8; 32],
     /// How long to wait for the browser's redirect.
     pub callback_timeout: Duration,

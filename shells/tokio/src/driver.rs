@@ -106,6 +106,9 @@ pub enum ShellError {
     /// The driver task is gone.
     #[error("the Tenure driver stopped")]
     Stopped,
+    /// The operating system gave no randomness for the seed.
+    #[error("the operating system gave no randomness for PKCE and state ({0}); set `ClientConfig::seed` yourself")]
+    Entropy(String),
 }
 
 enum Message {
@@ -124,10 +127,16 @@ impl Tenure {
     /// Starts a client for `config` on `store`: reads the stored record, then runs the driver
     /// task on the current runtime.
     pub async fn start(
-        config: ClientConfig,
+        mut config: ClientConfig,
         store: Arc<dyn Store>,
         options: Options,
     ) -> Result<Tenure, ShellError> {
+        // The seed gives every PKCE verifier, `state` and lease holder id: one left at its
+        // zero default is drawn from the operating system, so no two processes share it and
+        // nobody can predict it. A fixed seed is for tests and replays only.
+        if config.seed == [0; 32] {
+            getrandom::fill(&mut config.seed).map_err(|e| ShellError::Entropy(e.to_string()))?;
+        }
         let key = options
             .known_key
             .clone()
