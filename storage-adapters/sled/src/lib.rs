@@ -57,6 +57,14 @@ impl SledStore {
             detail,
             hint: hint.into(),
         };
+        // A directory that holds anything else is the user's, not ours: its modes are never
+        // touched and no database is put among its files.
+        if !is_store_or_empty(&path) {
+            return Err(open_error(
+                "the directory is not empty and is not a Tenure store".into(),
+                "give --store a new or empty directory (Tenure makes it private), or the directory of an existing Tenure store",
+            ));
+        }
         create_private_dir(&path).map_err(|e| {
             open_error(
                 e.to_string(),
@@ -96,6 +104,7 @@ impl SledStore {
             profiles: tree("profiles")?,
             db,
         };
+        let _ = std::fs::write(path.join(MARKER), MARKER_TEXT);
         restrict_files(&path).map_err(|e| {
             open_error(
                 format!("cannot make its files private: {e}"),
@@ -252,6 +261,26 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn create_private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)
+}
+
+/// The file that marks a directory as a Tenure store.
+const MARKER: &str = "TENURE-STORE";
+const MARKER_TEXT: &str =
+    "This directory is a Tenure credential store (sled). Its files are private; do not edit them.\n";
+
+/// Whether `path` is missing, empty, marked as a Tenure store, or a sled database written
+/// before the marker existed (its `conf` and `db` files).
+fn is_store_or_empty(path: &Path) -> bool {
+    let Ok(mut entries) = std::fs::read_dir(path) else {
+        return !path.exists();
+    };
+    let Some(first) = entries.next() else {
+        return true;
+    };
+    if first.is_err() {
+        return false;
+    }
+    path.join(MARKER).is_file() || (path.join("conf").is_file() && path.join("db").is_file())
 }
 
 /// Makes every file under `dir` 0600 and every directory 0700.
