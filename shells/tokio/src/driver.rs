@@ -358,6 +358,13 @@ impl Driver {
                     let _ = redirects.send(input);
                 }));
             }
+            Command::OpenBrowser { url }
+                if listener.as_ref().is_some_and(|task| !task.is_finished()) =>
+            {
+                // The listener of this login is still serving (the core sends the browser
+                // again after a refused CIMD client id): it receives this redirect too.
+                show(&url, self.options.browser);
+            }
             Command::OpenBrowser { url } => {
                 let redirect_uri = self.client.config().redirect_uri.clone();
                 match CallbackListener::bind(&redirect_uri).await {
