@@ -47,22 +47,8 @@ fn requests(provider: &Provider) -> usize {
 
 fn one_request_per_grant(tenure: Tenure) {
     let provider = Provider::start(&["--access-token-ttl", "10"]);
-    let port = free_port().to_string();
-    tenure.ok(&[
-        "add",
-        "app",
-        "--issuer",
-        &provider.issuer,
-        "--scope",
-        "read",
-        "--auth-method",
-        "none",
-        "--redirect-port",
-        &port,
-    ]);
-    let (mut login, url) = tenure.start_login("app");
-    complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
-    assert!(login.wait().unwrap().success(), "tenure login failed");
+    let port = tenure.add_user_client("app", &provider.issuer, &["--auth-method", "none"]);
+    tenure.log_in("app", &port);
 
     // A 10 s token is handed out for 9 s: warm calls send nothing.
     let before = requests(&provider);

@@ -340,17 +340,7 @@ fn bad_options_are_usage_errors_before_anything_is_sent() {
 fn a_forged_callback_does_not_kill_the_login() {
     let provider = Provider::start(&[]);
     let tenure = Tenure::new("hostile-forged-callback");
-    let port = free_port().to_string();
-    tenure.ok(&[
-        "add",
-        "app",
-        "--issuer",
-        &provider.issuer,
-        "--scope",
-        "read",
-        "--redirect-port",
-        &port,
-    ]);
+    let port = tenure.add_user_client("app", &provider.issuer, &[]);
     let (mut login, url) = tenure.start_login("app");
     let callback = format!("http://127.0.0.1:{port}/callback");
     let idle: Vec<std::net::TcpStream> = (0..4)

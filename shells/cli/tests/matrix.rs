@@ -98,13 +98,6 @@ fn has_mcp_server(kind: ServerKind) -> bool {
     matches!(kind, ServerKind::McpTsSdk | ServerKind::McpPythonSdk)
 }
 
-/// Logs `app` in headlessly and insists on success.
-fn login(tenure: &Tenure, port: &str) {
-    let (mut login, url) = tenure.start_login("app");
-    complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
-    assert!(login.wait().unwrap().success(), "tenure login failed");
-}
-
 /// The MCP server at `/mcp` answers `initialize` with the bearer token.
 fn mcp_accepts(provider: &Provider, token: &str) -> u16 {
     let authorization = format!("Bearer {token}");
@@ -249,7 +242,7 @@ fn login_warm_refresh(column: &mut Column, provider: &Provider, method: &str) {
         let counts = delta(
             provider,
             &["registrations", "token_authorization_code"],
-            || login(&tenure, &port),
+            || tenure.log_in("app", &port),
         );
         assert_eq!(counts, [1, 1], "registrations, code exchanges");
         let registered = tenure.record().dcr.unwrap().token_endpoint_auth_method;
@@ -309,9 +302,7 @@ fn unlisted_method(column: &mut Column, provider: &Provider, method: &str) {
             "client_secret_basic"
         };
         if secret_method && listed.iter().any(|m| m == other) {
-            let (mut login, url) = tenure.start_login("app");
-            complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
-            assert!(login.wait().unwrap().success(), "tenure login failed");
+            tenure.log_in("app", &port);
             let registered = tenure.record().dcr.unwrap().token_endpoint_auth_method;
             assert_eq!(registered.as_str(), other);
             tenure.ok(&["token", "app"]);
@@ -351,7 +342,7 @@ fn issuer_without_its_slash(column: &mut Column, provider: &Provider) {
             "--redirect-port",
             &port,
         ]);
-        login(&tenure, &port);
+        tenure.log_in("app", &port);
         "refused, naming the exact --issuer, which then works".into()
     });
 }
@@ -408,7 +399,7 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
     // A renewal window shorter than the secret's life, so the login itself renews nothing.
     let extra = ["--renew-within", "2s"];
     let port = add_user_client(&tenure, &provider, Some("client_secret_post"), &extra);
-    login(&tenure, &port);
+    tenure.log_in("app", &port);
     let registered = Instant::now();
     let first = tenure.record().dcr.unwrap();
     std::thread::sleep(Duration::from_secs(7).saturating_sub(registered.elapsed()));
@@ -451,7 +442,9 @@ fn secret_expiry(column: &mut Column, kind: ServerKind) {
         assert!(run.stderr.contains("tenure login app"), "{run:?}");
         assert!(!run.stderr.contains("forget"), "{run:?}");
         assert_eq!(seen(&provider), before, "nothing sent with a dead secret");
-        let counts = delta(&provider, &["registrations"], || login(&tenure, &port));
+        let counts = delta(&provider, &["registrations"], || {
+            tenure.log_in("app", &port)
+        });
         let sent = seen(&provider) - before;
         assert_eq!(counts, [1], "the login registers a new client");
         assert_ne!(tenure.record().dcr.unwrap().client_id, first.client_id);
@@ -484,7 +477,7 @@ fn server_forgot(column: &mut Column, kind: ServerKind) {
     let provider = Provider::start_kind(kind, &[]);
     let tenure = Tenure::new(&format!("matrix-{}-restart", kind.name()));
     let port = add_user_client(&tenure, &provider, None, &[]);
-    login(&tenure, &port);
+    tenure.log_in("app", &port);
     let provider = forget_everything(provider);
     column.cell("server forgot the client", || {
         let before = seen(&provider);
@@ -497,7 +490,9 @@ fn server_forgot(column: &mut Column, kind: ServerKind) {
             assert!(run.stderr.contains("registering again"), "{run:?}");
         });
         assert_eq!(counts, [1]);
-        let counts = delta(&provider, &["registrations"], || login(&tenure, &port));
+        let counts = delta(&provider, &["registrations"], || {
+            tenure.log_in("app", &port)
+        });
         assert_eq!(counts, [0], "the new registration is used");
         let sent = seen(&provider) - before;
         tenure.ok(&["token", "app"]);
@@ -524,7 +519,7 @@ fn server_forgot(column: &mut Column, kind: ServerKind) {
     if kind.manages_registrations() {
         let again = Tenure::new(&format!("matrix-{}-forget", kind.name()));
         let port = add_user_client(&again, &provider, None, &[]);
-        login(&again, &port);
+        again.log_in("app", &port);
         let _restarted = forget_everything(provider);
         column.cell("forget after the server forgot", || {
             let run = again.run(&["forget", "app"]);

@@ -28,7 +28,9 @@ fn a_directory_of_other_files_is_refused_and_left_as_it_was() {
     std::fs::set_permissions(&project, PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::set_permissions(project.join("src"), PermissionsExt::from_mode(0o755)).unwrap();
 
-    let error = SledStore::open(&project).err().expect("refused");
+    let Err(error) = SledStore::open(&project) else {
+        panic!("a directory of other files was opened as a store");
+    };
     let text = error.to_string();
     assert!(text.contains("not a Tenure store"), "{text}");
     assert!(text.contains("new or empty directory"), "{text}");

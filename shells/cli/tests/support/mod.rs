@@ -100,6 +100,36 @@ impl Tenure {
         self.ok(&args);
     }
 
+    /// `tenure add NAME --issuer ISSUER --scope read --redirect-port P EXTRA…`: a user client
+    /// on a free loopback port, which is returned.
+    pub fn add_user_client(&self, name: &str, issuer: &str, extra: &[&str]) -> String {
+        let port = free_port().to_string();
+        let mut args = vec![
+            "add",
+            name,
+            "--issuer",
+            issuer,
+            "--scope",
+            "read",
+            "--redirect-port",
+            &port,
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        port
+    }
+
+    /// Logs NAME in headlessly through its loopback callback on `port`, and insists on
+    /// success.
+    pub fn log_in(&self, name: &str, port: &str) {
+        let (mut login, url) = self.start_login(name);
+        complete_login(&url, &format!("http://127.0.0.1:{port}/callback"));
+        assert!(
+            login.wait().unwrap().success(),
+            "tenure login {name} failed"
+        );
+    }
+
     /// `tenure status NAME --json`, parsed.
     pub fn status(&self, name: &str) -> Value {
         let run = self.ok(&["--json", "status", name]);
