@@ -22,6 +22,8 @@ fuzz_target!(|data: &[u8]| {
         token_endpoint_auth_method: AuthMethod::ClientSecretBasic,
         redirect_uri: None,
         registration_endpoint: "https://as.example.com/register".into(),
+        obtained_at: None,
+        unproven: false,
         metadata: Default::default(),
     };
     let _ = parse_management_answer(&config, &registration, status, body);
