@@ -264,20 +264,62 @@ fn a_tls_endpoint_with_an_untrusted_certificate_is_refused() {
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("bad-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl must be installed to make a self-signed certificate");
-    assert!(made.success(), "openssl could not make a certificate");
+    // A private CA and a certificate it issued for 127.0.0.1.
+    let openssl = |args: &[&str]| {
+        let made = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl must be installed to make certificates");
+        assert!(made.success(), "openssl {args:?} failed");
+    };
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Tenure test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "cert.pem",
+    ]);
     let port = support::free_port();
     let _server = support::Guard(
         Command::new("openssl")
@@ -288,10 +330,11 @@ fn a_tls_endpoint_with_an_untrusted_certificate_is_refused() {
                 "-accept",
                 &port.to_string(),
                 "-cert",
+                "cert.pem",
+                "-key",
+                "key.pem",
             ])
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
+            .current_dir(&dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -318,6 +361,18 @@ fn a_tls_endpoint_with_an_untrusted_certificate_is_refused() {
     assert!(
         stderr.contains("certificate"),
         "the error names the certificate: {stderr}"
+    );
+    // The same server with its CA named in SSL_CERT_FILE, as a company CA would be: the TLS
+    // handshake succeeds, and what fails is only that the server is no authorization server.
+    let ca = dir.join("ca.pem").display().to_string();
+    let trusted = tenure.run_with(
+        &["--http-timeout", "5", "token", "svc"],
+        &[("SSL_CERT_FILE", ca.as_str())],
+    );
+    assert_ne!(trusted.code, 0, "{trusted:?}");
+    assert!(
+        !trusted.stderr.contains("certificate") && trusted.stderr.contains("not JSON"),
+        "trusted through SSL_CERT_FILE: {trusted:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
