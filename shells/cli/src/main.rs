@@ -46,7 +46,9 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
     /// Where credentials live: a directory (sled, the default is under the user's data
-    /// directory) or redis://HOST:PORT/DB, or redis-sentinel://HOST:PORT/MASTER/DB.
+    /// directory) or redis://HOST:PORT/DB (rediss:// for TLS), or
+    /// redis-sentinel://HOST:PORT/MASTER/DB. A Redis password is best given in
+    /// TENURE_REDIS_PASSWORD (and TENURE_REDIS_USERNAME, TENURE_REDIS_SENTINEL_PASSWORD).
     #[arg(long, global = true, value_name = "PATH|URL")]
     store: Option<String>,
     /// Append every exchange with the server to FILE as a provider trace (secrets replaced),
@@ -302,10 +304,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// The Redis ACL user, when `--store` names none.
+const REDIS_USERNAME_VAR: &str = "TENURE_REDIS_USERNAME";
+/// The Redis password, when `--store` gives none.
+const REDIS_PASSWORD_VAR: &str = "TENURE_REDIS_PASSWORD";
+/// The Sentinels' own password, when it differs from the master's.
+const REDIS_SENTINEL_PASSWORD_VAR: &str = "TENURE_REDIS_SENTINEL_PASSWORD";
+
 async fn open_store(location: Option<&str>) -> Result<Arc<dyn Store>, Failure> {
     match location {
         Some(url) if url.starts_with("redis") => {
-            let store = tenure_redis::RedisStore::open(url, tenure_redis::Options::default())
+            // Credentials from the environment keep the password out of the command line,
+            // which every user of the machine can read.
+            let secret = |name: &str| std::env::var(name).ok().map(tenure_core::Secret::new);
+            let options = tenure_redis::Options {
+                username: std::env::var(REDIS_USERNAME_VAR).ok(),
+                password: secret(REDIS_PASSWORD_VAR),
+                sentinel_password: secret(REDIS_SENTINEL_PASSWORD_VAR),
+                ..tenure_redis::Options::default()
+            };
+            let store = tenure_redis::RedisStore::open(url, options)
                 .await
                 .map_err(Failure::other)?;
             Ok(Arc::new(store))

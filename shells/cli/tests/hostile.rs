@@ -360,3 +360,96 @@ fn a_forged_callback_does_not_kill_the_login() {
     drop(idle);
     tenure.ok(&["token", "app"]);
 }
+
+/// A Redis that wants a password: given in the environment it works, and neither it nor a
+/// password in the URL ever appears in what the binary prints.
+#[test]
+fn a_redis_password_works_from_the_environment_and_is_never_shown() {
+    let password = "planted-redis-password";
+    let redis = Redis::start_with(&["--requirepass", password]);
+    let fake = server(
+        Value::Null,
+        registration(json!({})),
+        token_answer(json!({})),
+    );
+    let store = redis.url();
+    let tenure = Tenure::on(store.clone());
+    let without = tenure.run(&["status"]);
+    assert_ne!(without.code, 0, "no password: {without:?}");
+    assert_ne!(without.code, 101);
+    let env = [("TENURE_REDIS_PASSWORD", password)];
+    let add = tenure.run_with(
+        &[
+            "add",
+            "svc",
+            "--issuer",
+            &fake.origin,
+            "--grant",
+            "client_credentials",
+        ],
+        &env,
+    );
+    assert_eq!(add.code, 0, "{add:?}");
+    let run = tenure.run_with(&["token", "svc"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    let wrong_url = store.replacen("redis://", "redis://:planted-wrong-password@", 1);
+    let wrong = Tenure::on(wrong_url).run(&["status"]);
+    assert_ne!(wrong.code, 0, "{wrong:?}");
+    for run in [&without, &add, &run, &wrong] {
+        for text in [&run.stdout, &run.stderr] {
+            assert!(!text.contains("planted-redis-password"), "{text}");
+            assert!(!text.contains("planted-wrong-password"), "{text}");
+        }
+    }
+}
+
+/// `rediss://`: Redis over TLS, its certificate issued by a private CA that
+/// `SSL_CERT_FILE` names.
+#[test]
+fn redis_over_tls_with_a_private_ca() {
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("redis-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let file = |name: &str| dir.join(name).display().to_string();
+    let tls_port = free_port().to_string();
+    let (cert, key, ca) = (file("cert.pem"), file("key.pem"), file("ca.pem"));
+    let redis = Redis::start_with(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ]);
+    let tenure = Tenure::on(format!("rediss://127.0.0.1:{tls_port}/0"));
+    let fake = server(
+        Value::Null,
+        registration(json!({})),
+        token_answer(json!({})),
+    );
+    let env = [("SSL_CERT_FILE", ca.as_str())];
+    let add = tenure.run_with(
+        &[
+            "add",
+            "svc",
+            "--issuer",
+            &fake.origin,
+            "--grant",
+            "client_credentials",
+        ],
+        &env,
+    );
+    assert_eq!(add.code, 0, "{add:?}");
+    let run = tenure.run_with(&["token", "svc"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    // Without the CA, the server's certificate is refused.
+    let refused = tenure.run(&["status"]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert_ne!(refused.code, 101, "{refused:?}");
+    drop(redis);
+}

@@ -31,7 +31,7 @@ use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{AsyncConnectionConfig, ConnectionAddr, RedisError, Script};
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisError, Script};
 use serde_json::Value;
 use tenure_store::check::{check_key, check_lease, check_profile_name, check_write};
 use tenure_store::codec::{
@@ -112,13 +112,17 @@ return 1
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Target {
-    /// One Redis server: `redis://HOST:PORT/DB`.
+    /// One Redis server: `redis://[USER:PASSWORD@]HOST:PORT/DB`, or `rediss://…` over TLS
+    /// (the operating system's roots and `SSL_CERT_FILE` are trusted).
     Direct(String),
     /// The master a set of Sentinels names:
-    /// `redis-sentinel://HOST:PORT[,HOST:PORT…]/MASTER[/DB]`.
+    /// `redis-sentinel://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…]/MASTER[/DB]`; the
+    /// credentials are the master's (and the Sentinels', unless they have their own).
     Sentinel {
         /// The Sentinels' addresses.
         sentinels: Vec<(String, u16)>,
+        /// The user and password from the URL, if any.
+        credentials: Option<(String, tenure_core::Secret)>,
         /// The master's service name.
         master: String,
         /// The database number.
@@ -144,7 +148,19 @@ impl Target {
             return Err(refuse("it is not a Redis URL"));
         };
         let mut parts = rest.split('/');
-        let hosts = parts.next().unwrap_or_default();
+        let mut hosts = parts.next().unwrap_or_default();
+        let mut credentials = None;
+        if let Some((userinfo, after)) = hosts.rsplit_once('@') {
+            hosts = after;
+            let (user, password) = userinfo.split_once(':').unwrap_or(("", userinfo));
+            let decode = |text: &str| {
+                url::form_urlencoded::parse(format!("x={text}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default()
+            };
+            credentials = Some((decode(user), tenure_core::Secret::new(decode(password))));
+        }
         let master = parts.next().unwrap_or_default().to_string();
         if master.is_empty() {
             return Err(refuse("it names no master"));
@@ -170,6 +186,7 @@ impl Target {
         }
         Ok(Target::Sentinel {
             sentinels,
+            credentials,
             master,
             db,
         })
@@ -191,6 +208,14 @@ pub struct Options {
     pub response_timeout: StdDuration,
     /// How long to keep retrying while the server is unreachable (a failover in progress).
     pub retry_for: StdDuration,
+    /// The ACL user, when the URL names none.
+    pub username: Option<String>,
+    /// The password, when the URL gives none: better here (read from the environment or a
+    /// file) than in a URL on a command line, which other users see in `ps`. Also sent to
+    /// the Sentinels when [`Options::sentinel_password`] is not set.
+    pub password: Option<tenure_core::Secret>,
+    /// The Sentinels' own password, when it differs from the master's.
+    pub sentinel_password: Option<tenure_core::Secret>,
 }
 
 impl Default for Options {
@@ -202,6 +227,9 @@ impl Default for Options {
             connect_timeout: StdDuration::from_secs(2),
             response_timeout: StdDuration::from_secs(5),
             retry_for: StdDuration::from_secs(15),
+            username: None,
+            password: None,
+            sentinel_password: None,
         }
     }
 }
@@ -247,22 +275,46 @@ impl RedisStore {
             hint: "check that Redis runs there and the URL is right".into(),
         };
         let connector = match target {
-            Target::Direct(url) => Connector::Direct(redis::Client::open(url).map_err(open_error)?),
+            Target::Direct(url) => {
+                let mut info = url.as_str().into_connection_info().map_err(open_error)?;
+                if info.redis.password.is_none() {
+                    info.redis.password = options.password.as_ref().map(|p| p.expose().into());
+                }
+                if info.redis.username.is_none() {
+                    info.redis.username = options.username.clone();
+                }
+                Connector::Direct(redis::Client::open(info).map_err(open_error)?)
+            }
             Target::Sentinel {
                 sentinels,
+                credentials,
                 master,
                 db,
             } => {
                 let addresses = sentinels
                     .into_iter()
                     .map(|(host, port)| ConnectionAddr::Tcp(host, port));
-                let client =
+                let (username, password) = match credentials {
+                    Some((user, password)) => {
+                        (Some(user).filter(|u| !u.is_empty()), Some(password))
+                    }
+                    None => (options.username.clone(), options.password.clone()),
+                };
+                let mut builder =
                     SentinelClientBuilder::new(addresses, master, SentinelServerType::Master)
                         .map_err(open_error)?
-                        .set_client_to_redis_db(db)
-                        .build()
-                        .map_err(open_error)?;
-                Connector::Sentinel(Mutex::new(client))
+                        .set_client_to_redis_db(db);
+                if let Some(user) = username {
+                    builder = builder.set_client_to_redis_username(user);
+                }
+                let sentinel_password = options.sentinel_password.clone().or(password.clone());
+                if let Some(password) = password {
+                    builder = builder.set_client_to_redis_password(password.expose().into());
+                }
+                if let Some(password) = sentinel_password {
+                    builder = builder.set_client_to_sentinel_password(password.expose().into());
+                }
+                Connector::Sentinel(Mutex::new(builder.build().map_err(open_error)?))
             }
         };
         let store = RedisStore {

@@ -467,6 +467,11 @@ pub struct Redis {
 impl Redis {
     /// Starts it and waits (bounded) until it accepts connections.
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// Starts it with extra `redis-server` arguments (e.g. `--requirepass`).
+    pub fn start_with(extra: &[&str]) -> Redis {
         let port = free_port();
         let process = Guard(
             Command::new("redis-server")
@@ -479,6 +484,7 @@ impl Redis {
                     "",
                 ])
                 .args(["--appendonly", "no"])
+                .args(extra)
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("redis-server must be installed (Debian: apt-get install redis-server)"),
