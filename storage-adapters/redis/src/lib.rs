@@ -727,10 +727,23 @@ mod tests {
             Target::parse("redis-sentinel://127.0.0.1:26379,h2:26380/mymaster/3").unwrap(),
             Target::Sentinel {
                 sentinels: vec![("127.0.0.1".into(), 26379), ("h2".into(), 26380)],
+                credentials: None,
                 master: "mymaster".into(),
                 db: 3,
             }
         );
+        // Credentials in the URL: the user and a percent-encoded password.
+        match Target::parse("redis-sentinel://app:p%40ss@h:26379/m").unwrap() {
+            Target::Sentinel { credentials, .. } => {
+                let (user, password) = credentials.unwrap();
+                assert_eq!((user.as_str(), password.expose()), ("app", "p@ss"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let error = Target::parse("redis-sentinel://app:hunter2@h/m")
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("hunter2"), "{error}");
         assert!(matches!(
             Target::parse("redis://127.0.0.1:6379/0").unwrap(),
             Target::Direct(_)
