@@ -121,6 +121,22 @@ pub async fn operate(
     op: Operation,
     browser: BrowserMode,
 ) -> Result<(), Failure> {
+    operate_after(context, name, op, browser, Vec::new()).await
+}
+
+/// The `WWW-Authenticate` value that says a resource refused the access token it was given.
+pub const REFUSED: &str = "Bearer error=\"invalid_token\"";
+
+/// [`operate`], after telling the client what the resource answered: `challenges` are
+/// `WWW-Authenticate` values of a 401 or 403 (`tenure token --refused` sends [`REFUSED`], so
+/// the token printed last is never printed again).
+pub async fn operate_after(
+    context: &Context,
+    name: &str,
+    op: Operation,
+    browser: BrowserMode,
+    challenges: Vec<String>,
+) -> Result<(), Failure> {
     let mut profile = load(context, name).await?;
     if op == Operation::ForgetLocal {
         // Nothing is sent, so no secret is needed: a missing variable must not stand in the
@@ -133,6 +149,9 @@ pub async fn operate(
         eprintln!(
             "waiting for the browser to come back to the loopback callback (Ctrl-C gives up)…"
         );
+    }
+    if !challenges.is_empty() {
+        tenure.challenge(challenges).await.map_err(Failure::other)?;
     }
     let report = tenure.run(op).await.map_err(Failure::other)?;
     for warning in &report.warnings {

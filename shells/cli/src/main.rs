@@ -88,6 +88,10 @@ enum Commands {
     Token {
         /// The client's name.
         name: String,
+        /// The resource refused the token printed last (HTTP 401): get another one (a
+        /// refresh, a new client-credentials token, or a login when nothing else can).
+        #[arg(long)]
+        refused: bool,
     },
     /// Show identity, client id, secret expiry, renewal and tokens of one or every client.
     Status {
@@ -283,8 +287,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             commands::operate(&context, &name, Operation::Login, browser).await
         }
-        Commands::Token { name } => {
-            commands::operate(&context, &name, Operation::Token, BrowserMode::Print).await
+        Commands::Token { name, refused } => {
+            let challenges = if refused {
+                vec![commands::REFUSED.to_string()]
+            } else {
+                Vec::new()
+            };
+            let print = BrowserMode::Print;
+            commands::operate_after(&context, &name, Operation::Token, print, challenges).await
         }
         Commands::Status { name } => commands::status(&context, name.as_deref()).await,
         Commands::Renew { name } => {

@@ -506,3 +506,23 @@ fn a_refused_cimd_client_id_falls_back_to_registration_once() {
     );
     assert_ne!(record.dcr.unwrap().client_id, client_id, "INV-2");
 }
+
+/// `tenure token --refused`: the resource refused the token printed last, so it is never
+/// printed again; a machine client fetches a new one at once (RFC 6750 §3.1).
+#[test]
+fn a_token_the_resource_refused_is_replaced() {
+    let provider = Provider::start(&[]);
+    let tenure = Tenure::new("refused");
+    tenure.add_machine_client(&provider.issuer, &[]);
+    let first = tenure.ok(&["token", "svc"]).stdout;
+    assert_eq!(tenure.ok(&["token", "svc"]).stdout, first, "a warm call");
+    let issued = provider.count("token_client_credentials");
+    let second = tenure.ok(&["token", "svc", "--refused"]).stdout;
+    assert_ne!(second, first, "the refused token is not handed out again");
+    assert_eq!(provider.count("token_client_credentials"), issued + 1);
+    assert_eq!(
+        tenure.ok(&["token", "svc"]).stdout,
+        second,
+        "the new one is kept"
+    );
+}
