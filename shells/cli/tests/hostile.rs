@@ -93,6 +93,11 @@ fn run_case(name: &str, server: &FakeServer, env: &[(&str, &str)]) -> Run {
             );
         }
     }
+    // A refused or unreadable answer leaves nothing of itself in the store.
+    if run.code != 0 {
+        let tokens = tenure.stored().and_then(|record| record.tokens);
+        assert!(tokens.is_none(), "{name}: a refused answer was stored");
+    }
     run
 }
 

@@ -117,6 +117,16 @@ enum Message {
     Status(oneshot::Sender<(Status, Option<Record>)>),
 }
 
+/// The seed gives every PKCE verifier, `state` and lease holder id: one left at its zero
+/// default is drawn from the operating system, so no two processes share it and nobody can
+/// predict it. A fixed seed is for tests and replays only.
+fn seed(config: &mut ClientConfig) -> Result<(), ShellError> {
+    if config.seed == [0; 32] {
+        getrandom::fill(&mut config.seed).map_err(|e| ShellError::Entropy(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// A handle on a running client. Cheap to clone; the driver stops when every handle is gone.
 #[derive(Clone, Debug)]
 pub struct Tenure {
@@ -131,12 +141,7 @@ impl Tenure {
         store: Arc<dyn Store>,
         options: Options,
     ) -> Result<Tenure, ShellError> {
-        // The seed gives every PKCE verifier, `state` and lease holder id: one left at its
-        // zero default is drawn from the operating system, so no two processes share it and
-        // nobody can predict it. A fixed seed is for tests and replays only.
-        if config.seed == [0; 32] {
-            getrandom::fill(&mut config.seed).map_err(|e| ShellError::Entropy(e.to_string()))?;
-        }
+        seed(&mut config)?;
         let key = options
             .known_key
             .clone()
@@ -429,5 +434,24 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_seed_is_drawn_from_the_system_and_a_chosen_one_kept() {
+        let mut one = ClientConfig::for_issuer("a", "https://as.example.com");
+        let mut two = one.clone();
+        seed(&mut one).unwrap();
+        seed(&mut two).unwrap();
+        assert_ne!(one.seed, [0; 32]);
+        assert_ne!(one.seed, two.seed, "no two processes share a seed");
+        let mut fixed = ClientConfig::for_issuer("a", "https://as.example.com");
+        fixed.seed = [7; 32];
+        seed(&mut fixed).unwrap();
+        assert_eq!(fixed.seed, [7; 32], "tests and replays keep theirs");
     }
 }
