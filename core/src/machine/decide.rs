@@ -156,6 +156,14 @@ impl Client {
                 return Step::Finish(Outcome::Token(usable));
             }
         }
+        if let Some(refused) = tokens.as_ref().filter(|t| {
+            self.scopes.refused_token.as_ref() == Some(&t.access_token)
+                && t.expires_at != Some(Timestamp::EPOCH)
+        }) {
+            // RFC 6750 §3.1: the resource refused this token. The refusal is stored, so no
+            // later process hands it out again either, whatever happens next.
+            return self.write(Patch::ExpireAccessToken(refused.access_token.clone()));
+        }
         if op == Operation::Login {
             if let Some(reason) = self.scopes.gave_up.take() {
                 // MCP-18: the step-up that would follow the resource's 403 cannot help.

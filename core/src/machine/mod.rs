@@ -266,6 +266,9 @@ enum Patch {
     /// still the stored refresh token; another process may have refreshed meanwhile, and
     /// its tokens must survive (INV-10).
     DropRefreshToken(Secret),
+    /// A resource refused this access token: it is stored as expired (the refresh token
+    /// stays), while it is still the stored one.
+    ExpireAccessToken(Secret),
 }
 
 impl Patch {
@@ -303,6 +306,9 @@ impl Patch {
                     .and_then(|t| t.refresh_token.as_ref());
                 stored == Some(sent)
             }
+            Patch::ExpireAccessToken(refused) => current
+                .and_then(|r| r.tokens.as_ref())
+                .is_some_and(|t| &t.access_token == refused),
             Patch::SetPreRegistered(_) | Patch::SetTokens(_) | Patch::ClearTokens => true,
         }
     }
@@ -378,6 +384,13 @@ impl Patch {
                     .and_then(|t| t.refresh_token.as_ref());
                 if stored == Some(sent) {
                     record.tokens = None;
+                }
+            }
+            Patch::ExpireAccessToken(refused) => {
+                if let Some(tokens) = &mut record.tokens {
+                    if &tokens.access_token == refused {
+                        tokens.expires_at = Some(Timestamp::EPOCH);
+                    }
                 }
             }
         }

@@ -347,6 +347,25 @@ fn a_refused_token_is_not_handed_out_again_rfc_6750() {
         world.run(Operation::Token),
         Event::LoginRequired { .. }
     ));
+    // The refusal is stored: the next process does not hand the token out either.
+    let record = world.stored.values().next().unwrap().clone();
+    assert_eq!(
+        record.tokens.as_ref().unwrap().expires_at,
+        Some(Timestamp::EPOCH)
+    );
+    let mut config = ClientConfig::for_resource("mcp", RESOURCE);
+    config.seed = [8; 32];
+    world.client = Client::new(config);
+    world.client.handle(
+        NOW,
+        Input::Start {
+            stored: Some(record),
+        },
+    );
+    assert!(matches!(
+        world.run(Operation::Token),
+        Event::LoginRequired { .. }
+    ));
 }
 
 fn legacy_world() -> World {
