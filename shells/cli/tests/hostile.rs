@@ -366,23 +366,14 @@ fn a_forged_callback_does_not_kill_the_login() {
     tenure.ok(&["token", "app"]);
 }
 
-/// A Redis that wants a password: given in the environment it works, and neither it nor a
-/// password in the URL ever appears in what the binary prints.
-#[test]
-fn a_redis_password_works_from_the_environment_and_is_never_shown() {
-    let password = "planted-redis-password";
-    let redis = Redis::start_with(&["--requirepass", password]);
+/// Adds a machine client of a well-behaved fake server and gets its token, both with `env`;
+/// insists that both succeed and returns the two runs.
+fn served_machine_client(tenure: &Tenure, env: &[(&str, &str)]) -> (Run, Run) {
     let fake = server(
         Value::Null,
         registration(json!({})),
         token_answer(json!({})),
     );
-    let store = redis.url();
-    let tenure = Tenure::on(store.clone());
-    let without = tenure.run(&["status"]);
-    assert_ne!(without.code, 0, "no password: {without:?}");
-    assert_ne!(without.code, 101);
-    let env = [("TENURE_REDIS_PASSWORD", password)];
     let add = tenure.run_with(
         &[
             "add",
@@ -392,11 +383,26 @@ fn a_redis_password_works_from_the_environment_and_is_never_shown() {
             "--grant",
             "client_credentials",
         ],
-        &env,
+        env,
     );
     assert_eq!(add.code, 0, "{add:?}");
-    let run = tenure.run_with(&["token", "svc"], &env);
+    let run = tenure.run_with(&["token", "svc"], env);
     assert_eq!(run.code, 0, "{run:?}");
+    (add, run)
+}
+
+/// A Redis that wants a password: given in the environment it works, and neither it nor a
+/// password in the URL ever appears in what the binary prints.
+#[test]
+fn a_redis_password_works_from_the_environment_and_is_never_shown() {
+    let password = "planted-redis-password";
+    let redis = Redis::start_with(&["--requirepass", password]);
+    let store = redis.url();
+    let tenure = Tenure::on(store.clone());
+    let without = tenure.run(&["status"]);
+    assert_ne!(without.code, 0, "no password: {without:?}");
+    assert_ne!(without.code, 101);
+    let (add, run) = served_machine_client(&tenure, &[("TENURE_REDIS_PASSWORD", password)]);
     let wrong_url = store.replacen("redis://", "redis://:planted-wrong-password@", 1);
     let wrong = Tenure::on(wrong_url).run(&["status"]);
     assert_ne!(wrong.code, 0, "{wrong:?}");
@@ -432,26 +438,7 @@ fn redis_over_tls_with_a_private_ca() {
         "no",
     ]);
     let tenure = Tenure::on(format!("rediss://127.0.0.1:{tls_port}/0"));
-    let fake = server(
-        Value::Null,
-        registration(json!({})),
-        token_answer(json!({})),
-    );
-    let env = [("SSL_CERT_FILE", ca.as_str())];
-    let add = tenure.run_with(
-        &[
-            "add",
-            "svc",
-            "--issuer",
-            &fake.origin,
-            "--grant",
-            "client_credentials",
-        ],
-        &env,
-    );
-    assert_eq!(add.code, 0, "{add:?}");
-    let run = tenure.run_with(&["token", "svc"], &env);
-    assert_eq!(run.code, 0, "{run:?}");
+    served_machine_client(&tenure, &[("SSL_CERT_FILE", ca.as_str())]);
     // Without the CA, the server's certificate is refused.
     let refused = tenure.run(&["status"]);
     assert_ne!(refused.code, 0, "{refused:?}");

@@ -537,7 +537,7 @@ fn machine_client(column: &mut Column, provider: &Provider) {
     let offered = grants
         .as_array()
         .is_some_and(|g| g.iter().any(|g| g == "client_credentials"));
-    if !offered || provider.kind == ServerKind::McpTsSdk {
+    if !offered {
         column.rows.push((
             "client credentials".into(),
             Ok("not offered by the server".into()),
