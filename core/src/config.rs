@@ -94,7 +94,12 @@ pub const DEFAULT_REDIRECT_PORT: u16 = 8976;
 /// Everything the core needs to know about one client. Its `Debug` output shows neither the
 /// secrets (they redact themselves) nor the seed, from which every PKCE verifier and `state`
 /// is drawn.
+///
+/// Start from [`ClientConfig::for_issuer`] or [`ClientConfig::for_resource`] and chain the
+/// `with_*` methods (or set the public fields); new fields get defaults, so the struct is
+/// never built literally outside this crate.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// The embedder's name for this client (used as the upstream when no resource is set).
     pub name: String,
@@ -214,6 +219,64 @@ impl ClientConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             legacy_discovery: false,
         }
+    }
+
+    /// The scopes to ask for.
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The grant: a user's browser login (the default) or client credentials.
+    pub fn with_grant(mut self, grant: Grant) -> Self {
+        self.grant = grant;
+        self
+    }
+
+    /// A client registered beforehand: its id, and its secret when it has one.
+    pub fn with_client(mut self, client_id: impl Into<String>, secret: Option<Secret>) -> Self {
+        self.client_id = Some(client_id.into());
+        self.client_secret = secret;
+        self
+    }
+
+    /// The token endpoint auth method to register with (negotiated with the server's list
+    /// when not set).
+    pub fn with_auth_method(mut self, method: AuthMethod) -> Self {
+        self.auth_method = Some(method);
+        self
+    }
+
+    /// The URL of this client's Client ID Metadata Document, used where the server supports
+    /// them.
+    pub fn with_cimd_url(mut self, url: impl Into<String>) -> Self {
+        self.cimd_url = Some(url.into());
+        self
+    }
+
+    /// The loopback port the browser comes back to after a login.
+    pub fn with_redirect_port(mut self, port: u16) -> Self {
+        self.redirect_uri = loopback_redirect_uri(port);
+        self
+    }
+
+    /// How long before a client secret expires it is renewed.
+    pub fn with_renew_within(mut self, window: Duration) -> Self {
+        self.renew_within = window;
+        self
+    }
+
+    /// The `client_name` registered, and the software id and version.
+    pub fn with_software(
+        mut self,
+        client_name: impl Into<String>,
+        software_id: impl Into<String>,
+        software_version: impl Into<String>,
+    ) -> Self {
+        self.client_name = client_name.into();
+        self.software_id = Some(software_id.into());
+        self.software_version = Some(software_version.into());
+        self
     }
 
     /// Checks the configuration before anything is sent; each error names the option to fix.

@@ -178,7 +178,66 @@ pub enum Error {
     StepUpRefused(String),
 }
 
+/// What a caller should do about an [`Error`]: the grouping embedders branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// The configuration, or what the server offers, rules the operation out: change the
+    /// configuration (or the server) before trying again.
+    Configuration,
+    /// A user must log in (again) through the browser.
+    LoginRequired,
+    /// The server refused, or broke the protocol: trying again unchanged gets the same.
+    Refused,
+    /// Nothing is wrong with the request: the network, the store or the server is
+    /// unavailable for now, so try again later.
+    Transient,
+}
+
 impl Error {
+    /// What the caller should do: decided on the variant and, for a server's answer, on its
+    /// status (5xx and 429 are transient), never on text.
+    pub fn class(&self) -> ErrorClass {
+        let by_status = |cause: &ServerError| {
+            if cause.status >= 500 || cause.status == 429 {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::Refused
+            }
+        };
+        match self {
+            Error::Config(_)
+            | Error::PkceUnsupported { .. }
+            | Error::InsecureEndpoint(_)
+            | Error::NoRegistrationMethod { .. }
+            | Error::AuthMethodUnsupported { .. } => ErrorClass::Configuration,
+            Error::LoginRequired(_) | Error::CallbackTimeout(_) => ErrorClass::LoginRequired,
+            Error::RegistrationRejected { cause, .. } | Error::TokenRejected { cause, .. } => {
+                by_status(cause)
+            }
+            Error::SecretExpired { .. }
+            | Error::RegistrationPaused { .. }
+            | Error::RenewalFailed(_)
+            | Error::CallbackUnavailable(_)
+            | Error::Transport { .. }
+            | Error::Store(_) => ErrorClass::Transient,
+            Error::Discovery(_)
+            | Error::BadAnswer(_)
+            | Error::AuthorizationDenied(_)
+            | Error::Protocol(_)
+            | Error::Management(_)
+            | Error::StepUpRefused(_) => ErrorClass::Refused,
+        }
+    }
+
+    /// The earliest moment trying again can help, when the core knows one.
+    pub fn retry_after(&self) -> Option<Timestamp> {
+        match self {
+            Error::RegistrationPaused { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
     /// Whether this is a registration or renewal failure (the CLI's exit code 5).
     pub fn is_registration_failure(&self) -> bool {
         matches!(
@@ -190,5 +249,42 @@ impl Error {
                 | Error::RenewalFailed(_)
                 | Error::Management(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rejected(status: u16) -> Error {
+        Error::TokenRejected {
+            grant: "refresh_token".into(),
+            cause: ServerError {
+                status,
+                code: Some("server_error".into()),
+                description: None,
+            },
+            hint: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_server_answer_is_classed_by_its_status_not_its_text() {
+        assert_eq!(rejected(503).class(), ErrorClass::Transient);
+        assert_eq!(rejected(429).class(), ErrorClass::Transient);
+        assert_eq!(rejected(400).class(), ErrorClass::Refused);
+        assert_eq!(
+            Error::Config(ConfigError::NoServer).class(),
+            ErrorClass::Configuration
+        );
+        let paused = Error::RegistrationPaused {
+            until: Timestamp::from_unix_millis(5_000),
+            reason: "refused".into(),
+        };
+        assert_eq!(paused.class(), ErrorClass::Transient);
+        assert_eq!(
+            paused.retry_after(),
+            Some(Timestamp::from_unix_millis(5_000))
+        );
     }
 }

@@ -126,6 +126,9 @@ pub enum Input {
     ResourceChallenge {
         /// Every `WWW-Authenticate` header value.
         headers: Vec<String>,
+        /// The access token the refused request carried, when known. A token newer than it
+        /// is not marked refused: another caller already replaced the one the resource saw.
+        token: Option<Secret>,
     },
     /// Time passed; see [`crate::Client::poll_timeout`].
     Tick,
@@ -344,6 +347,26 @@ pub enum Event {
     },
     /// Something is wrong but work goes on (e.g. renewal failed before expiry, INV-6).
     Warning(String),
+    /// What a [`Input::ResourceChallenge`] means for the caller that was refused.
+    Challenged(ChallengeVerdict),
+}
+
+/// What the caller whose request a resource refused should do next (RFC 6750 §3.1,
+/// MCP-10, MCP-18): the core decides it from the challenge and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChallengeVerdict {
+    /// Ask for a token again: the refused one is marked (or was already replaced), so the
+    /// next [`Operation::Token`] refreshes, hands out the newer token, or says a login is
+    /// required.
+    TokenAgain,
+    /// The resource wants more scope: the next [`Operation::Login`] asks for these.
+    StepUp {
+        /// The scopes the next authorization requests.
+        scopes: Vec<String>,
+    },
+    /// Authorizing again cannot help, or was tried too often (MCP-18).
+    GiveUp(String),
 }
 
 /// How an operation ended, as the embedder sees it: what [`Event::ending`] makes of the
@@ -400,7 +423,7 @@ impl Event {
             Event::Done { op } => Some((op, Outcome::Done)),
             Event::LoginRequired { op, reason } => Some((op, Outcome::LoginRequired(reason))),
             Event::Failed { op, error } => Some((op, Outcome::Failed(error))),
-            Event::StateChanged(_) | Event::Warning(_) => None,
+            Event::StateChanged(_) | Event::Warning(_) | Event::Challenged(_) => None,
         }
     }
 }
@@ -495,9 +518,10 @@ impl fmt::Debug for Input {
                 .debug_struct("CallbackUnavailable")
                 .field("reason", reason)
                 .finish(),
-            Input::ResourceChallenge { headers } => f
+            Input::ResourceChallenge { headers, token } => f
                 .debug_struct("ResourceChallenge")
                 .field("headers", headers)
+                .field("token", token)
                 .finish(),
             Input::Tick => f.write_str("Tick"),
         }

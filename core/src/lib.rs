@@ -16,38 +16,59 @@
 //! out the commands and feed back what happened. The same inputs always produce the same
 //! commands, so every path of the lifecycle is testable without a network.
 //!
-//! The files follow the lifecycle: [`discovery`] finds and validates metadata,
-//! [`registration`] obtains an identity, [`renewal`] keeps an expiring secret alive through
-//! RFC 7592, [`authorization`] runs the PKCE browser step, [`tokens`] talks to the token
-//! endpoint, and [`record`] is what survives a crash. [`machine`] ties them together.
+//! The files follow the lifecycle: `discovery.rs` finds and validates metadata,
+//! `registration.rs` obtains an identity, `renewal.rs` keeps an expiring secret alive through
+//! RFC 7592, `authorization.rs` runs the PKCE browser step, `tokens.rs` talks to the token
+//! endpoint, and [`record`] is what survives a crash. `machine/` ties them together:
+//! `inputs.rs` takes what happened, `decide.rs` chooses the next step, `effects.rs` turns it
+//! into commands.
+//!
+//! The public surface is what embedders and shells need: the [`Client`] and its inputs and
+//! commands ([`io`]), the configuration, the record, errors, keys, secrets and time. The
+//! parsers stay inside; fuzz targets and property tests reach them through a hidden module.
 
-pub mod authorization;
-pub mod challenge;
+mod authorization;
+mod challenge;
 pub mod config;
-pub mod discovery;
+mod discovery;
 pub mod endpoint;
-pub mod entropy;
+mod entropy;
 pub mod error;
 pub mod io;
 pub mod key;
-pub mod machine;
+mod machine;
 pub mod record;
-pub mod registration;
-pub mod renewal;
-pub mod scope;
+mod registration;
+mod renewal;
+mod scope;
 pub mod secret;
 pub mod time;
-pub mod tokens;
-pub mod wire;
+mod tokens;
+mod wire;
 
 pub use config::{AuthMethod, ClientConfig, Grant};
-pub use error::{ConfigError, Error, ServerError};
+pub use error::{ConfigError, Error, ErrorClass, ServerError};
 pub use io::{
-    Command, Event, Input, Lifecycle, OpId, Operation, Outcome, RequestId, RequestKind, StoreOp,
-    StoreOpId, StoreResult,
+    ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, Outcome, RequestId,
+    RequestKind, StoreOp, StoreOpId, StoreResult,
 };
 pub use key::ClientKey;
-pub use machine::{Client, Status};
+pub use machine::{Client, Handout, Status};
 pub use record::{IdentityKind, Record, Registration, SecretExpiry, Tokens};
 pub use secret::Secret;
 pub use time::{Duration, Timestamp};
+pub use wire::{BODY_LIMIT, ERROR_BODY_LIMIT};
+
+/// The parsers of what servers and browsers send, for the fuzz targets and the property
+/// tests that throw arbitrary input at them. Not part of the API: embedders never call a
+/// parser, the [`Client`] does.
+#[doc(hidden)]
+pub mod parsers {
+    pub use crate::authorization::{check_callback, CallbackExpectation};
+    pub use crate::challenge::{parse, resource_challenge};
+    pub use crate::discovery::{parse_protected_resource, parse_server_metadata, prm_candidates};
+    pub use crate::registration::parse_registration;
+    pub use crate::renewal::{parse_deletion, parse_management_answer};
+    pub use crate::tokens::parse_token_answer;
+    pub use crate::wire::{json_object, server_error};
+}

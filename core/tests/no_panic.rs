@@ -3,13 +3,13 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
-use tenure_core::authorization::{check_callback, CallbackExpectation};
-use tenure_core::challenge::{parse, resource_challenge};
-use tenure_core::discovery::{parse_protected_resource, parse_server_metadata, prm_candidates};
-use tenure_core::registration::parse_registration;
-use tenure_core::renewal::{parse_deletion, parse_management_answer};
-use tenure_core::tokens::parse_token_answer;
-use tenure_core::wire::{json_object, server_error};
+use tenure_core::parsers::parse_registration;
+use tenure_core::parsers::parse_token_answer;
+use tenure_core::parsers::{check_callback, CallbackExpectation};
+use tenure_core::parsers::{json_object, server_error};
+use tenure_core::parsers::{parse, resource_challenge};
+use tenure_core::parsers::{parse_deletion, parse_management_answer};
+use tenure_core::parsers::{parse_protected_resource, parse_server_metadata, prm_candidates};
 use tenure_core::{AuthMethod, ClientConfig, Registration, SecretExpiry, Timestamp};
 
 fn config() -> ClientConfig {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tenure_core::authorization::{check_callback, CallbackExpectation};
+use tenure_core::parsers::{check_callback, CallbackExpectation};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(query) = std::str::from_utf8(data) {

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tenure_core::discovery::{parse_protected_resource, prm_candidates};
-use tenure_core::wire::json_object;
+use tenure_core::parsers::{parse_protected_resource, prm_candidates};
+use tenure_core::parsers::json_object;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(document) = json_object(data) {

@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tenure_core::registration::parse_registration;
-use tenure_core::renewal::{parse_deletion, parse_management_answer};
+use tenure_core::parsers::parse_registration;
+use tenure_core::parsers::{parse_deletion, parse_management_answer};
 use tenure_core::{AuthMethod, ClientConfig, Registration, Secret, SecretExpiry, Timestamp};
 
 fuzz_target!(|data: &[u8]| {

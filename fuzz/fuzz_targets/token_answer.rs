@@ -2,8 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tenure_core::tokens::parse_token_answer;
-use tenure_core::wire::server_error;
+use tenure_core::parsers::parse_token_answer;
+use tenure_core::parsers::server_error;
 use tenure_core::Timestamp;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tenure_core::challenge::{parse, resource_challenge};
+use tenure_core::parsers::{parse, resource_challenge};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(header) = std::str::from_utf8(data) {

@@ -18,7 +18,7 @@ use tenure_core::{ClientConfig, Grant, Operation, Secret};
 use tenure_sim::provider::{ProviderConfig, SimulatedProvider};
 use tenure_sim::Simulation;
 use tenure_store::{MemoryStore, Store};
-use tenure_tokio::driver::{Clock, Options, Outcome, Tenure};
+use tenure_tokio::{Clock, Tenure};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -33,6 +33,7 @@ fn main() {
         .expect("a runtime");
     cold_start();
     runtime.block_on(warm_start());
+    runtime.block_on(hot_path());
     match issuer {
         Some(issuer) => runtime.block_on(single_flight(&issuer)),
         None => println!("\n### Single flight\n\nNot measured: no `--issuer` was given.\n"),
@@ -100,40 +101,42 @@ fn cold_start() {
     println!();
 }
 
-/// Time to a token from a sled store that holds valid credentials, in-process: start a
-/// client and ask for a token. The issuer is a host that does not resolve, so any request
-/// would fail the measurement: a token proves none was sent.
-async fn warm_start() {
+/// Logs a client in against the simulated provider and puts its record in `store`; returns
+/// its configuration and a clock at the moment of the login, when the token is fresh.
+async fn logged_in(store: &dyn Store) -> (ClientConfig, Clock) {
     let provider = provider();
     let config = client(&provider);
     let mut sim = Simulation::new(config.clone(), provider, epoch());
     assert!(sim.run(Operation::Login).expect("login").is_token());
     let mut record = sim.stored().expect("a stored record").clone();
     record.generation = 1;
-    let dir = std::env::temp_dir().join(format!("tenure-warm-start-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store: Arc<dyn Store> = Arc::new(tenure_sled::SledStore::open(&dir).expect("sled"));
     store
         .compare_and_swap(&record.key, None, &record)
         .await
         .expect("seed the store");
-    let clock = Clock::starting_at(sim.now());
+    (config, Clock::starting_at(sim.now()))
+}
+
+/// Time to a token from a sled store that holds valid credentials, in-process: start a
+/// client and ask for a token. The issuer is a host that does not resolve, so any request
+/// would fail the measurement: a token proves none was sent.
+async fn warm_start() {
+    let dir = std::env::temp_dir().join(format!("tenure-warm-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store: Arc<dyn Store> = Arc::new(tenure_sled::SledStore::open(&dir).expect("sled"));
+    let (config, clock) = logged_in(store.as_ref()).await;
     const RUNS: u32 = 500;
     let started = Instant::now();
     for _ in 0..RUNS {
-        let options = Options {
-            clock,
-            ..Options::default()
-        };
-        let tenure = Tenure::start(config.clone(), store.clone(), options)
+        let tenure = Tenure::builder(config.clone(), store.clone())
+            .clock(clock)
+            .build()
             .await
             .expect("start");
-        let report = tenure.token().await.expect("token");
-        assert!(
-            matches!(report.outcome, Outcome::Token { .. }),
-            "a warm start must serve the stored token: {:?}",
-            report.outcome
-        );
+        tenure
+            .token()
+            .await
+            .expect("a warm start must serve the stored token");
     }
     let per_start = started.elapsed() / RUNS;
     println!("### Warm start (sled store, in-process)\n");
@@ -141,6 +144,45 @@ async fn warm_start() {
     println!("| time from start to a token | {per_start:?} (mean of {RUNS}) |");
     println!("| requests sent | 0 (the issuer does not resolve; any request would fail) |\n");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Warm `token()` calls per second on one started handle, from 1, 8 and 64 tasks on the
+/// two-worker runtime: the token is valid, so every call is the hot path (a read of the
+/// published token, no message to the driver). The issuer does not resolve, so a call that
+/// reached the network would fail the measurement.
+async fn hot_path() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (config, clock) = logged_in(store.as_ref()).await;
+    let tenure = Tenure::builder(config, store)
+        .clock(clock)
+        .build()
+        .await
+        .expect("start");
+    // The first call goes through the driver, which then publishes the token.
+    tenure.token().await.expect("a token");
+    println!("### Hot path: warm `token()` calls on a started handle (2 worker threads)\n");
+    println!("| tasks | calls | calls per second |\n| --- | --- | --- |");
+    const CALLS: u64 = 4_000_000;
+    for tasks in [1u64, 8, 64] {
+        let per_task = CALLS / tasks;
+        let started = Instant::now();
+        let mut callers = tokio::task::JoinSet::new();
+        for _ in 0..tasks {
+            let tenure = tenure.clone();
+            callers.spawn(async move {
+                for _ in 0..per_task {
+                    let token = tenure.token().await.expect("a warm token");
+                    std::hint::black_box(token);
+                }
+            });
+        }
+        while let Some(joined) = callers.join_next().await {
+            joined.expect("a caller");
+        }
+        let rate = (per_task * tasks) as f64 / started.elapsed().as_secs_f64();
+        println!("| {tasks} | {} | {:.1} M/s |", per_task * tasks, rate / 1e6);
+    }
+    println!();
 }
 
 /// One hundred concurrent `token()` callers of one key, on one client handle, against a real
@@ -152,9 +194,7 @@ async fn single_flight(issuer: &str) {
     config.scopes = vec!["read".into()];
     config.seed = [3; 32];
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let tenure = Tenure::start(config, store, Options::default())
-        .await
-        .expect("start");
+    let tenure = Tenure::builder(config, store).build().await.expect("start");
     let started = Instant::now();
     let mut callers = tokio::task::JoinSet::new();
     for _ in 0..100 {
@@ -163,10 +203,8 @@ async fn single_flight(issuer: &str) {
     }
     let mut tokens = 0;
     while let Some(joined) = callers.join_next().await {
-        if let Ok(Ok(report)) = joined {
-            if matches!(report.outcome, Outcome::Token { .. }) {
-                tokens += 1;
-            }
+        if let Ok(Ok(_token)) = joined {
+            tokens += 1;
         }
     }
     let elapsed = started.elapsed();

@@ -63,7 +63,7 @@ impl Client {
     ///   (MCP-18, MCP26-8); the token stays in use for requests it suffices for;
     /// - any other challenge (a 401) means the token sent was not accepted: it is never
     ///   handed out again, so the next token request refreshes or asks for a login.
-    pub(super) fn handle_challenge(&mut self, headers: &[String]) {
+    pub(super) fn handle_challenge(&mut self, headers: &[String], sent: Option<&Secret>) {
         let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
         let challenge = resource_challenge(&refs);
         if challenge.resource_metadata.is_some() && self.resource.is_some() {
@@ -74,7 +74,7 @@ impl Client {
             self.scopes.challenged = Some(scopes.clone());
         }
         let tokens = self.record.as_ref().and_then(|r| r.tokens.as_ref());
-        if challenge.error.as_deref() == Some("insufficient_scope") {
+        let verdict = if challenge.error.as_deref() == Some("insufficient_scope") {
             let granted_text = tokens.and_then(|t| t.scope.as_deref()).map(split);
             let requested = self
                 .scopes
@@ -95,14 +95,25 @@ impl Client {
                 .map(|(scopes, attempts)| (scopes.as_slice(), *attempts));
             match step_up(&requested, &granted, &challenged, last) {
                 StepUp::Ask { scopes, attempt } => {
-                    self.scopes.step_up = Some((scopes, attempt));
+                    self.scopes.step_up = Some((scopes.clone(), attempt));
                     self.scopes.gave_up = None;
+                    ChallengeVerdict::StepUp { scopes }
                 }
-                StepUp::GiveUp(reason) => self.scopes.gave_up = Some(reason),
+                StepUp::GiveUp(reason) => {
+                    self.scopes.gave_up = Some(reason.clone());
+                    ChallengeVerdict::GiveUp(reason)
+                }
             }
-        } else if let Some(tokens) = tokens {
-            self.scopes.refused_token = Some(tokens.access_token.clone());
-        }
+        } else {
+            // A caller that names the token it sent is told to ask again when a newer one
+            // is already held; only the token the resource actually saw is marked.
+            if let Some(tokens) = tokens.filter(|t| sent.is_none_or(|s| *s == t.access_token)) {
+                self.scopes.refused_token = Some(tokens.access_token.clone());
+            }
+            ChallengeVerdict::TokenAgain
+        };
+        self.out
+            .push_back(Command::Emit(Event::Challenged(verdict)));
     }
 
     pub(super) fn handle_tick(&mut self, now: Timestamp) {

@@ -29,8 +29,8 @@ use crate::endpoint::sanitize;
 use crate::entropy::Entropy;
 use crate::error::{ConfigError, Error, ServerError};
 use crate::io::{
-    Command, Event, Input, Lifecycle, OpId, Operation, RequestId, RequestKind, StoreOp, StoreOpId,
-    StoreResult,
+    ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, RequestId, RequestKind,
+    StoreOp, StoreOpId, StoreResult,
 };
 use crate::key::ClientKey;
 use crate::record::{
@@ -421,6 +421,18 @@ enum Outcome {
     LoginRequired(String),
     Failed(Error),
 }
+/// A token that can be handed out without the machine, and for how long
+/// ([`Client::handout`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Handout {
+    /// The access token.
+    pub access_token: Secret,
+    /// When the server said it expires, if it did.
+    pub expires_at: Option<Timestamp>,
+    /// The instant from which the machine must be asked again (`None`: never, for a token
+    /// with no known expiry and no expiring secret).
+    pub until: Option<Timestamp>,
+}
 
 /// What `tenure status` shows about a client.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -537,7 +549,9 @@ impl Client {
                     self.finish(Outcome::Failed(Error::CallbackUnavailable(reason)));
                 }
             }
-            Input::ResourceChallenge { headers } => self.handle_challenge(&headers),
+            Input::ResourceChallenge { headers, token } => {
+                self.handle_challenge(&headers, token.as_ref())
+            }
             Input::Tick => self.handle_tick(now),
         }
         self.advance(now);
@@ -560,6 +574,55 @@ impl Client {
                 .map(|login| login.deadline),
             _ => None,
         }
+    }
+
+    /// The token an [`Operation::Token`] would hand out at `now` without sending anything,
+    /// and until when that stays true; `None` when asking needs the machine (nothing
+    /// loaded yet, a refused or expiring token, a secret in its renewal window, a
+    /// pending challenge, a logout or forget on its way).
+    ///
+    /// Shells keep it beside the machine so that callers can read a valid token without a
+    /// round trip through the driver: the answer is exactly what the machine would give
+    /// until [`Handout::until`], because nothing but an input changes it.
+    pub fn handout(&self, now: Timestamp) -> Option<Handout> {
+        let server = self.server.as_ref()?;
+        let settled = self.config_error.is_none()
+            && self.challenge_prm.is_none()
+            && self.loaded.as_ref() == Some(&self.config.key_for(&server.issuer))
+            && self.identity() != IdentityKind::None
+            && !self.pre_registration_stale()
+            && self.jobs.iter().all(|job| {
+                matches!(
+                    job.op,
+                    Operation::Token | Operation::Login | Operation::Renew
+                )
+            });
+        if !settled {
+            return None;
+        }
+        let tokens = self.usable_tokens(now)?;
+        let token_until = tokens.expires_at.map(|at| {
+            let margin = tokens.margin().as_millis();
+            let extra = margin * i64::from(self.token_jitter.min(1000)) / 2000;
+            at - Duration::from_millis(margin + extra)
+        });
+        let secret_until = self
+            .registration()
+            .filter(|r| r.client_secret.is_some())
+            .and_then(|r| r.secret_expires.at())
+            .map(|at| at - self.config.renew_within);
+        if secret_until.is_some_and(|at| at <= now) {
+            return None;
+        }
+        let until = match (token_until, secret_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Some(Handout {
+            access_token: tokens.access_token,
+            expires_at: tokens.expires_at,
+            until,
+        })
     }
 
     /// Whether no operation is pending.

@@ -99,6 +99,7 @@ impl World {
             NOW,
             Input::ResourceChallenge {
                 headers: vec![header.to_string()],
+                token: None,
             },
         );
         self.pump();

@@ -5,9 +5,11 @@
 //! store.
 //!
 //! ```text
-//!   client ──GET /call/NAME──▶ gateway replica ──token()──▶ Tenure ──▶ upstream's AS
-//!                                   │                          └── Redis (shared record, lease)
-//!                                   └──GET RESOURCE, Bearer──▶ upstream's API
+//!   client ──GET /call/NAME──▶ gateway replica ──▶ BearerAuth (tenure-reqwest) ──▶ upstream's API
+//!                                                      │ token(), challenge()
+//!                                                      ▼
+//!                                                   Tenure ──▶ upstream's AS
+//!                                                      └── Redis (shared record, lease)
 //! ```
 //!
 //! ```text
@@ -25,10 +27,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Parser;
+use reqwest_middleware::ClientWithMiddleware;
 use serde_json::json;
-use tenure_core::{ClientConfig, Duration, Grant};
+use tenure_core::Duration;
+use tenure_reqwest::BearerAuth;
 use tenure_store::Store;
-use tenure_tokio::driver::{Options, Outcome, Tenure};
+use tenure_tokio::{ClientConfig, Grant, Tenure, TokenError};
 
 /// An HTTP gateway whose upstream credentials Tenure keeps alive.
 #[derive(Debug, Parser)]
@@ -55,16 +59,15 @@ struct Args {
     renew_within: i64,
 }
 
-/// One upstream: its Tenure client and the API the gateway calls for it.
+/// One upstream: an HTTP client that carries its tokens, and the API the gateway calls.
 struct Upstream {
-    tenure: Tenure,
+    http: ClientWithMiddleware,
     resource: String,
 }
 
 #[derive(Clone)]
 struct Gateway {
     upstreams: Arc<HashMap<String, Upstream>>,
-    http: reqwest::Client,
 }
 
 #[tokio::main]
@@ -98,26 +101,25 @@ async fn run(args: Args) -> Result<(), String> {
         config.renew_within = Duration::from_secs(args.renew_within);
         config.client_name = format!("gateway ({name})");
         config.software_id = Some("tenure-example-gateway".into());
-        getrandom::fill(&mut config.seed).map_err(|e| format!("no randomness: {e}"))?;
-        config
-            .validate()
-            .map_err(|e| format!("upstream `{name}`: {e}"))?;
-        let tenure = Tenure::start(config, store.clone(), Options::default())
+        let tenure = Tenure::builder(config, store.clone())
+            .build()
             .await
+            .map_err(|e| format!("upstream `{name}`: {e}"))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
             .map_err(|e| e.to_string())?;
         let upstream = Upstream {
-            tenure,
+            http: reqwest_middleware::ClientBuilder::new(http)
+                .with(BearerAuth::new(tenure))
+                .build(),
             resource: resource.to_string(),
         };
         upstreams.insert(name.to_string(), upstream);
     }
     let gateway = Gateway {
         upstreams: Arc::new(upstreams),
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(30))
-            .build()
-            .map_err(|e| e.to_string())?,
     };
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
@@ -138,27 +140,21 @@ async fn call(State(gateway): State<Gateway>, Path(name): Path<String>) -> Respo
     let Some(upstream) = gateway.upstreams.get(&name) else {
         return error(StatusCode::NOT_FOUND, format!("no upstream named `{name}`"));
     };
-    let report = match upstream.tenure.token().await {
-        Ok(report) => report,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
-    };
-    let token = match report.outcome {
-        Outcome::Token { access_token, .. } => access_token,
-        Outcome::Failed(e) => return error(StatusCode::BAD_GATEWAY, e.to_string()),
-        other => return error(StatusCode::BAD_GATEWAY, format!("no token: {other:?}")),
-    };
-    let answer = gateway
-        .http
-        .get(&upstream.resource)
-        .bearer_auth(token.expose())
-        .send()
-        .await;
+    let answer = upstream.http.get(&upstream.resource).send().await;
     match answer {
         Ok(answer) => {
             let status =
                 StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
             let body = answer.text().await.unwrap_or_default();
             (status, body).into_response()
+        }
+        Err(reqwest_middleware::Error::Middleware(cause)) => {
+            // No token could be had: say whether retrying later can help.
+            let status = match cause.downcast_ref::<TokenError>() {
+                Some(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            error(status, format!("upstream `{name}`: {cause:#}"))
         }
         Err(_) => error(
             StatusCode::BAD_GATEWAY,

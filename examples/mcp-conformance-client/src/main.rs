@@ -27,11 +27,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tenure_core::{ClientConfig, Secret};
+use tenure_core::Secret;
 use tenure_store::MemoryStore;
-use tenure_tokio::browser::BrowserMode;
-use tenure_tokio::driver::{Options, Tenure};
-use tenure_tokio::http::Timeouts;
+use tenure_tokio::{BrowserMode, ClientConfig, Notice, Tenure, Timeouts};
 
 use crate::mcp::{McpError, Session};
 
@@ -134,8 +132,6 @@ fn config(invocation: &Invocation) -> Result<ClientConfig, String> {
     config.client_id = invocation.client_id.clone();
     config.client_secret = invocation.client_secret.clone().map(Secret::new);
     config.legacy_discovery = true;
-    getrandom::fill(&mut config.seed)
-        .map_err(|e| format!("the operating system gave no randomness for PKCE ({e})"))?;
     config
         .validate()
         .map_err(|e| format!("the client configuration is unusable: {e}"))?;
@@ -144,15 +140,18 @@ fn config(invocation: &Invocation) -> Result<ClientConfig, String> {
 
 async fn run(invocation: Invocation) -> Result<(), String> {
     let config = config(&invocation)?;
-    let options = Options {
-        browser: BrowserMode::Headless,
-        timeouts: Timeouts {
+    let tenure = Tenure::builder(config, Arc::new(MemoryStore::new()))
+        .browser(BrowserMode::Headless)
+        .timeouts(Timeouts {
             connect: std::time::Duration::from_secs(5),
             total: std::time::Duration::from_secs(10),
-        },
-        ..Options::default()
-    };
-    let tenure = Tenure::start(config, Arc::new(MemoryStore::new()), options)
+        })
+        .on_notice(|notice| {
+            if let Notice::Warning(warning) = notice {
+                eprintln!("tenure: warning: {warning}");
+            }
+        })
+        .build()
         .await
         .map_err(|e| e.to_string())?;
     let mut session =

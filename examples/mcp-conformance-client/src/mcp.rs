@@ -1,26 +1,20 @@
 //! A minimal MCP client over Streamable HTTP: JSON-RPC messages POSTed to one endpoint, the
 //! answer read as JSON or as a server-sent event stream.
 //!
-//! Authorization is Tenure's. Every request carries the bearer token Tenure handed out
-//! (MCP-16). When the server refuses one with 401 or 403, its `WWW-Authenticate` values go to
-//! [`Tenure::challenge`], and Tenure decides what happens: discovery, registration, login,
-//! refresh, step-up, or an error that says why not. This module only counts how often one
-//! request was sent back for authorization, so that no request loops (MCP-18).
+//! Authorization is Tenure's, through its reqwest middleware ([`BearerAuth`]): every request
+//! carries the bearer token Tenure handed out (MCP-16), and a 401 or 403 challenge goes to
+//! Tenure, which decides what happens: discovery, registration, login, refresh, step-up, or
+//! an error that says why not. The middleware sends one request back for authorization at
+//! most [`tenure_reqwest::DEFAULT_BUDGET`] times (MCP-18). Nothing here reads a challenge.
 
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
-use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
+use reqwest_middleware::ClientWithMiddleware;
 use serde_json::{json, Value};
-use tenure_core::challenge::resource_challenge;
-use tenure_core::{Error, Secret};
-use tenure_tokio::driver::{Outcome, Report, ShellError, Tenure};
+use tenure_reqwest::BearerAuth;
+use tenure_tokio::{Tenure, TokenError};
 
 /// The protocol revision this client speaks first.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
-
-/// How many times one request may be sent back for authorization (a login, a refresh or a
-/// step-up) before the client gives up on it (MCP-18: retry a limited number of times, per
-/// resource and operation).
-pub const MAX_AUTHORIZATIONS_PER_REQUEST: u32 = 3;
 
 /// Why an MCP exchange failed. Each message says what to look at.
 #[derive(Debug, thiserror::Error)]
@@ -61,36 +55,23 @@ pub enum McpError {
     Authorization {
         /// The JSON-RPC method.
         method: String,
-        /// What Tenure reported.
-        error: Box<Error>,
-    },
-    /// Tenure needs a login this client cannot perform.
-    #[error("authorization for {method} needs a login: {reason}")]
-    LoginRequired {
-        /// The JSON-RPC method.
-        method: String,
-        /// Tenure's reason.
-        reason: String,
+        /// What Tenure reported, with its causes.
+        error: String,
     },
     /// The server kept refusing the request after every authorization.
-    #[error("the MCP server still refuses {method} after {MAX_AUTHORIZATIONS_PER_REQUEST} authorizations (HTTP {status}); giving up (MCP-18)")]
+    #[error("the MCP server still refuses {method} (HTTP {status}) after Tenure authorized it as far as it could; giving up (MCP-18)")]
     StillRefused {
         /// The JSON-RPC method.
         method: String,
         /// The last status.
         status: u16,
     },
-    /// The Tenure driver stopped.
-    #[error(transparent)]
-    Shell(#[from] ShellError),
 }
 
 /// One MCP session with one server endpoint.
 pub struct Session {
-    http: reqwest::Client,
+    http: ClientWithMiddleware,
     endpoint: String,
-    tenure: Tenure,
-    token: Option<Secret>,
     session_id: Option<String>,
     protocol_version: Option<String>,
     next_id: u64,
@@ -106,11 +87,17 @@ impl Session {
             .timeout(std::time::Duration::from_secs(15))
             .build()
             .map_err(|e| McpError::Transport(e.to_string()))?;
+        // The first request goes without a token: the server's challenge names the metadata
+        // and the scope (MCP's discovery); the suite's authorization server approves at once,
+        // so a login needs no user.
+        let auth = BearerAuth::new(tenure)
+            .challenge_first(true)
+            .interactive(true);
         Ok(Session {
-            http,
+            http: reqwest_middleware::ClientBuilder::new(http)
+                .with(auth)
+                .build(),
             endpoint,
-            tenure,
-            token: None,
             session_id: None,
             protocol_version: None,
             next_id: 0,
@@ -179,122 +166,60 @@ impl Session {
         self.send(method, &message).await.map(|_| ())
     }
 
-    /// POSTs one message, and authorizes and sends it again as often as the server's
-    /// challenges call for, up to [`MAX_AUTHORIZATIONS_PER_REQUEST`] times.
+    /// POSTs one message; the middleware authorizes it and sends it again as the server's
+    /// challenges call for.
     async fn send(
         &mut self,
         method: &str,
         message: &Value,
     ) -> Result<(HeaderMap, Vec<u8>), McpError> {
-        let mut authorizations = 0;
-        loop {
-            let response = self.post(message).await?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| McpError::Transport(e.to_string()))?
-                .to_vec();
-            let challenges: Vec<String> = headers
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::to_owned)
-                .collect();
-            let refs: Vec<&str> = challenges.iter().map(String::as_str).collect();
-            let insufficient_scope = status == StatusCode::FORBIDDEN
-                && resource_challenge(&refs).error.as_deref() == Some("insufficient_scope");
-            let needs_authorization = status == StatusCode::UNAUTHORIZED || insufficient_scope;
-            if !needs_authorization {
-                if status.is_success() {
-                    return Ok((headers, body));
-                }
-                return Err(McpError::Status {
-                    method: method.into(),
-                    status: status.as_u16(),
-                    body: excerpt(&body),
-                });
-            }
-            if authorizations == MAX_AUTHORIZATIONS_PER_REQUEST {
-                return Err(McpError::StillRefused {
-                    method: method.into(),
-                    status: status.as_u16(),
-                });
-            }
-            authorizations += 1;
-            eprintln!(
-                "{method}: HTTP {}; asking Tenure to authorize (attempt {authorizations})",
-                status.as_u16()
-            );
-            self.tenure.challenge(challenges).await?;
-            let report = if insufficient_scope {
-                // A step-up needs the user again (MCP-18); Tenure refuses it when it cannot help.
-                self.tenure.login().await?
-            } else {
-                match self.tenure.token().await? {
-                    Report {
-                        outcome: Outcome::LoginRequired(_),
-                        warnings,
-                    } => {
-                        show(&warnings);
-                        self.tenure.login().await?
-                    }
-                    report => report,
-                }
-            };
-            show(&report.warnings);
-            match report.outcome {
-                Outcome::Token { access_token, .. } => self.token = Some(access_token),
-                Outcome::Failed(error) => {
-                    return Err(McpError::Authorization {
-                        method: method.into(),
-                        error: Box::new(error),
-                    })
-                }
-                Outcome::LoginRequired(reason) => {
-                    return Err(McpError::LoginRequired {
-                        method: method.into(),
-                        reason,
-                    })
-                }
-                other => {
-                    return Err(McpError::LoginRequired {
-                        method: method.into(),
-                        reason: format!("Tenure handed out no token ({other:?})"),
-                    })
-                }
-            }
+        let response = self.post(method, message).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| McpError::Transport(e.to_string()))?
+            .to_vec();
+        match status.as_u16() {
+            200..=299 => Ok((headers, body)),
+            401 | 403 => Err(McpError::StillRefused {
+                method: method.into(),
+                status: status.as_u16(),
+            }),
+            other => Err(McpError::Status {
+                method: method.into(),
+                status: other,
+                body: excerpt(&body),
+            }),
         }
     }
 
-    async fn post(&self, message: &Value) -> Result<reqwest::Response, McpError> {
+    async fn post(&self, method: &str, message: &Value) -> Result<reqwest::Response, McpError> {
         let mut request = self
             .http
             .post(&self.endpoint)
             .header(CONTENT_TYPE, "application/json")
             .header(ACCEPT, "application/json, text/event-stream")
             .body(message.to_string());
-        if let Some(token) = &self.token {
-            // MCP-16: the token on every request, in the header, never in the URL.
-            request = request.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
-        }
         if let Some(session) = &self.session_id {
             request = request.header("Mcp-Session-Id", session);
         }
         if let Some(version) = &self.protocol_version {
             request = request.header("MCP-Protocol-Version", version);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| McpError::Transport(describe(&e)))
-    }
-}
-
-fn show(warnings: &[String]) {
-    for warning in warnings {
-        eprintln!("tenure: warning: {warning}");
+        request.send().await.map_err(|error| match error {
+            reqwest_middleware::Error::Middleware(cause) => McpError::Authorization {
+                method: method.into(),
+                error: match cause.downcast_ref::<TokenError>() {
+                    Some(TokenError::LoginRequired { reason }) => {
+                        format!("a login is required ({reason})")
+                    }
+                    _ => format!("{cause:#}"),
+                },
+            },
+            reqwest_middleware::Error::Reqwest(e) => McpError::Transport(describe(&e)),
+        })
     }
 }
 

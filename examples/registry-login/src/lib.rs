@@ -8,7 +8,8 @@
 //!   RegistryClient ── Tenure (sled store, 0700) ── the authorization server
 //!        │  bearer()   registers, logs in, refreshes 30 s before expiry, renews the secret
 //!        ▼
-//!   the registry: 401 / 403 become messages that say what to do
+//!   reqwest + BearerAuth (tenure-reqwest): the token on every request; a refused one is
+//!   replaced and the request sent again; what is still refused becomes a message
 //! ```
 //!
 //! Everything OAuth is Tenure's; this crate keeps the configuration, picks the key the
@@ -18,14 +19,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use reqwest_middleware::ClientWithMiddleware;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tenure_core::config::{loopback_redirect_uri, DEFAULT_REDIRECT_PORT};
 use tenure_core::endpoint::{sanitize, secure_endpoint};
-use tenure_core::{ClientConfig, Secret};
+use tenure_reqwest::BearerAuth;
 use tenure_store::Store;
-use tenure_tokio::browser::BrowserMode;
-use tenure_tokio::driver::{Options, Outcome, Tenure};
+use tenure_tokio::{AccessToken, BrowserMode, ClientConfig, Tenure, TokenError};
 
 /// What can go wrong, each with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -194,7 +195,7 @@ pub fn check_url(what: &str, url: &str) -> Result<(), LoginError> {
 pub struct RegistryClient {
     registry: String,
     tenure: Tenure,
-    http: reqwest::Client,
+    http: ClientWithMiddleware,
 }
 
 impl RegistryClient {
@@ -214,12 +215,15 @@ impl RegistryClient {
         config.client_id = login.client_id.clone();
         config.redirect_uri = loopback_redirect_uri(login.redirect_port);
         config.software_id = Some("registry-login".into());
-        config.seed = seed()?;
-        let options = Options {
-            browser,
-            ..Options::default()
-        };
-        let tenure = Tenure::start(config, store, options)
+        let tenure = Tenure::builder(config, store)
+            .browser(browser)
+            .on_login_url(|url| eprintln!("open: {url}"))
+            .on_notice(|notice| {
+                if let tenure_tokio::Notice::Warning(warning) = notice {
+                    eprintln!("warning: {warning}");
+                }
+            })
+            .build()
             .await
             .map_err(|e| LoginError::Tenure(e.to_string()))?;
         let http = reqwest::Client::builder()
@@ -229,45 +233,37 @@ impl RegistryClient {
             .map_err(|e| LoginError::Tenure(e.to_string()))?;
         Ok(RegistryClient {
             registry: registry.trim_end_matches('/').to_string(),
+            http: reqwest_middleware::ClientBuilder::new(http)
+                .with(BearerAuth::new(tenure.clone()))
+                .build(),
             tenure,
-            http,
         })
     }
 
     /// Logs in through the browser.
     pub async fn login(&self) -> Result<(), LoginError> {
-        let report = self
-            .tenure
+        self.tenure
             .login()
             .await
-            .map_err(|e| LoginError::Tenure(e.to_string()))?;
-        self.expect_token(report.outcome).map(drop)
+            .map(drop)
+            .map_err(|e| self.failure(e))
     }
 
     /// A valid bearer token, refreshed transparently when it expires within 30 s; never opens
     /// a browser (non-interactive): without a login it says how to log in.
-    pub async fn bearer(&self) -> Result<Secret, LoginError> {
-        let report = self
-            .tenure
-            .token()
-            .await
-            .map_err(|e| LoginError::Tenure(e.to_string()))?;
-        self.expect_token(report.outcome)
+    pub async fn bearer(&self) -> Result<AccessToken, LoginError> {
+        self.tenure.token().await.map_err(|e| self.failure(e))
     }
 
     /// Drops the tokens; the registration and the configuration stay.
     pub async fn logout(&self) -> Result<(), LoginError> {
-        self.tenure
-            .logout()
-            .await
-            .map_err(|e| LoginError::Tenure(e.to_string()))
-            .map(drop)
+        self.tenure.logout().await.map_err(|e| self.failure(e))
     }
 
-    /// Fetches `path` from the registry with the bearer token; 401 and 403 become errors
-    /// that say what to do.
+    /// Fetches `path` from the registry with the bearer token (a token the registry refuses
+    /// is replaced and the request sent again); what is still refused becomes an error that
+    /// says what to do.
     pub async fn get(&self, path: &str) -> Result<String, LoginError> {
-        let token = self.bearer().await?;
         let url = format!("{}/{}", self.registry, path.trim_start_matches('/'));
         let unreachable = |e: reqwest::Error| LoginError::Unreachable {
             registry: self.registry.clone(),
@@ -277,13 +273,16 @@ impl RegistryClient {
                 "the connection failed".into()
             },
         };
-        let response = self
-            .http
-            .get(&url)
-            .bearer_auth(token.expose())
-            .send()
-            .await
-            .map_err(unreachable)?;
+        let response = match self.http.get(&url).send().await {
+            Ok(response) => response,
+            Err(reqwest_middleware::Error::Middleware(cause)) => {
+                return Err(match cause.downcast::<TokenError>() {
+                    Ok(error) => self.failure(error),
+                    Err(other) => LoginError::Tenure(format!("{other:#}")),
+                })
+            }
+            Err(reqwest_middleware::Error::Reqwest(e)) => return Err(unreachable(e)),
+        };
         match response.status().as_u16() {
             200..=299 => response.text().await.map_err(unreachable),
             401 => Err(LoginError::Unauthorized {
@@ -300,24 +299,19 @@ impl RegistryClient {
         }
     }
 
-    fn expect_token(&self, outcome: Outcome) -> Result<Secret, LoginError> {
-        match outcome {
-            Outcome::Token { access_token, .. } => Ok(access_token),
-            Outcome::LoginRequired(reason) => Err(LoginError::LoginRequired {
+    /// What a person reads when Tenure could not hand out a token.
+    fn failure(&self, error: TokenError) -> LoginError {
+        match error {
+            TokenError::LoginRequired { reason } => LoginError::LoginRequired {
                 registry: self.registry.clone(),
                 reason,
-            }),
-            Outcome::Failed(error) => Err(LoginError::Tenure(error.to_string())),
-            other => Err(LoginError::Tenure(format!("unexpected outcome {other:?}"))),
+            },
+            other => match other.core() {
+                Some(core) => LoginError::Tenure(core.to_string()),
+                None => LoginError::Tenure(other.to_string()),
+            },
         }
     }
-}
-
-fn seed() -> Result<[u8; 32], LoginError> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed)
-        .map_err(|e| LoginError::Tenure(format!("no randomness from the system: {e}")))?;
-    Ok(seed)
 }
 
 /// Where the files live: `$XDG_CONFIG_HOME`/`$XDG_DATA_HOME` (or `~/.config`,

@@ -10,7 +10,7 @@ use registry_login::{
     check_url, default_dir, ConfigFile, LoginError, RegistryClient, RegistryLogin,
 };
 use tenure_store::Store;
-use tenure_tokio::browser::BrowserMode;
+use tenure_tokio::BrowserMode;
 
 /// Reach a private package registry with OAuth.
 #[derive(Debug, Parser)]
@@ -158,7 +158,7 @@ async fn run(cli: Cli) -> Result<(), LoginError> {
             let login = configured(&config, &registry)?;
             let client =
                 RegistryClient::start(&registry, &login, open_store()?, BrowserMode::Print).await?;
-            println!("{}", client.bearer().await?.expose());
+            println!("{}", client.bearer().await?.secret());
         }
         Command::Get { registry, path } => {
             let login = configured(&config, &registry)?;

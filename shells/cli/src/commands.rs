@@ -10,9 +10,9 @@ use std::sync::Arc;
 use serde_json::json;
 use tenure_core::{Duration, Error, Operation, Status, Timestamp};
 use tenure_store::Store;
-use tenure_tokio::browser::BrowserMode;
-use tenure_tokio::driver::{Clock, Options, Outcome, Tenure};
-use tenure_tokio::recorder::Recorder;
+use tenure_tokio::{
+    AccessToken, BrowserMode, Clock, Notice, Recorder, Tenure, TokenError, Verdict,
+};
 
 use crate::exit;
 use crate::profile::Profile;
@@ -28,7 +28,7 @@ pub struct Context {
     /// `--record FILE`: where to append the exchanges as a provider trace.
     pub record: Option<std::path::PathBuf>,
     /// `--http-timeout`: connect and total timeouts of every request.
-    pub timeouts: tenure_tokio::http::Timeouts,
+    pub timeouts: tenure_tokio::Timeouts,
 }
 
 /// A failure that ends a command: the message for stderr and the exit code.
@@ -98,7 +98,7 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
     let mut checked = profile.clone();
     checked.client_secret_env = None;
     checked.initial_access_token_env = None;
-    let config = checked.config([0; 32]).map_err(Failure::other)?;
+    let config = checked.config().map_err(Failure::other)?;
     config
         .validate()
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
@@ -150,45 +150,46 @@ pub async fn operate_after(
             "waiting for the browser to come back to the loopback callback (Ctrl-C gives up)…"
         );
     }
-    if !challenges.is_empty() {
-        tenure.challenge(challenges).await.map_err(Failure::other)?;
-    }
-    let report = tenure.run(op).await.map_err(Failure::other)?;
-    for warning in &report.warnings {
-        eprintln!("warning: {warning}");
-    }
+    let result = if challenges.is_empty() {
+        tenure.run(op).await
+    } else {
+        match tenure.challenge(None, challenges).await {
+            Ok(Verdict::Retry(token)) => Ok(Some(token)),
+            Ok(Verdict::StepUp { scopes }) => Err(TokenError::LoginRequired {
+                reason: format!("the resource wants the scopes {}", scopes.join(" ")),
+            }),
+            Ok(Verdict::LoginRequired { reason }) => Err(TokenError::LoginRequired { reason }),
+            Ok(verdict) => Err(TokenError::from(Error::StepUpRefused(format!(
+                "{verdict:?}"
+            )))),
+            Err(error) => Err(error),
+        }
+    };
     let forgetting = matches!(op, Operation::Forget | Operation::ForgetLocal);
     if !forgetting {
         remember_key(context, &tenure, &mut profile).await?;
     }
-    match (&report.outcome, op) {
-        (Outcome::Failed(error @ Error::Management(_)), Operation::Forget) => {
-            let mut failure = failure_of(name, error);
+    let token = match (result, op) {
+        (Err(error), Operation::Forget) if matches!(error.core(), Some(Error::Management(_))) => {
+            let mut failure = failure_of(name, &error);
             failure.message.push_str(&format!(
                 "; `tenure forget {name} --local` removes the local record without asking the server"
             ));
-            Err(failure)
+            return Err(failure);
         }
-        (Outcome::Failed(error), _) => Err(failure_of(name, error)),
-        (Outcome::LoginRequired(reason), _) => Err(Failure::new(
-            exit::LOGIN_REQUIRED,
-            format!("login required for `{name}`: {reason}; run `tenure login {name}`"),
-        )),
-        (
-            Outcome::Token {
-                access_token,
-                expires_at,
-            },
-            Operation::Token,
-        ) => {
+        (Err(error), _) => return Err(failure_of(name, &error)),
+        (Ok(token), _) => token,
+    };
+    match (token, op) {
+        (Some(token), Operation::Token) => {
             if context.json {
                 println!(
                     "{}",
-                    json!({"name": name, "access_token": access_token.expose(),
-                           "expires_at": expires_at.map(|t| t.to_rfc3339())})
+                    json!({"name": name, "access_token": token.secret(),
+                           "expires_at": token.expires_at().map(|t| t.to_rfc3339())})
                 );
             } else {
-                println!("{}", access_token.expose());
+                println!("{}", token.secret());
             }
             Ok(())
         }
@@ -206,12 +207,12 @@ pub async fn operate_after(
             say(context, name, text);
             Ok(())
         }
-        (outcome, op) => {
-            let text = match (op, outcome) {
-                (Operation::Login, Outcome::Token { expires_at, .. }) => match expires_at {
-                    Some(at) => format!("logged in; the access token is valid until {at}"),
-                    None => "logged in".into(),
-                },
+        (token, op) => {
+            let text = match (op, token.as_ref().map(AccessToken::expires_at)) {
+                (Operation::Login, Some(Some(at))) => {
+                    format!("logged in; the access token is valid until {at}")
+                }
+                (Operation::Login, _) => "logged in".into(),
                 (Operation::Renew, _) => "client secret renewed".into(),
                 (Operation::Logout, _) => "logged out; the registration is kept".into(),
                 _ => "done".into(),
@@ -269,7 +270,10 @@ pub async fn status(context: &Context, name: Option<&str>) -> Result<(), Failure
             .store
             .list_profiles()
             .await
-            .map_err(Failure::other)?,
+            .map_err(Failure::other)?
+            .into_iter()
+            .filter(|name| !tenure_tokio::is_internal_profile(name))
+            .collect(),
     };
     let now = context.clock.now();
     let mut rows = Vec::new();
@@ -344,15 +348,22 @@ fn say(context: &Context, name: &str, text: &str) {
     }
 }
 
-fn failure_of(name: &str, error: &Error) -> Failure {
-    let code = if error.is_registration_failure() {
+fn failure_of(name: &str, error: &TokenError) -> Failure {
+    let Some(core) = error.core() else {
+        return match error {
+            TokenError::LoginRequired { reason } => Failure::new(
+                exit::LOGIN_REQUIRED,
+                format!("login required for `{name}`: {reason}; run `tenure login {name}`"),
+            ),
+            other => Failure::other(other),
+        };
+    };
+    let code = if core.is_registration_failure() {
         exit::REGISTRATION_FAILED
-    } else if matches!(error, Error::LoginRequired(_)) {
-        exit::LOGIN_REQUIRED
     } else {
         exit::FAILURE
     };
-    Failure::new(code, format!("`{name}`: {error}"))
+    Failure::new(code, format!("`{name}`: {core}"))
 }
 
 async fn load(context: &Context, name: &str) -> Result<Profile, Failure> {
@@ -383,20 +394,27 @@ async fn start(
     profile: &Profile,
     browser: BrowserMode,
 ) -> Result<Tenure, Failure> {
-    let mut config = profile.config(seed()?).map_err(Failure::other)?;
+    let mut config = profile.config().map_err(Failure::other)?;
     if let Some(ttl) = lease_ttl_override()? {
         config.lease_ttl = ttl;
     }
-    let options = Options {
-        browser,
-        clock: context.clock,
-        known_key: profile.key.clone(),
-        recorder: recorder(context, profile)?,
-        timeouts: context.timeouts,
-    };
-    Tenure::start(config, context.store.clone(), options)
-        .await
-        .map_err(Failure::other)
+    let mut builder = Tenure::builder(config, context.store.clone())
+        .browser(browser)
+        .clock(context.clock)
+        .timeouts(context.timeouts)
+        .on_login_url(|url| eprintln!("open: {url}"))
+        .on_notice(|notice| {
+            if let Notice::Warning(warning) = notice {
+                eprintln!("warning: {warning}");
+            }
+        });
+    if let Some(key) = &profile.key {
+        builder = builder.stored_under(key.clone());
+    }
+    if let Some(recorder) = recorder(context, profile)? {
+        builder = builder.recorder(recorder);
+    }
+    builder.build().await.map_err(Failure::other)
 }
 
 /// The variable that shortens the store lease taken around registration and renewal (the
@@ -450,14 +468,6 @@ async fn remember_key(
     Ok(())
 }
 
-/// 32 bytes from the operating system for PKCE verifiers and `state` (PKCE-2).
-fn seed() -> Result<[u8; 32], Failure> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed)
-        .map_err(|e| Failure::other(format!("the operating system gave no randomness: {e}")))?;
-    Ok(seed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,13 +493,11 @@ mod tests {
             at: Timestamp::EPOCH,
             reason: "x".into(),
         };
-        assert_eq!(failure_of("n", &expired).code, exit::REGISTRATION_FAILED);
+        let failure = |error: Error| failure_of("n", &TokenError::from(error)).code;
+        assert_eq!(failure(expired), exit::REGISTRATION_FAILED);
+        assert_eq!(failure(Error::Protocol("x".into())), exit::FAILURE);
         assert_eq!(
-            failure_of("n", &Error::Protocol("x".into())).code,
-            exit::FAILURE
-        );
-        assert_eq!(
-            failure_of("n", &Error::LoginRequired("x".into())).code,
+            failure(Error::LoginRequired("x".into())),
             exit::LOGIN_REQUIRED
         );
     }

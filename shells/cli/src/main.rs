@@ -16,8 +16,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use tenure_core::{AuthMethod, Duration, Grant, Operation, Timestamp};
 use tenure_store::Store;
-use tenure_tokio::browser::BrowserMode;
-use tenure_tokio::driver::Clock;
+use tenure_tokio::{BrowserMode, Clock};
 
 use commands::{Context, Failure};
 use profile::Profile;
@@ -269,7 +268,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         json: cli.json,
         clock,
         record: cli.record,
-        timeouts: tenure_tokio::http::Timeouts {
+        timeouts: tenure_tokio::Timeouts {
             connect: std::time::Duration::from_secs(cli.http_timeout.div_ceil(3)),
             total: std::time::Duration::from_secs(cli.http_timeout),
         },

@@ -97,9 +97,9 @@ impl Profile {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    /// The core's configuration, with secrets read from their variables and `seed` as the
-    /// entropy for PKCE and `state`.
-    pub fn config(&self, seed: [u8; 32]) -> Result<ClientConfig, ProfileError> {
+    /// The core's configuration, with secrets read from their variables (the seed for PKCE
+    /// and `state` is drawn when the client is built).
+    pub fn config(&self) -> Result<ClientConfig, ProfileError> {
         let mut config = ClientConfig::for_issuer(&self.name, "");
         config.issuer = self.issuer.clone();
         config.resource = self.resource.clone();
@@ -117,7 +117,6 @@ impl Profile {
             self.secret_from(&self.initial_access_token_env, "initial access token")?;
         config.software_id = Some("tenure-cli".into());
         config.software_version = Some(env!("CARGO_PKG_VERSION").into());
-        config.seed = seed;
         Ok(config)
     }
 
@@ -202,7 +201,7 @@ mod tests {
         let profile = profile();
         let back = Profile::from_json("reg", profile.to_json()).unwrap();
         assert_eq!(back, profile);
-        let config = back.config([1; 32]).unwrap();
+        let config = back.config().unwrap();
         assert_eq!(config.redirect_uri, "http://127.0.0.1:9123/callback");
         assert_eq!(config.renew_within, Duration::from_secs(3600));
         assert_eq!(config.grant, Grant::ClientCredentials);
@@ -214,7 +213,7 @@ mod tests {
         let mut profile = profile();
         profile.client_id = Some("id".into());
         profile.client_secret_env = Some("TENURE_TEST_SURELY_UNSET_VARIABLE".into());
-        let error = profile.config([0; 32]).unwrap_err().to_string();
+        let error = profile.config().unwrap_err().to_string();
         assert!(
             error.contains("TENURE_TEST_SURELY_UNSET_VARIABLE"),
             "{error}"

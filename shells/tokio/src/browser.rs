@@ -4,7 +4,7 @@
 use std::process::{Command, Stdio};
 
 use tenure_core::endpoint::sanitize;
-use tenure_core::wire::ERROR_BODY_LIMIT;
+use tenure_core::ERROR_BODY_LIMIT;
 use url::Url;
 
 use crate::http::HttpClient;
@@ -12,9 +12,10 @@ use crate::http::HttpClient;
 /// How the authorization URL reaches the user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BrowserMode {
-    /// Open the system browser, and print the URL too in case it does not open.
+    /// Open the system browser, and hand the URL to the login URL hook too, in case it does
+    /// not open.
     Open,
-    /// Only print the URL (`--no-browser`).
+    /// Only hand the URL to the login URL hook (a command line's `--no-browser`).
     Print,
     /// No browser and no listener: the shell itself requests the authorization URL, follows
     /// no redirect, and hands the query of the redirect to the registered redirect URI to the
@@ -24,17 +25,8 @@ pub enum BrowserMode {
     Headless,
 }
 
-/// Shows `url` to the user. The URL is printed on stderr on its own line, prefixed `open: `,
-/// so scripts and tests can pick it up. ([`BrowserMode::Headless`] is carried out by the
-/// driver, which prints nothing.)
-pub fn show(url: &str, mode: BrowserMode) {
-    eprintln!("open: {url}");
-    if mode == BrowserMode::Open && !launch(url) {
-        eprintln!("(could not start a browser; open the URL above yourself)");
-    }
-}
-
-fn launch(url: &str) -> bool {
+/// Starts the system browser on `url`; whether it could be started.
+pub fn launch(url: &str) -> bool {
     let program = if cfg!(target_os = "macos") {
         "open"
     } else if cfg!(target_os = "windows") {
@@ -107,7 +99,6 @@ pub async fn headless_redirect(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -126,13 +117,7 @@ mod tests {
         format!("http://{address}/authorize?client_id=c&state=s")
     }
 
-    fn client() -> HttpClient {
-        HttpClient::new(crate::http::Timeouts {
-            connect: Duration::from_secs(2),
-            total: Duration::from_secs(2),
-        })
-        .unwrap()
-    }
+    use crate::http::tests::client;
 
     const REDIRECT_URI: &str = "http://127.0.0.1:8976/callback";
 

@@ -1,260 +1,129 @@
 //! The driver: one task that owns the core and carries out its commands.
 //!
-//! Callers talk to the task through a [`Tenure`] handle. Every operation goes into the core,
-//! which merges concurrent callers of the same operation into one job (single flight: one
-//! registration, one login, one refresh). The task waits on four things at once: callers,
-//! the answer in flight, the browser's redirect, and the core's next deadline.
+//! Callers talk to the task through a [`crate::Tenure`] handle. Every operation goes into
+//! the core, which merges concurrent callers of the same operation into one job (single
+//! flight: one registration, one login, one refresh). The task waits on four things at once:
+//! callers, the answer in flight, the browser's redirect, and the core's next deadline.
+//! After every input it publishes the core's [`Client::handout`] for the handles to read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tenure_core::endpoint::sanitize;
-pub use tenure_core::Outcome;
 use tenure_core::{
-    Client, ClientConfig, ClientKey, Command, Event, Input, OpId, Operation, Record, Status,
-    Timestamp,
+    ChallengeVerdict, Client, ClientConfig, ClientKey, Command, Event, Input, OpId, Operation,
+    Outcome, Record, Secret, Status,
 };
 use tenure_store::Store;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use crate::browser::{headless_redirect, show, BrowserMode};
+use crate::browser::{headless_redirect, launch, BrowserMode};
 use crate::callback::CallbackListener;
-use crate::http::{HttpClient, Timeouts};
+use crate::clock::Clock;
+use crate::error::TokenError;
+use crate::handle::{Cached, Shared};
+use crate::http::HttpClient;
 use crate::recorder::Recorder;
+use crate::token::{AccessToken, Notice, Verdict};
 
-/// Wall-clock time, optionally shifted (the CLI's hidden `--now` for tests).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Clock {
-    offset_millis: i64,
-}
+type OpReply = oneshot::Sender<Result<Option<AccessToken>, TokenError>>;
+type ChallengeReply = oneshot::Sender<Result<Verdict, TokenError>>;
 
-impl Clock {
-    /// The system clock.
-    pub fn system() -> Self {
-        Clock::default()
-    }
-
-    /// A clock that reads `at` now and runs on from there.
-    pub fn starting_at(at: Timestamp) -> Self {
-        Clock {
-            offset_millis: at.unix_millis() - system_millis(),
-        }
-    }
-
-    /// The current time.
-    pub fn now(&self) -> Timestamp {
-        Timestamp::from_unix_millis(system_millis() + self.offset_millis)
-    }
-}
-
-fn system_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// How the shell behaves.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// How the authorization URL reaches the user.
-    pub browser: BrowserMode,
-    /// Request timeouts.
-    pub timeouts: Timeouts,
-    /// The clock.
-    pub clock: Clock,
-    /// The key the record was stored under last time, when the configuration alone cannot
-    /// tell (a client configured by resource learns its issuer by discovery).
-    pub known_key: Option<ClientKey>,
-    /// Where to record the exchanges as a provider trace (design §7), if anywhere.
-    pub recorder: Option<Recorder>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            browser: BrowserMode::Open,
-            timeouts: Timeouts::default(),
-            clock: Clock::system(),
-            known_key: None,
-            recorder: None,
-        }
-    }
-}
-
-/// An outcome and the warnings raised while it was worked on.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Report {
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Warnings (e.g. a renewal that failed before expiry), to show the user.
-    pub warnings: Vec<String>,
-}
-
-/// Why the shell itself could not run an operation.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ShellError {
-    /// The HTTP client could not be built.
-    #[error(transparent)]
-    Http(#[from] crate::http::TransportError),
-    /// The store could not be read at start.
-    #[error("cannot read the store: {0}")]
-    Store(String),
-    /// The driver task is gone.
-    #[error("the Tenure driver stopped")]
-    Stopped,
-    /// The operating system gave no randomness for the seed.
-    #[error("the operating system gave no randomness for PKCE and state ({0}); set `ClientConfig::seed` yourself")]
-    Entropy(String),
-}
-
-enum Message {
-    Op(Operation, oneshot::Sender<Report>),
-    Challenge(Vec<String>),
+/// What a handle asks of the driver.
+pub(crate) enum Message {
+    Op(Operation, OpReply),
+    Challenge(Vec<String>, Option<Secret>, ChallengeReply),
     Status(oneshot::Sender<(Status, Option<Record>)>),
 }
 
-/// The seed gives every PKCE verifier, `state` and lease holder id: one left at its zero
-/// default is drawn from the operating system, so no two processes share it and nobody can
-/// predict it. A fixed seed is for tests and replays only.
-fn seed(config: &mut ClientConfig) -> Result<(), ShellError> {
-    if config.seed == [0; 32] {
-        getrandom::fill(&mut config.seed).map_err(|e| ShellError::Entropy(e.to_string()))?;
-    }
-    Ok(())
+/// Who waits for an operation's end.
+pub(crate) enum Waiter {
+    /// A caller of that operation.
+    Caller(OpReply),
+    /// A caller of [`crate::Tenure::challenge`], whose verdict is the token operation's end.
+    Challenge(ChallengeReply),
 }
 
-/// A handle on a running client. Cheap to clone; the driver stops when every handle is gone.
-#[derive(Clone, Debug)]
-pub struct Tenure {
-    messages: mpsc::UnboundedSender<Message>,
+/// A callback of the embedder's, shared with the driver task.
+pub(crate) type Hook<T> = Arc<dyn Fn(&T) + Send + Sync>;
+
+/// The embedder's callbacks.
+#[derive(Clone, Default)]
+pub(crate) struct Hooks {
+    pub(crate) login_url: Option<Hook<str>>,
+    pub(crate) notice: Option<Hook<Notice>>,
 }
 
-impl Tenure {
-    /// Starts a client for `config` on `store`: reads the stored record, then runs the driver
-    /// task on the current runtime.
-    pub async fn start(
-        mut config: ClientConfig,
-        store: Arc<dyn Store>,
-        options: Options,
-    ) -> Result<Tenure, ShellError> {
-        seed(&mut config)?;
-        let key = options
-            .known_key
-            .clone()
-            .or_else(|| config.issuer.as_ref().map(|issuer| config.key_for(issuer)));
-        let stored = match &key {
-            Some(key) => store
-                .get(key)
-                .await
-                .map_err(|e| ShellError::Store(e.to_string()))?,
-            None => None,
-        };
-        let http = HttpClient::new(options.timeouts)?;
-        let (messages, inbox) = mpsc::unbounded_channel();
-        let driver = Driver {
-            client: Client::new(config),
-            store,
-            http,
-            options,
-            waiters: HashMap::new(),
-            warnings: Vec::new(),
-            next_op: 0,
-        };
-        tokio::spawn(driver.run(inbox, stored));
-        Ok(Tenure { messages })
-    }
+/// How the names of Tenure's own notes in the store's profile space start.
+const NOTE_PREFIX: &str = ".tenure/";
 
-    /// Runs one operation to its end.
-    pub async fn run(&self, op: Operation) -> Result<Report, ShellError> {
-        let (reply, answer) = oneshot::channel();
-        self.messages
-            .send(Message::Op(op, reply))
-            .map_err(|_| ShellError::Stopped)?;
-        answer.await.map_err(|_| ShellError::Stopped)
-    }
-
-    /// A valid access token: registering, refreshing and renewing as needed, never opening
-    /// a browser.
-    pub async fn token(&self) -> Result<Report, ShellError> {
-        self.run(Operation::Token).await
-    }
-
-    /// Logs in through the browser (or fetches a client-credentials token).
-    pub async fn login(&self) -> Result<Report, ShellError> {
-        self.run(Operation::Login).await
-    }
-
-    /// Renews the client secret now.
-    pub async fn renew(&self) -> Result<Report, ShellError> {
-        self.run(Operation::Renew).await
-    }
-
-    /// Drops the tokens and keeps the registration.
-    pub async fn logout(&self) -> Result<Report, ShellError> {
-        self.run(Operation::Logout).await
-    }
-
-    /// Deletes the registration at the server and the local record.
-    pub async fn forget(&self) -> Result<Report, ShellError> {
-        self.run(Operation::Forget).await
-    }
-
-    /// Tells Tenure that the protected resource refused a request, with every
-    /// `WWW-Authenticate` value of its answer (a 401 or a 403).
-    ///
-    /// What follows is decided by the core: a `resource_metadata` link makes discovery run
-    /// again (PRM-9); a `scope` is asked for at the next authorization (MCP-10, MCP-11);
-    /// `error="insufficient_scope"` prepares a step-up that the next [`Tenure::login`]
-    /// performs, or refuses with [`Error::StepUpRefused`] when it cannot help (MCP-18,
-    /// MCP26-8); any other challenge marks the token that was sent as refused, so the next
-    /// [`Tenure::token`] refreshes it or reports that a login is required.
-    pub async fn challenge(&self, headers: Vec<String>) -> Result<(), ShellError> {
-        self.messages
-            .send(Message::Challenge(headers))
-            .map_err(|_| ShellError::Stopped)
-    }
-
-    /// Where the credentials stand, and the record (secrets inside: use
-    /// [`Record::redacted`] to show it).
-    pub async fn status(&self) -> Result<(Status, Option<Record>), ShellError> {
-        let (reply, answer) = oneshot::channel();
-        self.messages
-            .send(Message::Status(reply))
-            .map_err(|_| ShellError::Stopped)?;
-        answer.await.map_err(|_| ShellError::Stopped)
-    }
+/// The store profile under which the key of a client configured by resource is noted, so
+/// that the next process finds its record without discovery.
+fn key_note(config: &ClientConfig) -> String {
+    // A digest keeps the name short whatever the URL; the client name's length goes first,
+    // so that no two (name, upstream) pairs share a note.
+    let pair = format!("{}:{}{}", config.name.len(), config.name, config.upstream());
+    format!("{NOTE_PREFIX}key/{}", tenure_core::key::scope_hash(&[pair]))
 }
 
-struct Driver {
-    client: Client,
-    store: Arc<dyn Store>,
-    http: HttpClient,
-    options: Options,
-    waiters: HashMap<OpId, oneshot::Sender<Report>>,
-    warnings: Vec<String>,
-    next_op: u64,
+/// Whether a store profile name is one of Tenure's own notes rather than an embedder's
+/// (their names start with `.tenure/`; embedders keep their own names off that prefix).
+pub fn is_internal_profile(name: &str) -> bool {
+    name.starts_with(NOTE_PREFIX)
+}
+
+/// The key noted for a client configured by resource, if any.
+pub(crate) async fn noted_key(
+    store: &dyn Store,
+    config: &ClientConfig,
+) -> Result<Option<ClientKey>, String> {
+    let noted = store
+        .load_profile(&key_note(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    // A note that no longer parses is only a lost shortcut: discovery finds the record.
+    Ok(noted.and_then(|value| serde_json::from_value::<ClientKey>(value).ok()))
+}
+
+pub(crate) struct Driver {
+    pub(crate) client: Client,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) http: HttpClient,
+    pub(crate) browser: BrowserMode,
+    pub(crate) clock: Clock,
+    pub(crate) recorder: Option<Recorder>,
+    pub(crate) hooks: Hooks,
+    pub(crate) shared: Arc<Shared>,
+    /// The key the record is known under (noted in the store for a resource client).
+    pub(crate) noted_key: Option<ClientKey>,
+    pub(crate) waiters: HashMap<OpId, Waiter>,
+    /// Challenge callers waiting for the core's verdict, oldest first.
+    pub(crate) challenges: VecDeque<ChallengeReply>,
+    pub(crate) next_op: u64,
 }
 
 impl Driver {
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Message>, stored: Option<Record>) {
+    pub(crate) async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Message>,
+        stored: Option<Record>,
+    ) {
         let mut in_flight: JoinSet<Input> = JoinSet::new();
         let (redirects, mut redirected) = mpsc::unbounded_channel::<Input>();
         let mut listener: Option<tokio::task::JoinHandle<()>> = None;
         let mut callers_gone = false;
-        if let Some(recorder) = &self.options.recorder {
-            recorder.start(self.options.clock.now());
+        if let Some(recorder) = &self.recorder {
+            recorder.start(self.clock.now());
         }
         self.client
-            .handle(self.options.clock.now(), Input::Start { stored });
+            .handle(self.clock.now(), Input::Start { stored });
         loop {
             while let Some(command) = self.client.poll_command() {
                 self.carry_out(command, &mut in_flight, &redirects, &mut listener)
                     .await;
             }
+            self.publish();
             if self.client.is_idle() {
                 if let Some(task) = listener.take() {
                     task.abort();
@@ -264,7 +133,7 @@ impl Driver {
                 }
             }
             let wake = self.client.poll_timeout().map(|at| {
-                let wait = at.since(self.options.clock.now());
+                let wait = at.since(self.clock.now());
                 tokio::time::Instant::now()
                     + std::time::Duration::from_millis(wait.as_millis() as u64)
             });
@@ -278,7 +147,7 @@ impl Driver {
                 },
                 Some(joined) = in_flight.join_next(), if !in_flight.is_empty() => joined.ok(),
                 Some(input) = redirected.recv() => {
-                    if let (Some(recorder), Input::Callback { query }) = (&self.options.recorder, &input) {
+                    if let (Some(recorder), Input::Callback { query }) = (&self.recorder, &input) {
                         recorder.callback(query);
                     }
                     Some(input)
@@ -286,29 +155,60 @@ impl Driver {
                 _ = sleep_until(wake), if wake.is_some() => Some(Input::Tick),
             };
             if let Some(input) = input {
-                self.client.handle(self.options.clock.now(), input);
+                self.client.handle(self.clock.now(), input);
             }
         }
     }
 
     fn receive(&mut self, message: Message) -> Option<Input> {
         match message {
-            Message::Op(op, reply) => {
-                self.next_op += 1;
-                let id = OpId(self.next_op);
-                self.waiters.insert(id, reply);
-                tracing::debug!(?op, "operation asked for");
-                if let Some(recorder) = &self.options.recorder {
-                    recorder.op(op.as_str(), self.options.clock.now());
-                }
-                Some(Input::Operation { id, op })
+            Message::Op(op, reply) => Some(self.begin(op, Waiter::Caller(reply))),
+            Message::Challenge(headers, token, reply) => {
+                self.challenges.push_back(reply);
+                Some(Input::ResourceChallenge { headers, token })
             }
-            Message::Challenge(headers) => Some(Input::ResourceChallenge { headers }),
             Message::Status(reply) => {
-                let now = self.options.clock.now();
+                let now = self.clock.now();
                 let _ = reply.send((self.client.status(now), self.client.record().cloned()));
                 None
             }
+        }
+    }
+
+    /// The input that starts `op` for `waiter`.
+    fn begin(&mut self, op: Operation, waiter: Waiter) -> Input {
+        if self.next_op == 0 {
+            // An operation that reaches the driver may well send requests: have the HTTP
+            // clients ready by then, built while the store is read.
+            self.http.warm_up();
+        }
+        self.next_op += 1;
+        let id = OpId(self.next_op);
+        self.waiters.insert(id, waiter);
+        tracing::debug!(?op, "operation asked for");
+        if let Some(recorder) = &self.recorder {
+            recorder.op(op.as_str(), self.clock.now());
+        }
+        Input::Operation { id, op }
+    }
+
+    /// Publishes what a token call may read without the driver: exactly what the core
+    /// would hand out now, and until when.
+    fn publish(&self) {
+        let handout = self.client.handout(self.clock.now());
+        let current = self.shared.cache.load();
+        let unchanged = match (&handout, current.as_ref()) {
+            (Some(h), Some(c)) => c.until == h.until && c.token.is(h.access_token.expose()),
+            (None, None) => true,
+            _ => false,
+        };
+        if !unchanged {
+            self.shared.cache.store(handout.map(|h| {
+                Arc::new(Cached {
+                    token: AccessToken::new(&h.access_token, h.expires_at),
+                    until: h.until,
+                })
+            }));
         }
     }
 
@@ -322,7 +222,7 @@ impl Driver {
         match command {
             Command::Http { id, kind, request } => {
                 let http = self.http.clone();
-                let recorder = self.options.recorder.clone();
+                let recorder = self.recorder.clone();
                 let (method, url) = (request.method().to_string(), request.uri().to_string());
                 tracing::info!(?kind, %method, url = %sanitize(&url), "request");
                 in_flight.spawn(async move {
@@ -351,7 +251,7 @@ impl Driver {
                     Input::Store { id, result }
                 });
             }
-            Command::OpenBrowser { url } if self.options.browser == BrowserMode::Headless => {
+            Command::OpenBrowser { url } if self.browser == BrowserMode::Headless => {
                 let redirect_uri = self.client.config().redirect_uri.clone();
                 let http = self.http.clone();
                 let redirects = redirects.clone();
@@ -368,25 +268,25 @@ impl Driver {
             {
                 // The listener of this login is still serving (the core sends the browser
                 // again after a refused CIMD client id): it receives this redirect too.
-                show(&url, self.options.browser);
+                self.show(&url, redirects);
             }
             Command::OpenBrowser { url } => {
                 let redirect_uri = self.client.config().redirect_uri.clone();
                 match CallbackListener::bind(&redirect_uri).await {
                     Ok(bound) => {
-                        let redirects = redirects.clone();
+                        let sink = redirects.clone();
+                        let ended = redirects.clone();
                         *listener = Some(tokio::spawn(async move {
-                            let sink = redirects.clone();
                             let error = bound
                                 .serve(move |query| {
                                     let _ = sink.send(Input::Callback { query });
                                 })
                                 .await;
-                            let _ = redirects.send(Input::CallbackUnavailable {
+                            let _ = ended.send(Input::CallbackUnavailable {
                                 reason: error.to_string(),
                             });
                         }));
-                        show(&url, self.options.browser);
+                        self.show(&url, redirects);
                     }
                     Err(error) => {
                         let _ = redirects.send(Input::CallbackUnavailable {
@@ -395,20 +295,38 @@ impl Driver {
                     }
                 }
             }
-            Command::Emit(event) => self.observe(event),
+            Command::Emit(event) => self.observe(event).await,
             _ => {}
         }
     }
 
-    fn observe(&mut self, event: Event) {
+    async fn observe(&mut self, event: Event) {
         let (op, outcome) = match event {
             Event::StateChanged(state) => {
                 tracing::info!(state = state.as_str(), "lifecycle");
+                self.notify(Notice::Lifecycle(state));
                 return;
             }
             Event::Warning(message) => {
                 tracing::warn!("{message}");
-                self.warnings.push(message);
+                self.notify(Notice::Warning(message));
+                return;
+            }
+            Event::Challenged(verdict) => {
+                let Some(reply) = self.challenges.pop_front() else {
+                    return;
+                };
+                let verdict = match verdict {
+                    ChallengeVerdict::StepUp { scopes } => Verdict::StepUp { scopes },
+                    ChallengeVerdict::GiveUp(reason) => Verdict::GiveUp { reason },
+                    _ => {
+                        // The verdict is the end of asking for a token again.
+                        let input = self.begin(Operation::Token, Waiter::Challenge(reply));
+                        self.client.handle(self.clock.now(), input);
+                        return;
+                    }
+                };
+                let _ = reply.send(Ok(verdict));
                 return;
             }
             ending => match ending.ending() {
@@ -419,13 +337,72 @@ impl Driver {
         if let Some(error) = outcome.error() {
             tracing::warn!(%error, "operation failed");
         }
-        if let Some(reply) = self.waiters.remove(&op) {
-            let warnings = if self.waiters.is_empty() {
-                std::mem::take(&mut self.warnings)
-            } else {
-                self.warnings.clone()
-            };
-            let _ = reply.send(Report { outcome, warnings });
+        self.note_key().await;
+        let token = match outcome {
+            Outcome::Token {
+                access_token,
+                expires_at,
+            } => Ok(Some(AccessToken::new(&access_token, expires_at))),
+            Outcome::LoginRequired(reason) => Err(TokenError::LoginRequired { reason }),
+            Outcome::Failed(error) => Err(TokenError::from(error)),
+            _ => Ok(None),
+        };
+        match self.waiters.remove(&op) {
+            Some(Waiter::Caller(reply)) => {
+                let _ = reply.send(token);
+            }
+            Some(Waiter::Challenge(reply)) => {
+                let verdict = match token {
+                    Ok(Some(token)) => Ok(Verdict::Retry(token)),
+                    Err(TokenError::LoginRequired { reason }) => {
+                        Ok(Verdict::LoginRequired { reason })
+                    }
+                    Err(error) => Err(error),
+                    Ok(None) => Err(TokenError::from(tenure_core::Error::Protocol(
+                        "asking for a token again ended without one".into(),
+                    ))),
+                };
+                let _ = reply.send(verdict);
+            }
+            None => {}
+        }
+    }
+
+    fn notify(&self, notice: Notice) {
+        if let Some(hook) = &self.hooks.notice {
+            hook(&notice);
+        }
+    }
+
+    /// Notes the key of a client configured by resource once it is known, so that the next
+    /// process reads its record at start instead of discovering first. A note that cannot be
+    /// written only costs that discovery, so it is logged and not reported.
+    async fn note_key(&mut self) {
+        if self.client.config().issuer.is_some() {
+            return;
+        }
+        let key = self.client.record().map(|record| record.key.clone());
+        if key.is_none() || key == self.noted_key {
+            return;
+        }
+        let name = key_note(self.client.config());
+        let value = serde_json::to_value(&key).unwrap_or_default();
+        match self.store.save_profile(&name, value).await {
+            Ok(()) => self.noted_key = key,
+            Err(error) => tracing::warn!(%error, "cannot note where the record is stored"),
+        }
+    }
+
+    /// Sends the user to `url`: the system browser for [`BrowserMode::Open`], then the
+    /// embedder's hook. With neither, the login cannot reach anyone and ends with a reason.
+    fn show(&self, url: &str, redirects: &mpsc::UnboundedSender<Input>) {
+        let launched = self.browser == BrowserMode::Open && launch(url);
+        if let Some(hook) = &self.hooks.login_url {
+            hook(url);
+        } else if !launched {
+            let _ = redirects.send(Input::CallbackUnavailable {
+                reason: "no browser could be started and no login URL hook is set (Builder::on_login_url); set one that shows the URL to the user".into(),
+            });
         }
     }
 }
@@ -434,24 +411,5 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_zero_seed_is_drawn_from_the_system_and_a_chosen_one_kept() {
-        let mut one = ClientConfig::for_issuer("a", "https://as.example.com");
-        let mut two = one.clone();
-        seed(&mut one).unwrap();
-        seed(&mut two).unwrap();
-        assert_ne!(one.seed, [0; 32]);
-        assert_ne!(one.seed, two.seed, "no two processes share a seed");
-        let mut fixed = ClientConfig::for_issuer("a", "https://as.example.com");
-        fixed.seed = [7; 32];
-        seed(&mut fixed).unwrap();
-        assert_eq!(fixed.seed, [7; 32], "tests and replays keep theirs");
     }
 }

@@ -10,10 +10,11 @@
 //! - bodies are read with a cap (1 MiB for answers, 8 KiB for errors) and never read whole
 //!   when they are larger: a 10 MB metadata document fails after the first megabyte.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tenure_core::endpoint::{sanitize, secure_endpoint};
-use tenure_core::wire::{BODY_LIMIT, ERROR_BODY_LIMIT};
+use tenure_core::{BODY_LIMIT, ERROR_BODY_LIMIT};
 
 /// Timeouts for every request.
 #[derive(Clone, Copy, Debug)]
@@ -34,13 +35,18 @@ impl Default for Timeouts {
 }
 
 /// An HTTP client that follows the core's rules.
+///
+/// Its two reqwest clients are built at their first request, not before: building one
+/// loads the system's trusted roots, which costs milliseconds that a process serving a
+/// stored token never needs to spend.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
+    timeouts: Timeouts,
     /// For other hosts: honours `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`.
-    inner: reqwest::Client,
+    inner: Arc<OnceLock<Result<reqwest::Client, TransportError>>>,
     /// For loopback hosts: never through a proxy, which would carry a loopback server's
     /// secrets (over plain HTTP) off the machine.
-    direct: reqwest::Client,
+    direct: Arc<OnceLock<Result<reqwest::Client, TransportError>>>,
 }
 
 /// Why a request got no usable answer. The text names the sanitized URL and never a secret.
@@ -50,21 +56,46 @@ pub struct TransportError(pub String);
 
 impl HttpClient {
     /// A client with these timeouts.
-    pub fn new(timeouts: Timeouts) -> Result<Self, TransportError> {
-        let builder = || {
-            reqwest::Client::builder()
+    pub fn new(timeouts: Timeouts) -> Self {
+        HttpClient {
+            timeouts,
+            inner: Arc::default(),
+            direct: Arc::default(),
+        }
+    }
+
+    /// Builds both clients on a blocking thread now, so that the first request does not
+    /// pay for it (a request under a store lease should not load certificates first).
+    pub fn warm_up(&self) {
+        let http = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = http.client_for(true);
+            let _ = http.client_for(false);
+        });
+    }
+
+    /// The reqwest client for `url`'s host, built on first use.
+    fn client_for(&self, loopback: bool) -> Result<&reqwest::Client, TransportError> {
+        let (cell, proxies) = if loopback {
+            (&self.direct, false)
+        } else {
+            (&self.inner, true)
+        };
+        cell.get_or_init(|| {
+            let mut builder = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(timeouts.connect)
-                .timeout(timeouts.total)
-                .user_agent(concat!("tenure/", env!("CARGO_PKG_VERSION")))
-        };
-        let built = |result: reqwest::Result<reqwest::Client>| {
-            result.map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))
-        };
-        Ok(HttpClient {
-            inner: built(builder().build())?,
-            direct: built(builder().no_proxy().build())?,
+                .connect_timeout(self.timeouts.connect)
+                .timeout(self.timeouts.total)
+                .user_agent(concat!("tenure/", env!("CARGO_PKG_VERSION")));
+            if !proxies {
+                builder = builder.no_proxy();
+            }
+            builder
+                .build()
+                .map_err(|e| TransportError(format!("cannot build the HTTP client: {e}")))
         })
+        .as_ref()
+        .map_err(Clone::clone)
     }
 
     /// Sends `request` and reads the answer with the body capped at `limit` bytes for a
@@ -77,11 +108,7 @@ impl HttpClient {
         let url_text = request.uri().to_string();
         let shown = sanitize(&url_text);
         let url = secure_endpoint(&url_text).map_err(TransportError)?;
-        let client = if tenure_core::endpoint::is_loopback(&url) {
-            &self.direct
-        } else {
-            &self.inner
-        };
+        let client = self.client_for(tenure_core::endpoint::is_loopback(&url))?;
         let (parts, body) = request.into_parts();
         let mut response = client
             .request(parts.method, url_text.as_str())
@@ -170,7 +197,7 @@ fn cause_mentioning(error: &reqwest::Error, needle: &str) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
@@ -197,12 +224,12 @@ mod tests {
         http::Request::get(url).body(Vec::new()).unwrap()
     }
 
-    fn client() -> HttpClient {
+    /// A client with short timeouts, for tests against local sockets.
+    pub(crate) fn client() -> HttpClient {
         HttpClient::new(Timeouts {
             connect: Duration::from_secs(2),
             total: Duration::from_secs(2),
         })
-        .unwrap()
     }
 
     #[tokio::test]
@@ -267,8 +294,7 @@ mod tests {
         let quick = HttpClient::new(Timeouts {
             connect: Duration::from_millis(500),
             total: Duration::from_millis(300),
-        })
-        .unwrap();
+        });
         let error = quick
             .send(get(&format!("http://{address}/")), 1024)
             .await

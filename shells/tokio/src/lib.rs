@@ -1,9 +1,22 @@
-//! `tenure-tokio`: the async shell that carries out the core's commands over the network.
+//! `tenure-tokio`: the async shell that carries out the core's commands over the network,
+//! and the embedder's API: a token in a few lines.
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn tenure_store::Store>) -> Result<(), Box<dyn std::error::Error>> {
+//! use tenure_tokio::{ClientConfig, Tenure};
+//! let config = ClientConfig::for_issuer("my-tool", "https://auth.example.com");
+//! let tenure = Tenure::builder(config, store).build().await?;
+//! let token = tenure.token().await?; // TokenError says what to do when there is none
+//! # let _ = token; Ok(()) }
+//! ```
 //!
 //! ```text
-//!   tenure_core::Client ──Command::Http────────▶ http::HttpClient (reqwest + rustls)
-//!          ▲             ──Command::OpenBrowser─▶ browser::show + callback::CallbackListener
-//!          │             ──Command::Store───────▶ a store adapter
+//!   Tenure::token() ──▶ published token still valid? ──yes──▶ AccessToken (no round trip)
+//!          │ no (or login, renew, logout, forget, challenge)
+//!          ▼
+//!   driver task: tenure_core::Client ──Command::Http────────▶ http::HttpClient (reqwest)
+//!          ▲                         ──Command::OpenBrowser─▶ browser + callback listener
+//!          │                         ──Command::Store───────▶ a store adapter
 //!          └──── Input (answers, callback query, ticks at poll_timeout) ◀───┘
 //! ```
 //!
@@ -13,13 +26,21 @@
 
 pub mod browser;
 pub mod callback;
-pub mod driver;
+mod clock;
+mod driver;
+mod error;
+mod handle;
 pub mod http;
 pub mod recorder;
+mod token;
 
+pub use browser::BrowserMode;
+pub use clock::Clock;
+pub use driver::is_internal_profile;
+pub use error::{BuildError, TokenError};
+pub use handle::{Builder, Tenure};
+pub use http::Timeouts;
+pub use recorder::Recorder;
 pub use tenure_core as core;
-
-/// The README's "Embedding Tenure" snippets, compiled as doc tests so they cannot rot.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeSnippets;
+pub use tenure_core::{AuthMethod, ClientConfig, Grant};
+pub use token::{AccessToken, Notice, Verdict};
