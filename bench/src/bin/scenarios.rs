@@ -1,12 +1,14 @@
 //! The scenario measurements of the benchmark report, printed as markdown on stdout.
 //!
 //! ```text
-//! scenarios [--issuer URL]
+//! scenarios [--issuer URL] [--tenure PATH --peer PATH]
 //! ```
 //!
 //! `--issuer` names a running test authorization server (`testing/oidc-provider`, started by
 //! `scripts/bench`) for the single-flight measurement; its counters are read at
-//! `/__admin/counts`, so the registrations are counted by the server, not by Tenure.
+//! `/__admin/counts`, so the registrations are counted by the server, not by Tenure. With
+//! `--tenure` (a release `tenure` binary) and `--peer` (`peer-token-reader`), the warm
+//! `tenure token` process is timed against that server, next to the peer.
 
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -22,10 +24,12 @@ use tenure_tokio::{Clock, Tenure};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let issuer = args
-        .windows(2)
-        .find(|w| w[0] == "--issuer")
-        .map(|w| w[1].clone());
+    let option = |name: &str| {
+        args.windows(2)
+            .find(|w| w[0] == name)
+            .map(|w| w[1].clone())
+    };
+    let issuer = option("--issuer");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -34,9 +38,13 @@ fn main() {
     cold_start();
     runtime.block_on(warm_start());
     runtime.block_on(hot_path());
-    match issuer {
-        Some(issuer) => runtime.block_on(single_flight(&issuer)),
+    match &issuer {
+        Some(issuer) => runtime.block_on(single_flight(issuer)),
         None => println!("\n### Single flight\n\nNot measured: no `--issuer` was given.\n"),
+    }
+    match (&issuer, option("--tenure"), option("--peer")) {
+        (Some(issuer), Some(tenure), Some(peer)) => token_process(issuer, &tenure, &peer),
+        _ => println!("### The `tenure token` process\n\nNot measured: give `--issuer`, `--tenure` and `--peer`.\n"),
     }
     runtime.block_on(memory());
 }
@@ -285,4 +293,72 @@ fn resident_kib() -> u64 {
 
 fn peak_kib() -> u64 {
     status_field("VmHWM:")
+}
+
+/// Wall time of a warm `tenure token` process on the default store (sled), next to a peer
+/// process that reads its token from one JSON file: the warm path (the handout file) and
+/// the full path (the handout removed before each run, so the store is opened and the core
+/// serves the stored token without a request).
+fn token_process(issuer: &str, tenure: &str, peer: &str) {
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("tenure-process-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let store = dir.join("store");
+    let run = |args: &[&str]| {
+        let status = Command::new(tenure)
+            .arg("--store")
+            .arg(&store)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tenure runs");
+        assert!(status.success(), "tenure {args:?} failed");
+    };
+    run(&["add", "svc", "--issuer", issuer, "--grant", "client_credentials", "--scope", "read"]);
+    run(&["token", "svc"]);
+    let peer_file = dir.join("peer-token.json");
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        + 3600;
+    std::fs::write(
+        &peer_file,
+        format!(r#"{{"access_token":"a-peer-token","expires_at":{later}}}"#),
+    )
+    .expect("the peer's file");
+    const RUNS: u32 = 200;
+    let time = |mut each: Box<dyn FnMut()>| {
+        let started = Instant::now();
+        for _ in 0..RUNS {
+            each();
+        }
+        started.elapsed() / RUNS
+    };
+    let peer_time = time(Box::new(|| {
+        let status = Command::new(peer)
+            .arg(&peer_file)
+            .stdout(Stdio::null())
+            .status()
+            .expect("the peer runs");
+        assert!(status.success());
+    }));
+    let warm = time(Box::new(|| run(&["token", "svc"])));
+    let handouts = store.join("handouts");
+    let full = time(Box::new(|| {
+        let _ = std::fs::remove_dir_all(&handouts);
+        run(&["token", "svc"]);
+    }));
+    let ratio = |t: std::time::Duration| t.as_secs_f64() / peer_time.as_secs_f64();
+    println!("### The `tenure token` process (sled store, valid token, mean of {RUNS})\n");
+    println!("| process | wall time | against the peer |\n| --- | --- | --- |");
+    println!("| peer: reads one JSON file | {peer_time:?} | 1.0× |");
+    println!("| `tenure token`, warm (handout file) | {warm:?} | {:.2}× |", ratio(warm));
+    println!(
+        "| `tenure token`, full path (opens the store; 0 requests) | {full:?} | {:.2}× |",
+        ratio(full)
+    );
+    println!();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,12 +15,15 @@ use tenure_tokio::{
 };
 
 use crate::exit;
+use crate::handout::Handouts;
 use crate::profile::Profile;
 
 /// What every command needs.
 pub struct Context {
     /// The store holding profiles and records.
     pub store: Arc<dyn Store>,
+    /// The handout files of a sled store, for the warm `tenure token` path.
+    pub handouts: Option<Handouts>,
     /// `--json`.
     pub json: bool,
     /// The clock (`--now` shifts it).
@@ -102,6 +105,7 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
     config
         .validate()
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    forget_handout(context, &profile.name)?;
     save(context, &profile).await?;
     if context.json {
         println!("{}", json!({"name": profile.name, "added": true}));
@@ -137,6 +141,8 @@ pub async fn operate_after(
     browser: BrowserMode,
     challenges: Vec<String>,
 ) -> Result<(), Failure> {
+    // Whatever this command changes, no later `tenure token` may print what it replaces.
+    forget_handout(context, name)?;
     let mut profile = load(context, name).await?;
     if op == Operation::ForgetLocal {
         // Nothing is sent, so no secret is needed: a missing variable must not stand in the
@@ -168,6 +174,7 @@ pub async fn operate_after(
     let forgetting = matches!(op, Operation::Forget | Operation::ForgetLocal);
     if !forgetting {
         remember_key(context, &tenure, &mut profile).await?;
+        keep_handout(context, name, &tenure);
     }
     let token = match (result, op) {
         (Err(error), Operation::Forget) if matches!(error.core(), Some(Error::Management(_))) => {
@@ -451,6 +458,28 @@ fn recorder(context: &Context, profile: &Profile) -> Result<Option<Recorder>, Fa
         recorder.config(profile.trace_config());
     }
     Ok(Some(recorder))
+}
+
+/// Removes the handout file of `name`: a file that cannot be removed could print a token the
+/// store has moved past, so that stops the command.
+fn forget_handout(context: &Context, name: &str) -> Result<(), Failure> {
+    match &context.handouts {
+        Some(handouts) => handouts.remove(name).map_err(|e| {
+            Failure::other(format!(
+                "cannot remove the handout file of `{name}` in the store's handouts directory ({e}); remove that directory by hand and run the command again"
+            ))
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Writes the handout file of `name` when the client holds a token with a deadline; after
+/// [`remember_key`], whose round trip lets the driver publish its last state. A file that
+/// cannot be written only costs the next `tenure token` the full path.
+fn keep_handout(context: &Context, name: &str, tenure: &Tenure) {
+    if let (Some(handouts), Some((token, Some(until)))) = (&context.handouts, tenure.cached()) {
+        let _ = handouts.write(name, token.secret(), token.expires_at(), until);
+    }
 }
 
 /// Keeps the record's key in the profile, so a resource-configured client finds it again.

@@ -7,8 +7,10 @@
 
 mod commands;
 mod demo;
+mod handout;
 mod profile;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -217,6 +219,9 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    if let Some(code) = warm_token(&cli) {
+        return code;
+    }
     init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -229,6 +234,48 @@ fn main() -> ExitCode {
         }
     };
     finish(runtime.block_on(run(cli)))
+}
+
+/// `tenure token NAME` served from the handout file the last command left beside the sled
+/// store (see `handout.rs`), before the runtime or the store is opened; `None` when the full
+/// path must run (another store, `--refused`, `--record`, or no valid handout).
+fn warm_token(cli: &Cli) -> Option<ExitCode> {
+    let Commands::Token {
+        name,
+        refused: false,
+    } = &cli.command
+    else {
+        return None;
+    };
+    if cli.record.is_some() {
+        return None;
+    }
+    let now = match &cli.now {
+        Some(text) => Timestamp::parse_rfc3339(text)?,
+        None => Clock::system().now(),
+    };
+    let handouts = handout::Handouts::in_store(&sled_dir(cli.store.as_deref())?);
+    let (token, expires_at) = handouts.read(name, now)?;
+    let printed = if cli.json {
+        let shown =
+            serde_json::json!({"name": name, "access_token": token, "expires_at": expires_at});
+        writeln!(std::io::stdout(), "{shown}")
+    } else {
+        writeln!(std::io::stdout(), "{token}")
+    };
+    Some(match printed {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(_) => ExitCode::from(exit::FAILURE),
+    })
+}
+
+/// The sled store's directory, for a `--store` that names one (or none: the default).
+fn sled_dir(location: Option<&str>) -> Option<PathBuf> {
+    match location {
+        Some(url) if url.starts_with("redis") => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => default_store_dir(),
+    }
 }
 
 fn finish(result: Result<(), Failure>) -> ExitCode {
@@ -265,6 +312,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let store = open_store(cli.store.as_deref()).await?;
     let context = Context {
         store,
+        handouts: sled_dir(cli.store.as_deref()).map(|dir| handout::Handouts::in_store(&dir)),
         json: cli.json,
         clock,
         record: cli.record,
@@ -338,7 +386,7 @@ async fn open_store(location: Option<&str>) -> Result<Arc<dyn Store>, Failure> {
             Ok(Arc::new(store))
         }
         Some(path) => open_sled(PathBuf::from(path)),
-        None => open_sled(default_store_dir().ok_or_else(|| {
+        None => open_sled(sled_dir(None).ok_or_else(|| {
             Failure::usage(
                 "cannot tell where the user's data directory is (HOME is not set); \
                  pass --store PATH",

@@ -526,3 +526,38 @@ fn a_token_the_resource_refused_is_replaced() {
         "the new one is kept"
     );
 }
+
+/// A warm `tenure token` prints the token the last command left valid without opening the
+/// store: with the store's database moved away it still prints it. Commands that change what
+/// `token` should print remove that handout first (logout here; `--refused` above).
+#[test]
+fn a_warm_token_is_printed_without_opening_the_store() {
+    let provider = Provider::start(&[]);
+    let tenure = Tenure::new("handout");
+    tenure.add_machine_client(&provider.issuer, &[]);
+    let first = tenure.ok(&["token", "svc"]).stdout;
+    let handouts = tenure.store.join("handouts");
+    let files = || std::fs::read_dir(&handouts).map_or(0, |d| d.count());
+    assert_eq!(files(), 1, "the token command left a handout");
+
+    tenure.ok(&["logout", "svc"]);
+    assert_eq!(files(), 0, "logout removes it");
+    let second = tenure.ok(&["token", "svc"]).stdout;
+    assert_ne!(second, first, "logged out: a new token was fetched");
+    let issued = provider.count("token_client_credentials");
+
+    let database = tenure.store.join("db");
+    let away = tenure.store.join("db.away");
+    std::fs::rename(&database, &away).expect("the sled database file");
+    let warm = tenure.run(&["token", "svc"]);
+    std::fs::rename(&away, &database).unwrap();
+    assert_eq!(warm.code, 0, "{warm:?}");
+    assert_eq!(
+        warm.stdout, second,
+        "served from the handout, not the store"
+    );
+    assert_eq!(provider.count("token_client_credentials"), issued);
+    let json: serde_json::Value =
+        serde_json::from_str(&tenure.ok(&["--json", "token", "svc"]).stdout).unwrap();
+    assert_eq!(json["access_token"].as_str(), Some(second.trim()));
+}

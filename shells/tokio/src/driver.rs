@@ -104,20 +104,22 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) async fn run(
-        mut self,
-        mut inbox: mpsc::UnboundedReceiver<Message>,
-        stored: Option<Record>,
-    ) {
-        let mut in_flight: JoinSet<Input> = JoinSet::new();
-        let (redirects, mut redirected) = mpsc::unbounded_channel::<Input>();
-        let mut listener: Option<tokio::task::JoinHandle<()>> = None;
-        let mut callers_gone = false;
+    /// Hands the stored record to the core and publishes what it may hand out, before the
+    /// task runs: a handle's first `token()` is then served without waiting for the task.
+    pub(crate) fn start(&mut self, stored: Option<Record>) {
         if let Some(recorder) = &self.recorder {
             recorder.start(self.clock.now());
         }
         self.client
             .handle(self.clock.now(), Input::Start { stored });
+        self.publish();
+    }
+
+    pub(crate) async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Message>) {
+        let mut in_flight: JoinSet<Input> = JoinSet::new();
+        let (redirects, mut redirected) = mpsc::unbounded_channel::<Input>();
+        let mut listener: Option<tokio::task::JoinHandle<()>> = None;
+        let mut callers_gone = false;
         loop {
             while let Some(command) = self.client.poll_command() {
                 self.carry_out(command, &mut in_flight, &redirects, &mut listener)

@@ -146,7 +146,7 @@ impl Builder {
             clock: self.clock,
         });
         let (messages, inbox) = mpsc::unbounded_channel();
-        let driver = Driver {
+        let mut driver = Driver {
             client: tenure_core::Client::new(self.config),
             store: self.store,
             http: HttpClient::new(self.timeouts),
@@ -160,7 +160,8 @@ impl Builder {
             challenges: Default::default(),
             next_op: 0,
         };
-        tokio::spawn(driver.run(inbox, stored));
+        driver.start(stored);
+        tokio::spawn(driver.run(inbox));
         Ok(Tenure { messages, shared })
     }
 }
@@ -205,19 +206,21 @@ impl Tenure {
     /// A valid access token: registering, refreshing and renewing as needed, never opening a
     /// browser. While the cached token is valid this reads it without waking the driver.
     pub async fn token(&self) -> Result<AccessToken, TokenError> {
-        if let Some(token) = self.cached() {
+        if let Some((token, _)) = self.cached() {
             return Ok(token);
         }
         self.token_from_driver().await
     }
 
-    /// The cached token, when it is valid now.
-    fn cached(&self) -> Option<AccessToken> {
+    /// The token [`Tenure::token`] hands out now without waking the driver, and the instant
+    /// from which it asks the driver again (`None`: no deadline). `None` when there is no
+    /// such token.
+    pub fn cached(&self) -> Option<(AccessToken, Option<Timestamp>)> {
         let guard = self.shared.cache.load();
         let cached = guard.as_ref()?;
         match cached.until {
             Some(until) if self.shared.clock.now() >= until => None,
-            _ => Some(cached.token.clone()),
+            until => Some((cached.token.clone(), until)),
         }
     }
 
