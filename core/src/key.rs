@@ -61,7 +61,13 @@ pub fn scope_hash(scopes: &[String]) -> String {
     sorted.sort_unstable();
     sorted.dedup();
     let digest = Sha256::digest(sorted.join("\n").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    hex
 }
 
 #[cfg(test)]

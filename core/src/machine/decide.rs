@@ -49,8 +49,12 @@ impl Client {
             }
             return self.begin_discovery();
         };
-        let key = self.config.key_for(&server.issuer);
-        if self.loaded.as_ref() != Some(&key) {
+        if !self
+            .loaded
+            .as_ref()
+            .is_some_and(|k| self.is_key_for(k, &server.issuer))
+        {
+            let key = self.key_for(&server.issuer);
             return self.store(StoreOp::Load { key }, StorePurpose::Load);
         }
         match op {

@@ -28,7 +28,7 @@ impl Client {
     pub(super) fn record_fits(&self, record: &Record) -> bool {
         let key = &record.key;
         let issuer_ok = self.config.issuer.as_ref().is_none_or(|i| *i == key.issuer);
-        issuer_ok && record.server.issuer == key.issuer && *key == self.config.key_for(&key.issuer)
+        issuer_ok && record.server.issuer == key.issuer && self.is_key_for(key, &key.issuer)
     }
 
     pub(super) fn handle_operation(&mut self, id: OpId, op: Operation) {

@@ -72,6 +72,9 @@ const LEASE_BACKOFF_CAP: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Client {
     config: ClientConfig,
+    /// [`crate::key::scope_hash`] of the configured scopes, computed once: every step
+    /// compares keys.
+    scope_hash: String,
     config_error: Option<ConfigError>,
     /// The canonical resource, when one is configured.
     resource: Option<String>,
@@ -471,6 +474,7 @@ impl Client {
         let block = entropy.next_block();
         let token_jitter = u16::from_be_bytes([block[0], block[1]]) % 1001;
         Client {
+            scope_hash: crate::key::scope_hash(&config.scopes),
             config,
             config_error,
             resource,
@@ -588,7 +592,7 @@ impl Client {
         let server = self.server.as_ref()?;
         let settled = self.config_error.is_none()
             && self.challenge_prm.is_none()
-            && self.loaded.as_ref() == Some(&self.config.key_for(&server.issuer))
+            && self.loaded.as_ref().is_some_and(|k| self.is_key_for(k, &server.issuer))
             && self.identity() != IdentityKind::None
             && !self.pre_registration_stale()
             && self.jobs.iter().all(|job| {
@@ -702,12 +706,31 @@ impl Client {
 
     // ----- reading state -----
 
+    /// The key of this client's record at `issuer` ([`ClientConfig::key_for`], with the
+    /// scope hash computed once).
+    fn key_for(&self, issuer: &str) -> ClientKey {
+        ClientKey {
+            issuer: issuer.to_owned(),
+            upstream: self.config.upstream().to_owned(),
+            redirect_uri: self.config.redirect_uri.clone(),
+            scope_hash: self.scope_hash.clone(),
+        }
+    }
+
+    /// Whether `key` is this client's key at `issuer`, without building one.
+    fn is_key_for(&self, key: &ClientKey, issuer: &str) -> bool {
+        key.issuer == issuer
+            && key.upstream == self.config.upstream()
+            && key.redirect_uri == self.config.redirect_uri
+            && key.scope_hash == self.scope_hash
+    }
+
     fn current_op(&self) -> Option<Operation> {
         self.jobs.front().map(|job| job.op)
     }
 
     fn current_key(&self) -> Option<ClientKey> {
-        self.server.as_ref().map(|s| self.config.key_for(&s.issuer))
+        self.server.as_ref().map(|s| self.key_for(&s.issuer))
     }
 
     fn identity(&self) -> IdentityKind {
