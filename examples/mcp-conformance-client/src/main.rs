@@ -5,8 +5,11 @@
 //! mcp-conformance-client [--cimd-url URL] MCP_SERVER_URL
 //! ```
 //!
-//! It speaks MCP over Streamable HTTP: `initialize`, `notifications/initialized`,
-//! `tools/list`, and `tools/call` of `test-tool` when the server offers it. Everything about
+//! It speaks MCP over Streamable HTTP, revision 2026-07-28 first (`server/discover`, then
+//! requests that carry the protocol version in `_meta` and in headers), and falls back to the
+//! `initialize` handshake of 2025-11-25 and before with a server of an earlier revision (see
+//! [`mcp`]); then `tools/list`, and `tools/call` of `test-tool` when the server offers it.
+//! Everything about
 //! authorization is Tenure's: this program hands the server's 401/403 challenges to Tenure,
 //! which discovers the authorization server, registers (pre-registered credentials, a Client
 //! ID Metadata Document, or dynamic registration), logs in with PKCE, chooses scopes and
@@ -38,6 +41,9 @@ use crate::mcp::{McpError, Session};
 /// The client id the conformance suite expects from a client that uses a Client ID Metadata
 /// Document when the authorization server advertises support for them.
 pub const CONFORMANCE_CIMD_URL: &str = "https://conformance-test.local/client-metadata.json";
+
+/// How long the headless login waits for its redirect (see [`config`]).
+const HEADLESS_CALLBACK_TIMEOUT: tenure_core::Duration = tenure_core::Duration::from_secs(10);
 
 /// The tool the conformance suite's servers offer.
 const TEST_TOOL: &str = "test-tool";
@@ -134,6 +140,11 @@ fn config(invocation: &Invocation) -> Result<ClientConfig, String> {
     config.client_id = invocation.client_id.clone();
     config.client_secret = invocation.client_secret.clone().map(Secret::new);
     config.legacy_discovery = true;
+    // The headless login has one redirect and no browser to send another: when Tenure turns
+    // that callback away (a wrong or missing `iss`, RFC 9207), waiting the default two
+    // minutes for a second one only outlasts the suite's 30 s. Ten seconds is plenty for a
+    // server that redirects at once.
+    config.callback_timeout = HEADLESS_CALLBACK_TIMEOUT;
     getrandom::fill(&mut config.seed)
         .map_err(|e| format!("the operating system gave no randomness for PKCE ({e})"))?;
     config
@@ -163,7 +174,7 @@ async fn run(invocation: Invocation) -> Result<(), String> {
 /// The MCP calls the suite expects.
 async fn calls(session: &mut Session) -> Result<(), McpError> {
     let server = session.initialize().await?;
-    eprintln!("initialized: {server}");
+    eprintln!("initialized: {server} ({:?})", session.era());
     let tools = session.request("tools/list", json!({})).await?;
     let names: Vec<&str> = tools
         .get("tools")
