@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# Runs the MCP conformance suite (@modelcontextprotocol/conformance, pinned in package.json)
-# against Tenure's example MCP client, examples/mcp-conformance-client.
+# Runs the MCP conformance suite (@modelcontextprotocol/conformance) against Tenure's example
+# MCP client, examples/mcp-conformance-client.
 #
 #   testing/mcp-conformance/run.sh [--suite NAME]... [--expected-failures FILE] [--no-build]
 #
-# Suites: auth, backcompat, draft (all three by default). Every scenario runs on its own,
-# inside a network namespace that has only loopback (the suite's servers listen on every
-# interface), with the client's exit status counted and a time bound per scenario. Prints one
-# line per scenario and a summary per suite; exits non-zero when a scenario fails that the
-# baseline does not list, or when the baseline lists a scenario that now passes. The baseline
-# is a YAML file in the suite's own format (`client:` and a list of scenario names); see
-# README.md for what is in it and why.
+# Suites: auth, backcompat, draft (all three by default), from the release pinned in
+# package.json; 2026-07-28, the auth scenarios of the suite's frozen 2026-07-28 requirements
+# run at that revision's wire, from the prerelease pinned in 2026-07-28/package.json. Every
+# scenario runs on its own, inside a network namespace that has only loopback (the suite's
+# servers listen on every interface), with the client's exit status counted and a time bound
+# per scenario. Prints one line per scenario and a summary per suite; exits non-zero when a
+# scenario fails that the baseline does not list, or when the baseline lists a scenario that
+# now passes. The baseline is a YAML file in the suite's own format (`client:` and a list of
+# scenario names) and applies to every suite of the run; see README.md for what is in it and
+# why. The client is the debug build in Cargo's target directory (CARGO_TARGET_DIR honoured).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-binary="$root/target/debug/mcp-conformance-client"
 results="$here/results"
 # The suite gives the client 30 s; a scenario as a whole gets this long.
 scenario_limit=90
@@ -25,19 +27,25 @@ baseline=""
 build=yes
 while [ $# -gt 0 ]; do
   case "$1" in
-    --suite) suites+=("${2:?--suite needs a name: auth, backcompat or draft}"); shift 2 ;;
+    --suite) suites+=("${2:?--suite needs a name: auth, backcompat, draft or 2026-07-28}"); shift 2 ;;
     --expected-failures) baseline="${2:?--expected-failures needs a file}"; shift 2 ;;
     --no-build) build=no; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
 [ ${#suites[@]} -gt 0 ] || suites=(auth backcompat draft)
-for suite in "${suites[@]}"; do
-  case "$suite" in
-    auth|backcompat|draft) ;;
-    *) echo "run.sh: unknown suite '$suite'; choose auth, backcompat or draft" >&2; exit 2 ;;
+# The folder whose package.json pins the suite's version for each suite.
+packages_of() {
+  case "$1" in
+    auth|backcompat|draft) echo "$here" ;;
+    2026-07-28) echo "$here/2026-07-28" ;;
+    *) return 1 ;;
   esac
+}
+for suite in "${suites[@]}"; do
+  packages_of "$suite" >/dev/null \
+    || { echo "run.sh: unknown suite '$suite'; choose auth, backcompat, draft or 2026-07-28" >&2; exit 2; }
 done
 if [ -n "$baseline" ]; then
   baseline=$(cd "$(dirname "$baseline")" && pwd)/$(basename "$baseline")
@@ -46,14 +54,23 @@ fi
 
 if [ -z "${TENURE_CONFORMANCE_NETNS:-}" ]; then
   # Outside the namespace: everything that needs the network or the build happens here.
-  if [ ! -x "$here/node_modules/.bin/conformance" ] \
-    || [ "$here/package-lock.json" -nt "$here/node_modules" ]; then
-    (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-  fi
+  for suite in "${suites[@]}"; do
+    packages=$(packages_of "$suite")
+    if [ ! -x "$packages/node_modules/.bin/conformance" ] \
+      || [ "$packages/package-lock.json" -nt "$packages/node_modules" ]; then
+      (cd "$packages" && npm ci --no-audit --no-fund --loglevel=error)
+    fi
+  done
   if [ "$build" = yes ]; then
     (cd "$root" && cargo build --locked --quiet -p mcp-conformance-client)
   fi
-  [ -x "$binary" ] || { echo "run.sh: $binary is missing; build it with cargo build -p mcp-conformance-client" >&2; exit 1; }
+  # Cargo's own answer for where it builds, so CARGO_TARGET_DIR (or a build.target-dir
+  # setting) is honoured.
+  target_dir=$(cd "$root" && cargo metadata --format-version 1 --no-deps \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  [ -n "$target_dir" ] || { echo "run.sh: cargo metadata named no target directory" >&2; exit 1; }
+  export TENURE_CONFORMANCE_CLIENT="$target_dir/debug/mcp-conformance-client"
+  [ -x "$TENURE_CONFORMANCE_CLIENT" ] || { echo "run.sh: $TENURE_CONFORMANCE_CLIENT is missing; build it with cargo build -p mcp-conformance-client" >&2; exit 1; }
   args=()
   for suite in "${suites[@]}"; do args+=(--suite "$suite"); done
   [ -z "$baseline" ] || args+=(--expected-failures "$baseline")
@@ -65,19 +82,31 @@ fi
 
 # Inside the namespace: only loopback exists, and it starts down.
 ip link set lo up
-export PATH="$here/node_modules/.bin:$PATH"
-node_version=$(node --version)
-case "$node_version" in
-  v22.*) ;;
-  *) echo "run.sh: expected Node 22 from node_modules (the suite needs it), found $node_version" >&2; exit 1 ;;
-esac
+binary="${TENURE_CONFORMANCE_CLIENT:?run.sh: TENURE_CONFORMANCE_CLIENT is set before the namespace}"
+base_path=$PATH
 
-# The scenarios of each suite, from the pinned suite's own list: `auth` is every auth
+# Puts the suite's pinned packages first on PATH and checks their Node.
+use_packages() {
+  export PATH="$1/node_modules/.bin:$base_path"
+  local node_version
+  node_version=$(node --version)
+  case "$node_version" in
+    v22.*) ;;
+    *) echo "run.sh: expected Node 22 from $1/node_modules (the suite needs it), found $node_version" >&2; exit 1 ;;
+  esac
+}
+
+# The scenarios of a suite, from the pinned suite's own lists. 0.1.16: `auth` is every auth
 # scenario of a dated revision after 2025-03-26, `backcompat` those of 2025-03-26, `draft`
-# those tagged draft.
-listing=$(conformance list)
+# those tagged draft. 2026-07-28: the auth scenarios that the frozen requirements score for
+# clients (`conformance list --requirements`).
 scenarios_of() {
-  printf '%s\n' "$listing" | sed -n 's/^  - \(auth\/[^ ]*\) \[\(.*\)\]$/\1 \2/p' | while read -r name versions; do
+  if [ "$1" = 2026-07-28 ]; then
+    conformance list --requirements 2026-07-28 \
+      | sed -n '/^Client scenarios/,/^$/s/^  - \(auth\/[^ ]*\)$/\1/p'
+    return
+  fi
+  conformance list | sed -n 's/^  - \(auth\/[^ ]*\) \[\(.*\)\]$/\1 \2/p' | while read -r name versions; do
     case "$1:$versions" in
       backcompat:2025-03-26) echo "$name" ;;
       draft:*draft*) echo "$name" ;;
@@ -85,6 +114,21 @@ scenarios_of() {
       auth:*) echo "$name" ;;
     esac
   done
+}
+
+# The auth scenarios that the frozen requirements run but do not score (the extensions): not
+# run here, only named.
+unscored_of() {
+  [ "$1" = 2026-07-28 ] || return 0
+  conformance list --requirements 2026-07-28 \
+    | sed -n '/never scored/,$s/^    - \(auth\/[^ ]*\) \[client\]$/\1/p'
+}
+
+# The wire a suite's scenarios run at: the 2026-07-28 requirements at that revision's, as
+# the suite's own `--requirements 2026-07-28` does.
+wire_of() {
+  [ "$1" = 2026-07-28 ] && echo "--spec-version 2026-07-28"
+  return 0
 }
 
 expected=()
@@ -114,6 +158,8 @@ started=$(date +%s)
 unexpected=0
 summary=()
 for suite in "${suites[@]}"; do
+  use_packages "$(packages_of "$suite")"
+  read -r -a wire <<<"$(wire_of "$suite")"
   mapfile -t names < <(scenarios_of "$suite")
   if [ ${#names[@]} -eq 0 ]; then
     echo "run.sh: the suite lists no $suite scenarios; has the pinned version changed?" >&2
@@ -122,19 +168,23 @@ for suite in "${suites[@]}"; do
   echo "== $suite (${#names[@]} scenarios)"
   passed=0
   for name in "${names[@]}"; do
-    out="$results/$name"
+    out="$results/$suite/$name"
     mkdir -p "$out"
     status=0
     timeout "$scenario_limit" conformance client --command "$binary" --scenario "$name" \
-      -o "$results" >"$out/conformance.log" 2>&1 || status=$?
-    checks=$(find "$results/$name"-* -name checks.json 2>/dev/null | head -n 1)
+      "${wire[@]+"${wire[@]}"}" -o "$results/$suite" >"$out/conformance.log" 2>&1 || status=$?
+    checks=$(find "$results/$suite/$name"-* -name checks.json 2>/dev/null | head -n 1)
     counts="no checks recorded"
+    ok=0
     if [ -n "$checks" ]; then
       tally=$(count_checks "$checks" 2>"$out/problems.txt")
       read -r ok failed warned <<<"$tally"
       counts="$ok passed, $failed failed, $warned warnings"
     fi
     if [ "$status" = 124 ]; then counts="timed out after ${scenario_limit}s; $counts"; fi
+    # A scenario the suite skipped (not applicable at the wire asked for) records no check:
+    # that is no pass.
+    if [ "$status" = 0 ] && [ "$ok" = 0 ]; then status=1; fi
     if [ "$status" = 0 ]; then
       passed=$((passed + 1))
       if is_expected "$name"; then
@@ -153,6 +203,11 @@ for suite in "${suites[@]}"; do
     fi
   done
   summary+=("$suite: $passed/${#names[@]} passed")
+  mapfile -t unscored < <(unscored_of "$suite")
+  if [ ${#unscored[@]} -gt 0 ]; then
+    echo "  not run: ${#unscored[@]} auth scenarios that the $suite requirements do not score:"
+    printf '    %s\n' "${unscored[@]}"
+  fi
 done
 
 echo "== summary ($(($(date +%s) - started)) s)"

@@ -24,11 +24,7 @@ use tenure_tokio::{Clock, Tenure};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let option = |name: &str| {
-        args.windows(2)
-            .find(|w| w[0] == name)
-            .map(|w| w[1].clone())
-    };
+    let option = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
     let issuer = option("--issuer");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -316,7 +312,16 @@ fn token_process(issuer: &str, tenure: &str, peer: &str) {
             .expect("tenure runs");
         assert!(status.success(), "tenure {args:?} failed");
     };
-    run(&["add", "svc", "--issuer", issuer, "--grant", "client_credentials", "--scope", "read"]);
+    run(&[
+        "add",
+        "svc",
+        "--issuer",
+        issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+    ]);
     run(&["token", "svc"]);
     let peer_file = dir.join("peer-token.json");
     let later = std::time::SystemTime::now()
@@ -354,7 +359,10 @@ fn token_process(issuer: &str, tenure: &str, peer: &str) {
     println!("### The `tenure token` process (sled store, valid token, mean of {RUNS})\n");
     println!("| process | wall time | against the peer |\n| --- | --- | --- |");
     println!("| peer: reads one JSON file | {peer_time:?} | 1.0× |");
-    println!("| `tenure token`, warm (handout file) | {warm:?} | {:.2}× |", ratio(warm));
+    println!(
+        "| `tenure token`, warm (handout file) | {warm:?} | {:.2}× |",
+        ratio(warm)
+    );
     println!(
         "| `tenure token`, full path (opens the store; 0 requests) | {full:?} | {:.2}× |",
         ratio(full)

@@ -592,7 +592,10 @@ impl Client {
         let server = self.server.as_ref()?;
         let settled = self.config_error.is_none()
             && self.challenge_prm.is_none()
-            && self.loaded.as_ref().is_some_and(|k| self.is_key_for(k, &server.issuer))
+            && self
+                .loaded
+                .as_ref()
+                .is_some_and(|k| self.is_key_for(k, &server.issuer))
             && self.identity() != IdentityKind::None
             && !self.pre_registration_stale()
             && self.jobs.iter().all(|job| {
@@ -627,6 +630,11 @@ impl Client {
             expires_at: tokens.expires_at,
             until,
         })
+    }
+
+    /// Whether a login waits for the browser's redirect to the loopback callback.
+    pub fn awaits_callback(&self) -> bool {
+        matches!(self.wait, Wait::Callback)
     }
 
     /// Whether no operation is pending.

@@ -5,8 +5,11 @@
 //! mcp-conformance-client [--cimd-url URL] MCP_SERVER_URL
 //! ```
 //!
-//! It speaks MCP over Streamable HTTP: `initialize`, `notifications/initialized`,
-//! `tools/list`, and `tools/call` of `test-tool` when the server offers it. Everything about
+//! It speaks MCP over Streamable HTTP, revision 2026-07-28 first (`server/discover`, then
+//! requests that carry the protocol version in `_meta` and in headers), and falls back to the
+//! `initialize` handshake of 2025-11-25 and before with a server of an earlier revision (see
+//! [`mcp`]); then `tools/list`, and `tools/call` of `test-tool` when the server offers it.
+//! Everything about
 //! authorization is Tenure's: this program hands the server's 401/403 challenges to Tenure,
 //! which discovers the authorization server, registers (pre-registered credentials, a Client
 //! ID Metadata Document, or dynamic registration), logs in with PKCE, chooses scopes and
@@ -162,7 +165,7 @@ async fn run(invocation: Invocation) -> Result<(), String> {
 /// The MCP calls the suite expects.
 async fn calls(session: &mut Session) -> Result<(), McpError> {
     let server = session.initialize().await?;
-    eprintln!("initialized: {server}");
+    eprintln!("initialized: {server} ({:?})", session.era());
     let tools = session.request("tools/list", json!({})).await?;
     let names: Vec<&str> = tools
         .get("tools")

@@ -101,6 +101,8 @@ pub(crate) struct Driver {
     /// Challenge callers waiting for the core's verdict, oldest first.
     pub(crate) challenges: VecDeque<ChallengeReply>,
     pub(crate) next_op: u64,
+    /// The last warning the core raised (it names why a callback was turned away).
+    pub(crate) last_warning: Option<String>,
 }
 
 impl Driver {
@@ -157,7 +159,25 @@ impl Driver {
                 _ = sleep_until(wake), if wake.is_some() => Some(Input::Tick),
             };
             if let Some(input) = input {
+                let callback = matches!(input, Input::Callback { .. });
                 self.client.handle(self.clock.now(), input);
+                if callback
+                    && self.browser == BrowserMode::Headless
+                    && self.client.awaits_callback()
+                {
+                    // A headless login gets exactly one redirect: once the core turned it
+                    // away (a wrong `state` or `iss`), waiting for another only runs out the
+                    // callback timeout.
+                    let reason = format!(
+                        "the authorization server's redirect was not accepted{}; a headless login gets no second one, so log in with a browser or fix the server",
+                        self.last_warning
+                            .as_deref()
+                            .map(|w| format!(" ({w})"))
+                            .unwrap_or_default()
+                    );
+                    self.client
+                        .handle(self.clock.now(), Input::CallbackUnavailable { reason });
+                }
             }
         }
     }
@@ -311,6 +331,7 @@ impl Driver {
             }
             Event::Warning(message) => {
                 tracing::warn!("{message}");
+                self.last_warning = Some(message.clone());
                 self.notify(Notice::Warning(message));
                 return;
             }

@@ -159,6 +159,7 @@ impl Builder {
             waiters: HashMap::new(),
             challenges: Default::default(),
             next_op: 0,
+            last_warning: None,
         };
         driver.start(stored);
         tokio::spawn(driver.run(inbox));

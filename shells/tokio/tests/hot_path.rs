@@ -8,7 +8,7 @@ use tenure_core::{Operation, Timestamp};
 use tenure_sim::provider::{ProviderConfig, SimulatedProvider};
 use tenure_sim::Simulation;
 use tenure_store::{MemoryStore, Store};
-use tenure_tokio::{Clock, ClientConfig, Tenure, Verdict};
+use tenure_tokio::{ClientConfig, Clock, Tenure, Verdict};
 
 #[tokio::test]
 async fn a_stored_token_is_published_at_build_and_a_refused_one_withdrawn() {
@@ -37,7 +37,10 @@ async fn a_stored_token_is_published_at_build_and_a_refused_one_withdrawn() {
     let (token, until) = tenure.cached().expect("published before the driver ran");
     assert_eq!(token.secret(), stored.access_token.expose());
     let expires = stored.expires_at.expect("an expiry");
-    assert!(until.expect("a deadline") < expires, "handed out until the margin");
+    assert!(
+        until.expect("a deadline") < expires,
+        "handed out until the margin"
+    );
     assert_eq!(tenure.token().await.expect("warm"), token);
 
     // The resource refuses it: it leaves the cache at once, and asking again means a
