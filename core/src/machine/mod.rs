@@ -632,6 +632,11 @@ impl Client {
         })
     }
 
+    /// The operation being worked on, if any.
+    pub fn operation(&self) -> Option<Operation> {
+        self.current_op()
+    }
+
     /// Whether a login waits for the browser's redirect to the loopback callback.
     pub fn awaits_callback(&self) -> bool {
         matches!(self.wait, Wait::Callback)

@@ -150,7 +150,10 @@ async fn run(invocation: Invocation) -> Result<(), String> {
             total: std::time::Duration::from_secs(10),
         })
         .on_notice(|notice| {
-            if let Notice::Warning(warning) = notice {
+            if let Notice::Warning {
+                message: warning, ..
+            } = notice
+            {
                 eprintln!("tenure: warning: {warning}");
             }
         })

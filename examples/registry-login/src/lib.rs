@@ -219,7 +219,10 @@ impl RegistryClient {
             .browser(browser)
             .on_login_url(|url| eprintln!("open: {url}"))
             .on_notice(|notice| {
-                if let tenure_tokio::Notice::Warning(warning) = notice {
+                if let tenure_tokio::Notice::Warning {
+                    message: warning, ..
+                } = notice
+                {
                     eprintln!("warning: {warning}");
                 }
             })

@@ -411,7 +411,10 @@ async fn start(
         .timeouts(context.timeouts)
         .on_login_url(|url| eprintln!("open: {url}"))
         .on_notice(|notice| {
-            if let Notice::Warning(warning) = notice {
+            if let Notice::Warning {
+                message: warning, ..
+            } = notice
+            {
                 eprintln!("warning: {warning}");
             }
         });

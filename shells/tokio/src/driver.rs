@@ -332,7 +332,8 @@ impl Driver {
             Event::Warning(message) => {
                 tracing::warn!("{message}");
                 self.last_warning = Some(message.clone());
-                self.notify(Notice::Warning(message));
+                let during = self.client.operation();
+                self.notify(Notice::Warning { message, during });
                 return;
             }
             Event::Challenged(verdict) => {

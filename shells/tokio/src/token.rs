@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tenure_core::{Lifecycle, Secret, Timestamp};
+use tenure_core::{Lifecycle, Operation, Secret, Timestamp};
 
 /// A valid access token. Cloning is cheap (the text is shared), and `Debug` never shows it.
 #[derive(Clone)]
@@ -89,7 +89,12 @@ pub enum Notice {
     /// Something is wrong but work goes on (a renewal failed before expiry, a secret that
     /// the server cannot renew, an old registration that cannot be deleted). Each is raised
     /// once per process.
-    Warning(String),
+    Warning {
+        /// What is wrong, in words for the user.
+        message: String,
+        /// The operation being worked on when it was raised, if any.
+        during: Option<Operation>,
+    },
     /// The lifecycle moved (registering, renewing, logging in, …).
     Lifecycle(Lifecycle),
 }

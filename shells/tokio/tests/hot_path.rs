@@ -59,3 +59,30 @@ async fn a_stored_token_is_published_at_build_and_a_refused_one_withdrawn() {
         "Debug shows no token"
     );
 }
+
+/// Configuration mistakes surface when the handle is built, not at the first operation.
+#[tokio::test]
+async fn a_configuration_that_cannot_work_is_refused_at_build() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let quiet = Tenure::builder(
+        ClientConfig::for_issuer("x", "https://as.example.com"),
+        store.clone(),
+    )
+    .browser(tenure_tokio::BrowserMode::Print)
+    .build()
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(quiet, tenure_tokio::BuildError::NoLoginUrlHook),
+        "{quiet}"
+    );
+    let bad = Tenure::builder(ClientConfig::for_issuer("x", "ftp://as.example.com"), store)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(bad, tenure_tokio::BuildError::Config(_)), "{bad}");
+    assert!(
+        bad.to_string().contains("issuer"),
+        "names the setting: {bad}"
+    );
+}
