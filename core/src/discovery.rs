@@ -163,7 +163,7 @@ pub fn parse_server_metadata(
         // trailing slash the server publishes (the MCP TypeScript SDK does) is told the
         // exact value to use.
         let hint = if issuer.trim_end_matches('/') == expected_issuer.trim_end_matches('/') {
-            format!("; the issuer must be given exactly as the server publishes it: use --issuer {shown}")
+            format!("; the issuer must be given exactly as the server publishes it: give the setting `issuer` exactly as {shown}")
         } else {
             String::new()
         };
@@ -312,13 +312,13 @@ mod tests {
             "token_endpoint": "http://127.0.0.1:3000/token"}));
         let error = parse_server_metadata(&metadata, "http://127.0.0.1:3000").unwrap_err();
         assert!(
-            error.ends_with("use --issuer http://127.0.0.1:3000/"),
+            error.ends_with("give the setting `issuer` exactly as http://127.0.0.1:3000/"),
             "{error}"
         );
         let other = doc(json!({"issuer": "http://127.0.0.1:4000/",
             "token_endpoint": "http://127.0.0.1:4000/token"}));
         let error = parse_server_metadata(&other, "http://127.0.0.1:3000").unwrap_err();
-        assert!(!error.contains("use --issuer"), "{error}");
+        assert!(!error.contains("exactly as"), "{error}");
     }
 
     #[test]

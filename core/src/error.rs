@@ -13,22 +13,22 @@ pub enum ConfigError {
     #[error("the client needs a name")]
     EmptyName,
     /// Neither issuer nor resource.
-    #[error("no authorization server: give `--issuer URL` or `--resource URL`")]
+    #[error("no authorization server: give the setting `issuer` or the setting `resource`")]
     NoServer,
     /// The issuer is unusable.
-    #[error("bad --issuer: {0}")]
+    #[error("bad setting `issuer`: {0}")]
     Issuer(String),
     /// The resource is unusable.
-    #[error("bad --resource: {0}")]
+    #[error("bad setting `resource`: {0}")]
     Resource(String),
     /// The CIMD URL is unusable.
-    #[error("bad --cimd-url: {0}")]
+    #[error("bad setting `cimd_url`: {0}")]
     CimdUrl(String),
     /// A secret was given with no client id.
-    #[error("--client-secret-env needs --client-id: a secret belongs to a pre-registered client")]
+    #[error("the setting `client_secret` needs the setting `client_id`: a secret belongs to a pre-registered client")]
     SecretWithoutId,
     /// The pre-registered client id is empty.
-    #[error("--client-id is empty")]
+    #[error("the setting `client_id` is empty")]
     EmptyClientId,
     /// The redirect URI is unusable.
     #[error("bad redirect URI: {0}")]
@@ -87,7 +87,7 @@ pub enum Error {
     #[error("refusing an insecure endpoint: {0}")]
     InsecureEndpoint(String),
     /// No way to obtain a client identity.
-    #[error("no way to register with {issuer}: it offers no registration endpoint and no usable Client ID Metadata Document; pre-register a client there and pass `--client-id` (and `--client-secret-env`), or configure `--cimd-url`")]
+    #[error("no way to register with {issuer}: it offers no registration endpoint and no usable Client ID Metadata Document; pre-register a client there and give the setting `client_id` (and the setting `client_secret`), or the setting `cimd_url`")]
     NoRegistrationMethod {
         /// The issuer.
         issuer: String,
@@ -123,7 +123,7 @@ pub enum Error {
     },
     /// The configured token endpoint auth method is not one the server supports, and no
     /// method of the same kind is (DISC-10). Reported before any browser step.
-    #[error("the authorization server supports the token endpoint auth methods {supported:?}, not `{configured}`; choose one of them with --auth-method")]
+    #[error("the authorization server supports the token endpoint auth methods {supported:?}, not `{configured}`; choose one of them with the setting `auth_method`")]
     AuthMethodUnsupported {
         /// The configured method.
         configured: String,

@@ -233,7 +233,7 @@ pub fn adopt_answer(
         None => AuthMethod::ClientSecretBasic, // DCR-5
         Some(name) => AuthMethod::parse(name).ok_or_else(|| {
             Error::BadAnswer(format!(
-                "the server registered token_endpoint_auth_method `{name}`, which Tenure cannot use; configure --auth-method with a supported one"
+                "the server registered token_endpoint_auth_method `{name}`, which Tenure cannot use; choose a supported one with the setting `auth_method`"
             ))
         })?,
     };

@@ -468,7 +468,7 @@ impl Client {
     pub(super) fn begin_authorization(&mut self, now: Timestamp, server: &AuthServer) -> Step {
         let Some(endpoint) = server.authorization_endpoint.clone() else {
             return Step::Finish(Outcome::Failed(Error::Discovery(
-                "the authorization server has no authorization_endpoint; use --grant client_credentials".into(),
+                "the authorization server has no authorization_endpoint; set the setting `grant` to client_credentials".into(),
             )));
         };
         let Some(client_id) = self.client_id().map(str::to_owned) else {

@@ -32,7 +32,7 @@ impl Client {
                 return self.begin_legacy_discovery(failures);
             }
             return Step::Finish(Outcome::Failed(Error::Discovery(format!(
-                "no usable protected resource metadata ({}); check --resource, or give --issuer",
+                "no usable protected resource metadata ({}); check the setting `resource`, or give the setting `issuer`",
                 failures.join("; ")
             ))));
         };

@@ -209,7 +209,7 @@ impl Client {
                         let step = match chosen {
                             Some(issuer) => self.begin_server_metadata(issuer, Some(prm)),
                             None => Step::Finish(Outcome::Failed(Error::Discovery(format!(
-                                "the resource lists authorization servers {servers:?}, not the configured --issuer"
+                                "the resource lists authorization servers {servers:?}, not the configured setting `issuer`"
                             )))),
                         };
                         self.apply(step);
@@ -448,7 +448,7 @@ impl Client {
                         grant: grant.into(),
                         cause,
                         hint: format!(
-                            "; the client was registered moments ago and never accepted, so Tenure does not register again before {}: check the token endpoint auth method (--auth-method)",
+                            "; the client was registered moments ago and never accepted, so Tenure does not register again before {}: check the token endpoint auth method (the setting `auth_method`)",
                             backoff.until
                         ),
                     });
@@ -472,7 +472,7 @@ impl Client {
         }
         let hint = match (cause.code.as_deref(), identity) {
             (Some("invalid_client"), IdentityKind::PreRegistered) => {
-                "; check --client-id and the secret".to_string()
+                "; check the setting `client_id` and the secret".to_string()
             }
             (Some("invalid_grant"), _) => "; log in again".into(),
             _ => String::new(),

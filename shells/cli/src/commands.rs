@@ -18,6 +18,28 @@ use crate::exit;
 use crate::handout::Handouts;
 use crate::profile::Profile;
 
+/// The library names its settings (`` the setting `client_id` ``); on the command line they
+/// are options. Every message the CLI shows goes through here, so its advice names the
+/// option to pass.
+pub fn in_cli_words(text: &str) -> String {
+    const OPTIONS: [(&str, &str); 8] = [
+        ("issuer", "--issuer"),
+        ("resource", "--resource"),
+        ("cimd_url", "--cimd-url"),
+        ("client_id", "--client-id"),
+        ("client_secret", "--client-secret-env"),
+        ("auth_method", "--auth-method"),
+        ("grant", "--grant"),
+        ("initial_access_token", "--initial-access-token-env"),
+    ];
+    let mut out = text.to_string();
+    for (setting, option) in OPTIONS {
+        out = out.replace(&format!("the setting `{setting}`"), &format!("`{option}`"));
+        out = out.replace(&format!("setting `{setting}`"), &format!("`{option}`"));
+    }
+    out
+}
+
 /// What every command needs.
 pub struct Context {
     /// The store holding profiles and records.
@@ -46,7 +68,7 @@ pub struct Failure {
 impl Failure {
     fn new(code: u8, message: impl Into<String>) -> Self {
         Failure {
-            message: message.into(),
+            message: in_cli_words(&message.into()),
             code,
         }
     }
@@ -415,7 +437,7 @@ async fn start(
                 message: warning, ..
             } = notice
             {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", in_cli_words(warning));
             }
         });
     if let Some(key) = &profile.key {
@@ -517,6 +539,22 @@ mod tests {
                 failure.message
             );
         }
+    }
+
+    #[test]
+    fn settings_become_the_options_that_set_them() {
+        let message = Error::NoRegistrationMethod {
+            issuer: "https://as.example".into(),
+        }
+        .to_string();
+        let shown = in_cli_words(&message);
+        assert!(
+            shown.contains("`--client-id`") && shown.contains("`--cimd-url`"),
+            "{shown}"
+        );
+        assert!(!shown.contains("setting"), "{shown}");
+        let issuer = in_cli_words("bad setting `issuer`: not a URL");
+        assert_eq!(issuer, "bad `--issuer`: not a URL");
     }
 
     #[test]

@@ -330,7 +330,7 @@ fn issuer_without_its_slash(column: &mut Column, provider: &Provider) {
         tenure.ok(&["add", "app", "--issuer", &provider.origin]);
         let run = tenure.run(&["token", "app"]);
         assert_ne!(run.code, 0, "{run:?}");
-        let advice = format!("use --issuer {}", provider.issuer);
+        let advice = format!("give `--issuer` exactly as {}", provider.issuer);
         assert!(run.stderr.contains(&advice), "{run:?}");
         tenure.ok(&["forget", "app"]);
         let port = free_port().to_string();

@@ -424,7 +424,7 @@ fn no_registration_method_names_what_to_configure() {
     assert!(matches!(error, Error::NoRegistrationMethod { .. }));
     let message = error.to_string();
     assert!(
-        message.contains("--client-id") && message.contains("--cimd-url"),
+        message.contains("`client_id`") && message.contains("`cimd_url`"),
         "{message}"
     );
 }
