@@ -173,13 +173,19 @@ pub async fn operate_after(
         profile.initial_access_token_env = None;
     }
     let tenure = start(context, &profile, browser).await?;
-    if op == Operation::Login && !context.json {
+    let waiting = (op == Operation::Login && !context.json).then(|| {
         eprintln!(
             "waiting for the browser to come back to the loopback callback (Ctrl-C gives up)…"
         );
-    }
+        spinner()
+    });
     let result = if challenges.is_empty() {
-        tenure.run(op).await
+        let result = tenure.run(op).await;
+        if let Some(spinner) = waiting.flatten() {
+            spinner.abort();
+            eprint!("\r\x1b[2K");
+        }
+        result
     } else {
         match tenure.challenge(None, challenges).await {
             Ok(Verdict::Retry(token)) => Ok(Some(token)),
@@ -483,6 +489,22 @@ fn recorder(context: &Context, profile: &Profile) -> Result<Option<Recorder>, Fa
         recorder.config(profile.trace_config());
     }
     Ok(Some(recorder))
+}
+
+/// A spinner on stderr while a login waits, when stderr is a terminal (never in a pipe or a
+/// log); the caller aborts it and clears the line.
+fn spinner() -> Option<tokio::task::JoinHandle<()>> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(tokio::spawn(async {
+        const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+        for frame in FRAMES.iter().cycle() {
+            eprint!("\r{frame} waiting…");
+            tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+        }
+    }))
 }
 
 /// Removes the handout file of `name`: a file that cannot be removed could print a token the
