@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tenure_core::endpoint::sanitize;
 use tenure_core::{
     ChallengeVerdict, Client, ClientConfig, ClientKey, Command, Event, Input, OpId, Operation,
-    Outcome, Record, Secret, Status,
+    Outcome, Record, Secret, Status, StoreOp,
 };
 use tenure_store::Store;
 use tokio::sync::{mpsc, oneshot};
@@ -199,11 +199,6 @@ impl Driver {
 
     /// The input that starts `op` for `waiter`.
     fn begin(&mut self, op: Operation, waiter: Waiter) -> Input {
-        if self.next_op == 0 {
-            // An operation that reaches the driver may well send requests: have the HTTP
-            // clients ready by then, built while the store is read.
-            self.http.warm_up();
-        }
         self.next_op += 1;
         let id = OpId(self.next_op);
         self.waiters.insert(id, waiter);
@@ -267,6 +262,11 @@ impl Driver {
                 });
             }
             Command::Store { id, op } => {
+                if matches!(op, StoreOp::TakeLease { .. }) {
+                    // Requests follow under the lease: have the HTTP clients built by then,
+                    // while the lease is taken, not while it is held.
+                    self.http.warm_up();
+                }
                 let store = self.store.clone();
                 in_flight.spawn(async move {
                     let result = tenure_store::execute(store.as_ref(), &op).await;

@@ -256,6 +256,11 @@ impl Tenure {
     /// Runs one operation to its end: the token, if it hands one out. The typed methods
     /// above are this with the result narrowed.
     pub async fn run(&self, op: Operation) -> Result<Option<AccessToken>, TokenError> {
+        if op == Operation::Token {
+            if let Some((token, _)) = self.cached() {
+                return Ok(Some(token));
+            }
+        }
         if matches!(
             op,
             Operation::Logout | Operation::Forget | Operation::ForgetLocal

@@ -67,6 +67,9 @@ impl HttpClient {
     /// Builds both clients on a blocking thread now, so that the first request does not
     /// pay for it (a request under a store lease should not load certificates first).
     pub fn warm_up(&self) {
+        if self.inner.get().is_some() && self.direct.get().is_some() {
+            return;
+        }
         let http = self.clone();
         tokio::task::spawn_blocking(move || {
             let _ = http.client_for(true);

@@ -26,7 +26,8 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Contents {
-    records: BTreeMap<ClientKey, Stored>,
+    /// By [`ClientKey::encode`]: one string per key instead of four.
+    records: BTreeMap<String, Stored>,
     // Leases only matter while the process runs, so a monotonic clock is the right one here.
     leases: BTreeMap<ClientKey, (String, Instant)>,
     profiles: BTreeMap<String, Value>,
@@ -82,7 +83,7 @@ impl Store for MemoryStore {
         check_key(key)?;
         self.contents()?
             .records
-            .get(key)
+            .get(&key.encode())
             .map(|stored| stored.record(key))
             .transpose()
     }
@@ -96,24 +97,26 @@ impl Store for MemoryStore {
         check_write(key, expected, record)?;
         let stored = Stored::new(record)?;
         let mut contents = self.contents()?;
-        let current = contents.records.get(key);
+        let slot = key.encode();
+        let current = contents.records.get(&slot);
         if current.map(|r| r.generation) != expected {
             let current = current.map(|r| r.record(key)).transpose()?;
             return Ok(CasOutcome::Conflict(current));
         }
-        contents.records.insert(key.clone(), stored);
+        contents.records.insert(slot, stored);
         Ok(CasOutcome::Applied)
     }
 
     async fn delete(&self, key: &ClientKey, expected: u64) -> Result<CasOutcome, StoreError> {
         check_key(key)?;
         let mut contents = self.contents()?;
-        match contents.records.get(key) {
+        let slot = key.encode();
+        match contents.records.get(&slot) {
             Some(current) if current.generation != expected => {
                 Ok(CasOutcome::Conflict(Some(current.record(key)?)))
             }
             _ => {
-                contents.records.remove(key);
+                contents.records.remove(&slot);
                 Ok(CasOutcome::Applied)
             }
         }
