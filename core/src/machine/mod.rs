@@ -69,7 +69,9 @@ const LEASE_BACKOFF: Duration = Duration::from_millis(250);
 const LEASE_BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// The sans-IO client for one configuration. See the module documentation.
-#[derive(Debug)]
+///
+/// `Clone` copies the whole machine, pending work included: model checkers branch on it.
+#[derive(Clone, Debug)]
 pub struct Client {
     config: ClientConfig,
     /// [`crate::key::scope_hash`] of the configured scopes, computed once: every step
@@ -122,7 +124,7 @@ pub struct Client {
 }
 
 /// One operation being worked on, and the callers waiting for it (single flight).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Job {
     op: Operation,
     waiters: Vec<OpId>,
@@ -146,7 +148,7 @@ struct Job {
 
 /// What the client learned about scopes from the resource and the authorization server in
 /// this process. Not persisted: a restart begins with the granted scope in the record.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct ScopeState {
     /// The `scope` of the latest challenge (MCP-10, MCP-11).
     challenged: Option<Vec<String>>,
@@ -163,7 +165,7 @@ struct ScopeState {
 }
 
 /// In-flight state of one authorization request; never persisted.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct PendingLogin {
     state: String,
     verifier: Secret,
@@ -175,7 +177,7 @@ struct PendingLogin {
 }
 
 /// What the machine is waiting for.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Wait {
     Nothing,
     Http(RequestId, HttpPurpose),
@@ -187,7 +189,7 @@ enum Wait {
     Release,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum HttpPurpose {
     ResourceMetadata {
         candidates: VecDeque<PrmCandidate>,
@@ -224,7 +226,7 @@ enum HttpPurpose {
     },
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum StorePurpose {
     Load,
     Write { patch: Patch, retries: u32 },
