@@ -16,6 +16,7 @@ use tenure_tokio::{
 
 use crate::exit;
 use crate::handout::Handouts;
+use crate::output::{self, TokenFormat};
 use crate::profile::Profile;
 
 /// The library names its settings (`` the setting `client_id` ``); on the command line they
@@ -40,8 +41,69 @@ pub fn in_cli_words(text: &str) -> String {
     out
 }
 
+/// How a command that obtains a token prints it.
+#[derive(Clone, Debug)]
+pub enum Printed {
+    /// `tenure token --format`.
+    Token(TokenFormat),
+    /// `tenure git-credential NAME get`, with this user name.
+    Git(String),
+    /// Nothing (`git-credential erase`).
+    Nothing,
+}
+
+impl Printed {
+    /// The text to print for `token` of `name` (with a final newline where there is one).
+    pub fn render(
+        &self,
+        legacy_json: bool,
+        name: &str,
+        token: &str,
+        expires_at: Option<Timestamp>,
+    ) -> String {
+        match self {
+            Printed::Token(format) => {
+                format!(
+                    "{}\n",
+                    output::render(*format, legacy_json, name, token, expires_at)
+                )
+            }
+            Printed::Git(username) => output::git_credential(username, token, expires_at),
+            Printed::Nothing => String::new(),
+        }
+    }
+}
+
+/// Reads what git sends a credential helper and checks where the token would go: the
+/// profile named on the command line decides the token, but a token is never handed to
+/// plain http off loopback (design §4), whatever the helper's configuration says.
+pub fn read_git_request() -> Result<(), Failure> {
+    use std::io::Read;
+    let mut input = String::new();
+    let _ = std::io::stdin().take(64 * 1024).read_to_string(&mut input);
+    let request = output::git_request(&input);
+    let field = |key: &str| {
+        request
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let host = field("host").unwrap_or_default();
+    let loopback = ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .any(|h| host == *h || host.starts_with(&format!("{h}:")));
+    if field("protocol") == Some("http") && !loopback {
+        return Err(Failure::usage(format!(
+            "git asked for credentials for http://{host}, which would send the token in clear; use https for that remote"
+        )));
+    }
+    Ok(())
+}
+
 /// What every command needs.
 pub struct Context {
+    /// How a token is printed.
+    pub printed: Printed,
     /// The store holding profiles and records.
     pub store: Arc<dyn Store>,
     /// The handout files of a sled store, for the warm `tenure token` path.
@@ -217,15 +279,11 @@ pub async fn operate_after(
     };
     match (token, op) {
         (Some(token), Operation::Token) => {
-            if context.json {
-                println!(
-                    "{}",
-                    json!({"name": name, "access_token": token.secret(),
-                           "expires_at": token.expires_at().map(|t| t.to_rfc3339())})
-                );
-            } else {
-                println!("{}", token.secret());
-            }
+            let text =
+                context
+                    .printed
+                    .render(context.json, name, token.secret(), token.expires_at());
+            print!("{text}");
             Ok(())
         }
         (_, Operation::Forget | Operation::ForgetLocal) => {

@@ -8,6 +8,7 @@
 mod commands;
 mod demo;
 mod handout;
+mod output;
 mod profile;
 
 use std::io::Write;
@@ -20,7 +21,7 @@ use tenure_core::{AuthMethod, Duration, Grant, Operation, Timestamp};
 use tenure_store::Store;
 use tenure_tokio::{BrowserMode, Clock};
 
-use commands::{Context, Failure};
+use commands::{Context, Failure, Printed};
 use profile::Profile;
 
 /// Exit codes of design §6.
@@ -37,6 +38,17 @@ pub mod exit {
     pub const LOGIN_REQUIRED: u8 = 4;
     /// Registration or renewal failed.
     pub const REGISTRATION_FAILED: u8 = 5;
+}
+
+/// What git asks of a credential helper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GitAction {
+    /// Credentials for a request.
+    Get,
+    /// Credentials that worked (nothing to do: Tenure keeps its own).
+    Store,
+    /// Credentials the server refused.
+    Erase,
 }
 
 /// Keeps an OAuth client's registration and credentials alive.
@@ -93,6 +105,23 @@ enum Commands {
         /// refresh, a new client-credentials token, or a login when nothing else can).
         #[arg(long)]
         refused: bool,
+        /// How to print it: the token alone, an `Authorization` header line, JSON, a JSON
+        /// map of headers, or a Kubernetes ExecCredential.
+        #[arg(long, value_enum, default_value_t)]
+        format: output::TokenFormat,
+    },
+    /// A git credential helper (`git config credential.https://HOST.helper "!tenure
+    /// git-credential NAME"`): `get` prints the token as the password, `erase` (git's word
+    /// for "the server refused it") makes the next `get` fetch another, `store` does nothing.
+    GitCredential {
+        /// The client's name.
+        name: String,
+        /// What git asks: get, store or erase.
+        #[arg(value_enum)]
+        action: GitAction,
+        /// The user name to pair with the token (hosts ignore it or want a fixed one).
+        #[arg(long, default_value = "oauth2")]
+        username: String,
     },
     /// Show identity, client id, secret expiry, renewal and tokens of one or every client.
     Status {
@@ -240,12 +269,18 @@ fn main() -> ExitCode {
 /// store (see `handout.rs`), before the runtime or the store is opened; `None` when the full
 /// path must run (another store, `--refused`, `--record`, or no valid handout).
 fn warm_token(cli: &Cli) -> Option<ExitCode> {
-    let Commands::Token {
-        name,
-        refused: false,
-    } = &cli.command
-    else {
-        return None;
+    let (name, printed) = match &cli.command {
+        Commands::Token {
+            name,
+            refused: false,
+            format,
+        } => (name, Printed::Token(*format)),
+        Commands::GitCredential {
+            name,
+            action: GitAction::Get,
+            username,
+        } => (name, Printed::Git(username.clone())),
+        _ => return None,
     };
     if cli.record.is_some() {
         return None;
@@ -256,14 +291,14 @@ fn warm_token(cli: &Cli) -> Option<ExitCode> {
     };
     let handouts = handout::Handouts::in_store(&sled_dir(cli.store.as_deref())?);
     let (token, expires_at) = handouts.read(name, now)?;
-    let printed = if cli.json {
-        let shown =
-            serde_json::json!({"name": name, "access_token": token, "expires_at": expires_at});
-        writeln!(std::io::stdout(), "{shown}")
-    } else {
-        writeln!(std::io::stdout(), "{token}")
-    };
-    Some(match printed {
+    if let Printed::Git(_) = printed {
+        if let Err(failure) = commands::read_git_request() {
+            return Some(finish(Err(failure)));
+        }
+    }
+    let expires_at = expires_at.as_deref().and_then(Timestamp::parse_rfc3339);
+    let text = printed.render(cli.json, name, &token, expires_at);
+    Some(match write!(std::io::stdout(), "{text}") {
         Ok(()) => ExitCode::from(exit::OK),
         Err(_) => ExitCode::from(exit::FAILURE),
     })
@@ -310,7 +345,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         None => Clock::system(),
     };
     let store = open_store(cli.store.as_deref()).await?;
+    let printed = match &cli.command {
+        Commands::Token { format, .. } => Printed::Token(*format),
+        Commands::GitCredential {
+            action: GitAction::Get,
+            username,
+            ..
+        } => Printed::Git(username.clone()),
+        Commands::GitCredential { .. } => Printed::Nothing,
+        _ => Printed::Token(output::TokenFormat::Bearer),
+    };
     let context = Context {
+        printed,
         store,
         handouts: sled_dir(cli.store.as_deref()).map(|dir| handout::Handouts::in_store(&dir)),
         json: cli.json,
@@ -334,7 +380,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             commands::operate(&context, &name, Operation::Login, browser).await
         }
-        Commands::Token { name, refused } => {
+        Commands::GitCredential { name, action, .. } => {
+            let challenges = match action {
+                GitAction::Store => return Ok(()),
+                GitAction::Get => {
+                    commands::read_git_request()?;
+                    Vec::new()
+                }
+                GitAction::Erase => vec![commands::REFUSED.to_string()],
+            };
+            let print = BrowserMode::Print;
+            commands::operate_after(&context, &name, Operation::Token, print, challenges).await
+        }
+        Commands::Token { name, refused, .. } => {
             let challenges = if refused {
                 vec![commands::REFUSED.to_string()]
             } else {
