@@ -148,6 +148,12 @@ impl Failure {
 
 /// `tenure add`: checks and stores a profile.
 pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
+    if tenure_tokio::is_internal_profile(&profile.name) {
+        return Err(Failure::usage(format!(
+            "`{}` starts with `.tenure/`, which Tenure keeps for its own notes in the store; choose another name",
+            profile.name
+        )));
+    }
     if context
         .store
         .load_profile(&profile.name)

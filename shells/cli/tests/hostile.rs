@@ -337,6 +337,9 @@ fn bad_options_are_usage_errors_before_anything_is_sent() {
     assert_eq!(run.code, 2, "a secret without --issuer: {run:?}");
     assert!(run.stderr.contains("--issuer"), "{run:?}");
     assert!(!run.stderr.contains("planted-client-secret"));
+    let run = tenure.run(&["add", ".tenure/key/x", "--issuer", "https://as.example.com"]);
+    assert_eq!(run.code, 2, "a name in Tenure's own space: {run:?}");
+    assert!(run.stderr.contains("choose another name"), "{run:?}");
 }
 
 /// A local process that reaches the loopback callback first (a forged `state`, idle
