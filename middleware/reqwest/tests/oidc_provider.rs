@@ -1,6 +1,7 @@
 //! The middleware against a real authorization server (oidc-provider) and a protected API
 //! that introspects every token there: the token goes on every request, a token the server
-//! revoked is replaced and the request sent again once, and a bare 403 is the caller's.
+//! revoked is replaced (a request whose body is streamed is not sent twice), and a bare 403
+//! is the caller's.
 
 use std::sync::Arc;
 
@@ -56,28 +57,57 @@ async fn a_revoked_token_is_replaced_and_the_request_sent_again() {
     let (_, record) = tenure.status().await.unwrap();
     let registration = record.and_then(|r| r.dcr).expect("a registration");
     let secret = registration.client_secret.expect("a client secret");
-    revoke(
-        &provider,
-        first.secret().to_string(),
-        registration.client_id.clone(),
-        secret.expose().to_string(),
-    )
-    .await;
+    let revoke_token = |token: &tenure_tokio::AccessToken| {
+        revoke(
+            &provider,
+            token.secret().to_string(),
+            registration.client_id.clone(),
+            secret.expose().to_string(),
+        )
+    };
+    revoke_token(&first).await;
     let answer = http.get(format!("{api}/a/ping")).send().await.unwrap();
     assert_eq!(answer.status(), 200, "sent again with a fresh token");
     let second = tenure.token().await.unwrap();
     assert_ne!(first, second, "the revoked token is never handed out again");
     assert_eq!(provider.count("token_client_credentials"), 2);
 
+    // A streamed body cannot be sent twice: the caller gets the refusal, and Tenure has
+    // already replaced the token for the next request.
+    revoke_token(&second).await;
+    let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(b"{}".to_vec())]);
+    let answer = http
+        .post(format!("{api}/a/ping"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401, "a streamed body is not replayed");
+    assert_eq!(provider.count("token_client_credentials"), 3);
+    let answer = http.get(format!("{api}/a/ping")).send().await.unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "the next request carries the fresh token"
+    );
+    let third = tenure.token().await.unwrap();
+    assert_ne!(third, second);
+    assert_eq!(provider.count("token_client_credentials"), 3);
+
     // A 403 without a challenge is the API's own decision: handed back, nothing fetched.
     let answer = http.get(format!("{api}/a/private/x")).send().await.unwrap();
     assert_eq!(answer.status(), 403);
-    assert_eq!(provider.count("token_client_credentials"), 2);
+    assert_eq!(provider.count("token_client_credentials"), 3);
     assert_eq!(provider.count("registrations"), registered + 1);
 
     // Nothing shows the tokens or the secret.
-    let shown = format!("{tenure:?} {first:?} {second:?} {http:?}");
-    for secret in [first.secret(), second.secret(), secret.expose()] {
+    let shown = format!("{tenure:?} {first:?} {second:?} {third:?} {http:?}");
+    for secret in [
+        first.secret(),
+        second.secret(),
+        third.secret(),
+        secret.expose(),
+    ] {
         assert!(!shown.contains(secret), "a secret in Debug output: {shown}");
     }
 }
