@@ -60,10 +60,14 @@ pub fn scope_hash(scopes: &[String]) -> String {
     let mut sorted: Vec<&str> = scopes.iter().map(String::as_str).collect();
     sorted.sort_unstable();
     sorted.dedup();
-    let digest = Sha256::digest(sorted.join("\n").as_bytes());
+    lower_hex(&Sha256::digest(sorted.join("\n").as_bytes()))
+}
+
+/// `bytes` in lowercase hex, as the digests Tenure keeps are written.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(2 * digest.len());
-    for byte in digest {
+    let mut hex = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
         hex.push(char::from(HEX[usize::from(byte >> 4)]));
         hex.push(char::from(HEX[usize::from(byte & 0xf)]));
     }

@@ -674,9 +674,5 @@ fn request_digest(request: &http::Request<Vec<u8>>) -> String {
         hasher.update(b"\n");
         hasher.update(authorization.as_bytes());
     }
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    crate::key::lower_hex(&hasher.finalize())
 }
