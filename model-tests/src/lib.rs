@@ -9,8 +9,13 @@
 //! [`fleet`] holds the stateright models of several replicas sharing one store and one
 //! authorization server (INV-1, INV-2, INV-3, INV-4, INV-5, INV-8, INV-9); `MODELS.md` describes
 //! them and `tests/stateright.rs` runs the checker on them.
+//!
+//! [`real`] holds stateright models whose replicas are the real `tenure_core::Client`, run
+//! against a modelled store and authorization server (INV-1, INV-4, INV-5, INV-8, INV-9,
+//! INV-10 across processes); `tests/real.rs` runs the checker on them.
 
 pub mod fleet;
+pub mod real;
 
 use proptest::prelude::*;
 use tenure_core::{AuthMethod, ClientConfig, Duration, Grant, Operation, RequestKind, Timestamp};

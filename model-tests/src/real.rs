@@ -1,0 +1,1178 @@
+//! Stateright models whose replicas are the real [`tenure_core::Client`].
+//!
+//! Each replica is a `Client` value. Every command it emits waits in the replica's outbox
+//! until the checker delivers it, in any order: a store operation is carried out by the
+//! modelled store ([`Store`]: a compare-and-swap on the generation, one lease), an HTTP request
+//! is parsed and answered by the modelled authorization server ([`Server`]) with a real
+//! `http::Response`, and the answer is handed back to the same `Client`. The clock is model
+//! state: it moves when a waiting replica is ticked at its deadline. A replica may crash:
+//! what it sent but was not carried out yet may still arrive (or never), and it starts again
+//! as a fresh `Client::new` with another seed, from the store alone.
+//!
+//! Nothing here decides what a client does next: that is the core's code, run as is. The
+//! model only observes requests, writes and events, and keeps counters in [`History`] for
+//! the properties. `MODELS.md` describes the models and why the state abstraction is sound.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde_json::{json, Map, Value};
+use stateright::{Model, Property};
+use tenure_core::{
+    AuthMethod, Client, ClientConfig, Command, Duration, Grant, Input, OpId, Operation, Record,
+    StoreOp, StoreResult, Timestamp,
+};
+
+/// The authorization server's issuer.
+pub const ISSUER: &str = "https://as.example.com";
+/// When every model starts.
+pub const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
+
+/// What the replicas find in the store when the model starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// An empty store: the replicas discover the server and register (DCR).
+    Registration,
+    /// A registration whose secret is in its renewal window (RFC 7592 renewal), and a
+    /// valid access token.
+    Renewal,
+    /// A registration that needs nothing, and an expired access token with a refresh token.
+    Refresh,
+}
+
+/// When a held lease may lapse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseExpiry {
+    /// Only once its holder crashed: the core relies on the lease outliving every round
+    /// trip of a live holder.
+    AfterCrash,
+    /// At any moment, also under a live, slow holder (broken on purpose).
+    AnyTime,
+}
+
+/// A model: the scenario, the bounds and the switches that break it on purpose.
+#[derive(Clone, Debug)]
+pub struct RealFleet {
+    /// What the store holds at the start.
+    pub scenario: Scenario,
+    /// How many replicas share the store.
+    pub replicas: u8,
+    /// How many crashes a run may have.
+    pub crashes: u8,
+    /// Whether the store compares generations on write (off: broken on purpose).
+    pub compare_and_swap: bool,
+    /// When a lease lapses.
+    pub lease_expiry: LeaseExpiry,
+    /// Every process of every replica uses the same seed, hence the same lease holder id
+    /// (broken on purpose).
+    pub shared_seed: bool,
+}
+
+impl RealFleet {
+    /// Two replicas register against a DCR server, with one crash.
+    pub fn registration() -> Self {
+        RealFleet::new(Scenario::Registration)
+    }
+
+    /// Two replicas find a secret to renew, with one crash.
+    pub fn renewal() -> Self {
+        RealFleet::new(Scenario::Renewal)
+    }
+
+    /// Two replicas find an access token to refresh, with one crash.
+    pub fn refresh() -> Self {
+        RealFleet::new(Scenario::Refresh)
+    }
+
+    fn new(scenario: Scenario) -> Self {
+        RealFleet {
+            scenario,
+            replicas: 2,
+            crashes: 1,
+            compare_and_swap: true,
+            lease_expiry: LeaseExpiry::AfterCrash,
+            shared_seed: false,
+        }
+    }
+
+    /// The configuration of process `start` of replica `replica`.
+    pub fn config(&self, replica: u8, start: u8) -> ClientConfig {
+        let mut config = ClientConfig::for_issuer("model", ISSUER)
+            .with_grant(Grant::ClientCredentials)
+            .with_auth_method(AuthMethod::ClientSecretPost);
+        config.seed = if self.shared_seed {
+            [7; 32]
+        } else {
+            let mut seed = [0; 32];
+            seed[0] = replica + 1;
+            seed[1] = start;
+            seed
+        };
+        config
+    }
+
+    /// The server's behaviour in this scenario.
+    fn server(&self) -> Server {
+        Server {
+            secret_lifetime: match self.scenario {
+                Scenario::Renewal => Some(60 * 3600),
+                _ => None,
+            },
+            refresh_tokens: self.scenario == Scenario::Refresh,
+            // In the renewal scenario the access token is still good, so the model is about
+            // the renewal alone.
+            access_token_lifetime: match self.scenario {
+                Scenario::Renewal => 72 * 3600,
+                _ => 3600,
+            },
+            ..Server::default()
+        }
+    }
+}
+
+// ----- the store -----
+
+/// One client key's record and lease.
+#[derive(Clone, Debug, Default)]
+pub struct Store {
+    /// The record.
+    pub record: Option<Record>,
+    /// The lease holder.
+    pub lease: Option<String>,
+}
+
+impl Store {
+    /// Carries out `op`; `Some(old)` in the second place when a write replaced `old`.
+    fn apply(
+        &mut self,
+        op: &StoreOp,
+        compare_and_swap: bool,
+    ) -> (StoreResult, Option<Option<Record>>, bool) {
+        let current = self.record.as_ref().map(|r| r.generation);
+        match op {
+            StoreOp::Load { .. } => (StoreResult::Loaded(self.record.clone()), None, false),
+            StoreOp::CompareAndSwap {
+                expected, record, ..
+            } => {
+                let stale = current != *expected;
+                if stale && compare_and_swap {
+                    return (StoreResult::Conflict(self.record.clone()), None, false);
+                }
+                let old = self.record.replace((**record).clone());
+                (StoreResult::Written, Some(old), stale)
+            }
+            StoreOp::Delete { expected, .. } => {
+                let stale = current.is_some_and(|g| g != *expected);
+                if stale && compare_and_swap {
+                    return (StoreResult::Conflict(self.record.clone()), None, false);
+                }
+                let old = self.record.take();
+                (StoreResult::Deleted, Some(old), stale)
+            }
+            StoreOp::TakeLease { holder, .. } => match &self.lease {
+                Some(other) if other != holder => (StoreResult::LeaseHeld, None, false),
+                _ => {
+                    self.lease = Some(holder.clone());
+                    (StoreResult::LeaseTaken, None, false)
+                }
+            },
+            StoreOp::ReleaseLease { holder, .. } => {
+                if self.lease.as_ref() == Some(holder) {
+                    self.lease = None;
+                }
+                (StoreResult::LeaseReleased, None, false)
+            }
+            _ => (
+                StoreResult::Failed("the model store does not know this operation".into()),
+                None,
+                false,
+            ),
+        }
+    }
+
+    fn fingerprint(&self, out: &mut String) {
+        match &self.record {
+            Some(record) => out.push_str(&serde_json::to_string(record).unwrap_or_default()),
+            None => out.push_str("no record"),
+        }
+        out.push_str(&format!("|lease {:?}|", self.lease));
+    }
+}
+
+// ----- the authorization server -----
+
+/// A registered client at the server.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AsClient {
+    /// The current secret.
+    pub secret: String,
+    /// Secrets issued before that still work until they expire.
+    pub old_secrets: Vec<String>,
+    /// Epoch seconds; 0: never.
+    pub secret_expires_at: i64,
+    /// The current registration access token (rotated by each renewal).
+    pub rat: String,
+}
+
+/// A small authorization server: metadata, RFC 7591 registration, RFC 7592 renewal with
+/// rotation of the secret and the registration access token, and a token endpoint for the
+/// client-credentials and refresh-token grants (refresh tokens rotate).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Server {
+    /// Lifetime of issued secrets in seconds; `None`: they never expire.
+    pub secret_lifetime: Option<i64>,
+    /// Whether token answers carry a refresh token.
+    pub refresh_tokens: bool,
+    /// `expires_in` of access tokens, in seconds.
+    pub access_token_lifetime: i64,
+    /// Registered clients by id.
+    pub clients: BTreeMap<String, AsClient>,
+    /// The one refresh token that is good now, per client.
+    pub refresh: BTreeMap<String, String>,
+    /// Serial of the next issued credential.
+    pub serial: u32,
+    /// Credentials issued whose answer was not stored yet (INV-4).
+    pub unpersisted: BTreeSet<String>,
+    /// Secrets issued by a renewal.
+    pub renewed: BTreeSet<String>,
+    /// Access tokens issued by a refresh.
+    pub refreshed: BTreeSet<String>,
+}
+
+/// The parts of an HTTP request the server looks at.
+pub struct Request<'a> {
+    /// `GET`, `POST` …
+    pub method: &'a str,
+    /// The URL's path.
+    pub path: &'a str,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// What one request was, for the history.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// RFC 7591 registration that created a client.
+    Registration,
+    /// RFC 7592 update, by the registration access token it presented.
+    Renewal(String),
+    /// A refresh-token grant, by the refresh token it presented.
+    Refresh(String),
+    /// A client-credentials grant.
+    ClientCredentials,
+}
+
+fn form(body: &[u8]) -> BTreeMap<String, String> {
+    let decode = |s: &str| {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                    out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect()
+}
+
+fn oauth_error(status: u16, error: &str) -> (u16, Value) {
+    (status, json!({ "error": error }))
+}
+
+impl Server {
+    fn issue(&mut self, prefix: &str) -> String {
+        self.serial += 1;
+        let credential = format!("{prefix}-{}", self.serial);
+        self.unpersisted.insert(credential.clone());
+        credential
+    }
+
+    fn expiry(&self, now: Timestamp) -> i64 {
+        self.secret_lifetime
+            .map_or(0, |lifetime| now.unix_seconds() + lifetime)
+    }
+
+    fn client_information(&self, client_id: &str, metadata: Map<String, Value>) -> Value {
+        let client = &self.clients[client_id];
+        let mut answer = metadata;
+        answer.insert("client_id".into(), json!(client_id));
+        answer.insert("client_secret".into(), json!(client.secret));
+        answer.insert(
+            "client_secret_expires_at".into(),
+            json!(client.secret_expires_at),
+        );
+        answer.insert("registration_access_token".into(), json!(client.rat));
+        answer.insert(
+            "registration_client_uri".into(),
+            json!(format!("{ISSUER}/register/{client_id}")),
+        );
+        Value::Object(answer)
+    }
+
+    /// Answers one request at `now`: the status, the JSON body, and what the request was.
+    fn answer(
+        &mut self,
+        now: Timestamp,
+        request: &Request<'_>,
+        flags: &mut Flags,
+    ) -> (u16, Value, Option<Kind>) {
+        let path = request.path;
+        let bearer = request
+            .authorization
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        if let Some(token) = &bearer {
+            if self.unpersisted.contains(token) {
+                flags.used_before_stored = true;
+            }
+        }
+        match (request.method, path) {
+            ("GET", "/.well-known/oauth-authorization-server") => (
+                200,
+                json!({
+                    "issuer": ISSUER,
+                    "authorization_endpoint": format!("{ISSUER}/authorize"),
+                    "token_endpoint": format!("{ISSUER}/token"),
+                    "registration_endpoint": format!("{ISSUER}/register"),
+                    "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                    "code_challenge_methods_supported": ["S256"],
+                    "response_types_supported": ["code"],
+                }),
+                None,
+            ),
+            ("POST", "/register") => {
+                let Ok(Value::Object(metadata)) = serde_json::from_slice(request.body) else {
+                    let (s, b) = oauth_error(400, "invalid_client_metadata");
+                    return (s, b, None);
+                };
+                let client_id = self.issue("client");
+                self.unpersisted.remove(&client_id);
+                let client = AsClient {
+                    secret: self.issue("secret"),
+                    old_secrets: Vec::new(),
+                    secret_expires_at: self.expiry(now),
+                    rat: self.issue("rat"),
+                };
+                self.clients.insert(client_id.clone(), client);
+                let body = self.client_information(&client_id, metadata);
+                (201, body, Some(Kind::Registration))
+            }
+            ("PUT", _) if path.starts_with("/register/") => {
+                let client_id = path["/register/".len()..].to_string();
+                let presented = bearer.unwrap_or_default();
+                let kind = Some(Kind::Renewal(presented.clone()));
+                let Some(client) = self.clients.get(&client_id) else {
+                    let (s, b) = oauth_error(401, "invalid_token");
+                    return (s, b, kind);
+                };
+                if client.rat != presented {
+                    let (s, b) = oauth_error(401, "invalid_token");
+                    return (s, b, kind);
+                }
+                let Ok(Value::Object(mut metadata)) = serde_json::from_slice(request.body) else {
+                    let (s, b) = oauth_error(400, "invalid_client_metadata");
+                    return (s, b, kind);
+                };
+                metadata.remove("client_secret");
+                let secret = self.issue("secret");
+                let rat = self.issue("rat");
+                let expires_at = self.expiry(now);
+                self.renewed.insert(secret.clone());
+                if let Some(client) = self.clients.get_mut(&client_id) {
+                    let old = std::mem::replace(&mut client.secret, secret);
+                    client.old_secrets.push(old);
+                    client.secret_expires_at = expires_at;
+                    client.rat = rat;
+                }
+                let body = self.client_information(&client_id, metadata);
+                (200, body, kind)
+            }
+            ("POST", "/token") => self.token(now, &form(request.body), flags),
+            _ => (404, json!({"error": "not_found"}), None),
+        }
+    }
+
+    fn token(
+        &mut self,
+        now: Timestamp,
+        form: &BTreeMap<String, String>,
+        flags: &mut Flags,
+    ) -> (u16, Value, Option<Kind>) {
+        let client_id = form.get("client_id").cloned().unwrap_or_default();
+        let secret = form.get("client_secret").cloned().unwrap_or_default();
+        let grant = form.get("grant_type").map(String::as_str).unwrap_or("");
+        let kind = match grant {
+            "refresh_token" => {
+                Kind::Refresh(form.get("refresh_token").cloned().unwrap_or_default())
+            }
+            _ => Kind::ClientCredentials,
+        };
+        if self.unpersisted.contains(&secret) {
+            flags.used_before_stored = true;
+        }
+        if let Kind::Refresh(token) = &kind {
+            if self.unpersisted.contains(token) {
+                flags.used_before_stored = true;
+            }
+        }
+        let Some(client) = self.clients.get(&client_id) else {
+            let (s, b) = oauth_error(401, "invalid_client");
+            return (s, b, Some(kind));
+        };
+        let known = client.secret == secret || client.old_secrets.contains(&secret);
+        let expired = client.secret_expires_at != 0
+            && now.unix_seconds() >= client.secret_expires_at
+            && client.secret == secret;
+        if expired {
+            flags.expired_secret_sent = true;
+        }
+        if !known || expired {
+            let (s, b) = oauth_error(401, "invalid_client");
+            return (s, b, Some(kind));
+        }
+        let refused = match &kind {
+            Kind::Refresh(token) if self.refresh.get(&client_id) != Some(token) => {
+                Some("invalid_grant")
+            }
+            Kind::Refresh(_) => None,
+            _ if grant != "client_credentials" => Some("unsupported_grant_type"),
+            _ => None,
+        };
+        if let Some(error) = refused {
+            let (s, b) = oauth_error(400, error);
+            return (s, b, Some(kind));
+        }
+        let access_token = self.issue("access");
+        if matches!(kind, Kind::Refresh(_)) {
+            self.refreshed.insert(access_token.clone());
+        }
+        let mut body = json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self.access_token_lifetime,
+        });
+        if self.refresh_tokens {
+            let refresh = self.issue("refresh");
+            self.refresh.insert(client_id, refresh.clone());
+            body["refresh_token"] = json!(refresh);
+        }
+        (200, body, Some(kind))
+    }
+}
+
+/// Safety flags raised while answering.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Flags {
+    /// A credential was presented before the answer that carried it was stored (INV-4).
+    pub used_before_stored: bool,
+    /// An expired secret reached the token endpoint (INV-5).
+    pub expired_secret_sent: bool,
+    /// A write was applied over a generation its writer had not read (INV-9).
+    pub stale_write: bool,
+    /// A write dropped or rolled back a secret the server still accepts (INV-9).
+    pub secret_lost: bool,
+    /// A write erased or replaced a refresh token the server still accepts with one it does
+    /// not (INV-10).
+    pub token_lost: bool,
+    /// An access token was handed out before it was stored (INV-4).
+    pub token_handed_out_unstored: bool,
+}
+
+// ----- history -----
+
+/// A request that changed or could have changed something at the server, and its sender.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Attempt {
+    /// What it was.
+    pub kind: Kind,
+    /// The process that sent it: (replica, start).
+    pub origin: (u8, u8),
+    /// Its sender crashed before storing what it learned, or it was sent by a process that
+    /// had crashed: nobody can know whether it was acted on, so a repetition is excused.
+    pub lost: bool,
+    /// Its sender has stored a record (or ended its operation) since.
+    pub settled: bool,
+    /// The server answered with success.
+    pub succeeded: bool,
+}
+
+/// What happened so far; only grows, except for attempts settling.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct History {
+    /// Every registration, renewal and token request that reached the server.
+    pub attempts: Vec<Attempt>,
+    /// Safety flags.
+    pub flags: Flags,
+    /// Registrations stored.
+    pub registered: bool,
+    /// Renewed secrets stored.
+    pub renewed: bool,
+    /// Refreshed tokens stored.
+    pub refreshed: bool,
+    /// A replica crashed with an unsettled attempt.
+    pub crashed_mid_attempt: bool,
+    /// Crashes so far.
+    pub crashes: u8,
+}
+
+// ----- replicas and the state -----
+
+/// One replica: the current process's `Client` and what it sent that was not carried out.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    /// The real machine.
+    pub client: Client,
+    /// Commands emitted and not carried out yet.
+    pub outbox: Vec<Command>,
+    /// Which process start this is (0 first).
+    pub start: u8,
+    /// How the operation ended, if it did.
+    pub outcome: Option<String>,
+    /// A digest of all of the above, kept up to date by the model.
+    pub digest: u64,
+}
+
+impl Replica {
+    /// Recomputes the digest after a change.
+    fn seal(&mut self) {
+        let mut out = format!(
+            "start {} outcome {:?} {:?}|",
+            self.start, self.outcome, self.client
+        );
+        match self.client.record() {
+            Some(record) => out.push_str(&serde_json::to_string(record).unwrap_or_default()),
+            None => out.push_str("none"),
+        }
+        out.push('|');
+        for command in &self.outbox {
+            render_command(command, &mut out);
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        out.hash(&mut hasher);
+        self.digest = hasher.finish();
+    }
+}
+
+/// A state of the model.
+#[derive(Clone, Debug)]
+pub struct State {
+    /// The clock.
+    pub now: Timestamp,
+    /// The replicas.
+    pub replicas: Vec<Replica>,
+    /// The store.
+    pub store: Store,
+    /// The authorization server.
+    pub server: Server,
+    /// Commands of crashed processes that may still be carried out: (origin, command).
+    pub orphans: Vec<((u8, u8), Command)>,
+    /// History for the properties.
+    pub history: History,
+}
+
+/// Everything a command says, secrets included (its `Debug` redacts them).
+fn render_command(command: &Command, out: &mut String) {
+    match command {
+        Command::Http { kind, request, .. } => {
+            out.push_str(&format!(
+                "http {kind:?} {} {} ",
+                request.method(),
+                request.uri()
+            ));
+            for (name, value) in request.headers() {
+                out.push_str(&format!(
+                    "{name}={} ",
+                    String::from_utf8_lossy(value.as_bytes())
+                ));
+            }
+            out.push_str(&String::from_utf8_lossy(request.body()));
+        }
+        Command::Store {
+            op: StoreOp::CompareAndSwap {
+                expected, record, ..
+            },
+            ..
+        } => out.push_str(&format!(
+            "cas {expected:?} {}",
+            serde_json::to_string(record).unwrap_or_default()
+        )),
+        other => out.push_str(&format!("{other:?}")),
+    }
+    out.push(';');
+}
+
+impl State {
+    /// A canonical text of everything that can influence what happens next. See
+    /// `MODELS.md` ("State abstraction") for why it is enough.
+    pub fn fingerprint(&self) -> String {
+        let mut out = format!("now {}|", self.now.unix_seconds());
+        for replica in &self.replicas {
+            out.push_str(&format!("{}|", replica.digest));
+        }
+        self.store.fingerprint(&mut out);
+        out.push_str(&format!("{:?}|", self.server));
+        for (origin, command) in &self.orphans {
+            out.push_str(&format!("{origin:?}"));
+            render_command(command, &mut out);
+        }
+        out.push_str(&format!("{:?}", self.history));
+        out
+    }
+}
+
+impl Hash for State {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.fingerprint().hash(state);
+    }
+}
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint() == other.fingerprint()
+    }
+}
+
+impl Eq for State {}
+
+/// A step the checker can take.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Carry out the `index`th pending command of `replica` and hand it the answer.
+    Deliver {
+        /// The replica.
+        replica: u8,
+        /// Which command.
+        index: usize,
+    },
+    /// Carry out the `index`th command of a crashed process; nobody hears the answer.
+    DeliverOrphan(usize),
+    /// Move the clock to the replica's deadline and tick it.
+    Tick(u8),
+    /// The replica's process crashes and a new one starts from the store.
+    Crash(u8),
+    /// The lease lapses.
+    LeaseExpires,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The credentials a record holds, secrets exposed.
+fn credentials(record: &Record) -> BTreeSet<String> {
+    record
+        .secrets()
+        .into_iter()
+        .map(|s| s.expose().to_string())
+        .chain(record.dcr.as_ref().map(|r| r.client_id.clone()))
+        .collect()
+}
+
+/// The serial number of a credential this server issued (`prefix-N`).
+fn serial(credential: &str) -> u32 {
+    credential
+        .rsplit('-')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+impl RealFleet {
+    /// Starts process `start` of `replica` with a Token operation.
+    fn boot(&self, replica: u8, start: u8, now: Timestamp) -> Replica {
+        let mut client = Client::new(self.config(replica, start));
+        client.handle(now, Input::Start { stored: None });
+        client.handle(
+            now,
+            Input::Operation {
+                id: OpId(1),
+                op: Operation::Token,
+            },
+        );
+        let mut replica = Replica {
+            client,
+            outbox: Vec::new(),
+            start,
+            outcome: None,
+            digest: 0,
+        };
+        replica.outbox.extend(
+            std::iter::from_fn(|| replica.client.poll_command())
+                .filter(|c| !matches!(c, Command::Emit(_))),
+        );
+        replica.seal();
+        replica
+    }
+
+    /// Runs one client alone until its operation ends, to build the starting store and
+    /// server of a scenario.
+    fn setup(&self, state: &mut State) {
+        let mut replica = self.boot(200, 0, state.now);
+        for _ in 0..100 {
+            if replica.outbox.is_empty() {
+                break;
+            }
+            let command = replica.outbox.remove(0);
+            let mut flags = Flags::default();
+            if let Some(input) = self.carry_out(state, &command, &mut flags, None) {
+                replica.client.handle(state.now, input);
+            }
+            replica
+                .outbox
+                .extend(std::iter::from_fn(|| replica.client.poll_command()));
+            replica.outbox.retain(|c| !matches!(c, Command::Emit(_)));
+        }
+        state.store.lease = None;
+        state.server.unpersisted.clear();
+        state.history = History::default();
+    }
+
+    /// Carries out `command` against the store or the server; the input that answers it.
+    /// `origin`: the live process that sent it, `None` for a crashed one.
+    fn carry_out(
+        &self,
+        state: &mut State,
+        command: &Command,
+        flags: &mut Flags,
+        origin: Option<(u8, u8)>,
+    ) -> Option<Input> {
+        match command {
+            Command::Http { id, request, .. } => {
+                let path = request.uri().path().to_string();
+                let parts = Request {
+                    method: request.method().as_str(),
+                    path: &path,
+                    authorization: request
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok()),
+                    body: request.body(),
+                };
+                let (status, body, kind) = state.server.answer(state.now, &parts, flags);
+                if let Some(kind) = kind {
+                    state.history.attempts.push(Attempt {
+                        kind,
+                        origin: origin.unwrap_or((u8::MAX, u8::MAX)),
+                        lost: origin.is_none(),
+                        settled: false,
+                        succeeded: status < 300,
+                    });
+                }
+                let mut input = Input::HttpResponse {
+                    id: *id,
+                    response: Default::default(),
+                };
+                if let Input::HttpResponse { response, .. } = &mut input {
+                    *response.status_mut() = status.try_into().ok()?;
+                    response
+                        .headers_mut()
+                        .insert("content-type", "application/json".try_into().ok()?);
+                    *response.body_mut() = body.to_string().into_bytes();
+                }
+                Some(input)
+            }
+            Command::Store { id, op } => {
+                let (result, replaced, stale) = state.store.apply(op, self.compare_and_swap);
+                if let Some(old) = replaced {
+                    flags.stale_write |= stale;
+                    self.check_write(state, old.as_ref(), flags);
+                    if let Some(origin) = origin {
+                        for attempt in &mut state.history.attempts {
+                            if attempt.origin == origin {
+                                attempt.settled = true;
+                            }
+                        }
+                    }
+                }
+                Some(Input::Store { id: *id, result })
+            }
+            _ => None,
+        }
+    }
+
+    /// Judges a write that replaced `old` by what the store holds now.
+    fn check_write(&self, state: &mut State, old: Option<&Record>, flags: &mut Flags) {
+        let new = state.store.record.as_ref();
+        if let Some(new) = new {
+            for credential in credentials(new) {
+                state.server.unpersisted.remove(&credential);
+            }
+        }
+        // INV-9: a secret the server still accepts is neither dropped nor rolled back.
+        if let Some(old_dcr) = old.and_then(|r| r.dcr.as_ref()) {
+            if let Some(client) = state.server.clients.get(&old_dcr.client_id) {
+                let old_secret = old_dcr
+                    .client_secret
+                    .as_ref()
+                    .map(|s| s.expose().to_string())
+                    .unwrap_or_default();
+                let accepted = client.secret == old_secret;
+                let kept = new.and_then(|r| r.dcr.as_ref()).is_some_and(|d| {
+                    d.client_id == old_dcr.client_id
+                        && d.client_secret
+                            .as_ref()
+                            .is_some_and(|s| serial(s.expose()) >= serial(&old_secret))
+                });
+                if accepted && !kept {
+                    flags.secret_lost = true;
+                }
+            }
+        }
+        // INV-10: a refresh token the server still accepts is not erased or replaced by one
+        // it does not accept.
+        let refresh = |r: Option<&Record>| {
+            r.and_then(|r| r.tokens.as_ref())
+                .and_then(|t| t.refresh_token.as_ref())
+                .map(|t| t.expose().to_string())
+        };
+        if let Some(old_token) = refresh(old) {
+            let live = state.server.refresh.values().any(|t| *t == old_token);
+            let new_token = refresh(new);
+            let new_live = new_token
+                .as_ref()
+                .is_some_and(|t| state.server.refresh.values().any(|c| c == t));
+            if live && !new_live {
+                flags.token_lost = true;
+            }
+        }
+        if let Some(new) = new {
+            if new.dcr.is_some() {
+                state.history.registered = true;
+            }
+            if let Some(secret) = new.dcr.as_ref().and_then(|d| d.client_secret.as_ref()) {
+                if state.server.renewed.contains(secret.expose()) {
+                    state.history.renewed = true;
+                }
+            }
+            if let Some(tokens) = &new.tokens {
+                if state
+                    .server
+                    .refreshed
+                    .contains(tokens.access_token.expose())
+                {
+                    state.history.refreshed = true;
+                }
+            }
+        }
+    }
+
+    fn collect(&self, state: &mut State, index: usize) {
+        let replica = &mut state.replicas[index];
+        let commands: Vec<Command> = std::iter::from_fn(|| replica.client.poll_command()).collect();
+        for command in commands {
+            match command {
+                Command::Emit(event) => {
+                    if let Some((_, outcome)) = event.ending() {
+                        if let tenure_core::Outcome::Token { access_token, .. } = &outcome {
+                            if state.server.unpersisted.contains(access_token.expose()) {
+                                state.history.flags.token_handed_out_unstored = true;
+                            }
+                        }
+                        let text = match &outcome {
+                            tenure_core::Outcome::Token { .. } => "token".to_string(),
+                            other => format!("{other:?}"),
+                        };
+                        let origin = (index as u8, state.replicas[index].start);
+                        for attempt in &mut state.history.attempts {
+                            if attempt.origin == origin {
+                                attempt.settled = true;
+                            }
+                        }
+                        state.replicas[index].outcome = Some(text);
+                    }
+                }
+                command => state.replicas[index].outbox.push(command),
+            }
+        }
+        state.replicas[index].seal();
+    }
+}
+
+impl Model for RealFleet {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let mut state = State {
+            now: T0,
+            replicas: Vec::new(),
+            store: Store::default(),
+            server: self.server(),
+            orphans: Vec::new(),
+            history: History::default(),
+        };
+        if self.scenario != Scenario::Registration {
+            // Registered (and, for renewal, the secret issued) 48 h before T0; the access
+            // token expired 47 h before T0 (refresh scenario) or is still good (renewal).
+            state.now = T0 - Duration::from_hours(48);
+            self.setup(&mut state);
+            state.now = T0;
+        }
+        for replica in 0..self.replicas {
+            state.replicas.push(self.boot(replica, 0, state.now));
+        }
+        vec![state]
+    }
+
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        for (r, replica) in state.replicas.iter().enumerate() {
+            for index in 0..replica.outbox.len() {
+                actions.push(Action::Deliver {
+                    replica: r as u8,
+                    index,
+                });
+            }
+            // A replica waits for time only while the lease is busy. Ticking it while another
+            // process still holds the lease only repeats a refused `TakeLease` and moves the
+            // clock by a second, which no decision here depends on; so it is ticked once the
+            // lease is free (a dead holder's lease lapses by `LeaseExpires`; see `MODELS.md`).
+            let busy = state
+                .store
+                .lease
+                .as_ref()
+                .is_some_and(|holder| holder != replica.client.holder());
+            if replica.client.poll_timeout().is_some() && !busy {
+                actions.push(Action::Tick(r as u8));
+            }
+            // A replica crashes while it holds the lease, after the server answered a
+            // registration, renewal or token request and before the answer is stored, or with
+            // a write in flight: the crashes that can lose what the server did, and leave a
+            // lease to lapse and a late write to arrive. (A bound on the model, see
+            // `MODELS.md`.)
+            let holds = state.store.lease.as_deref() == Some(replica.client.holder());
+            let origin = (r as u8, replica.start);
+            let mid_request = state
+                .history
+                .attempts
+                .iter()
+                .any(|a| a.origin == origin && !a.settled);
+            let writing = replica.outbox.iter().any(|c| {
+                matches!(
+                    c,
+                    Command::Store {
+                        op: StoreOp::CompareAndSwap { .. },
+                        ..
+                    }
+                )
+            });
+            if state.history.crashes < self.crashes
+                && replica.outcome.is_none()
+                && holds
+                && (mid_request || writing)
+            {
+                actions.push(Action::Crash(r as u8));
+            }
+        }
+        for index in 0..state.orphans.len() {
+            actions.push(Action::DeliverOrphan(index));
+        }
+        if let Some(holder) = &state.store.lease {
+            let live = state
+                .replicas
+                .iter()
+                .any(|r| r.client.holder() == holder && r.outcome.is_none());
+            if self.lease_expiry == LeaseExpiry::AnyTime || !live {
+                actions.push(Action::LeaseExpires);
+            }
+        }
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        let mut state = last.clone();
+        let mut flags = state.history.flags.clone();
+        match action {
+            Action::Deliver { replica, index } => {
+                let r = replica as usize;
+                let command = state.replicas[r].outbox.remove(index);
+                state.replicas[r].seal();
+                let origin = (replica, state.replicas[r].start);
+                if let Some(input) = self.carry_out(&mut state, &command, &mut flags, Some(origin))
+                {
+                    let now = state.now;
+                    state.replicas[r].client.handle(now, input);
+                }
+                self.collect(&mut state, r);
+            }
+            Action::DeliverOrphan(index) => {
+                let (_, command) = state.orphans.remove(index);
+                self.carry_out(&mut state, &command, &mut flags, None);
+            }
+            Action::Tick(replica) => {
+                let r = replica as usize;
+                let at = state.replicas[r].client.poll_timeout()?;
+                state.now = state.now.max(at);
+                let now = state.now;
+                state.replicas[r].client.handle(now, Input::Tick);
+                self.collect(&mut state, r);
+            }
+            Action::Crash(replica) => {
+                let r = replica as usize;
+                state.history.crashes += 1;
+                let origin = (replica, state.replicas[r].start);
+                for attempt in &mut state.history.attempts {
+                    if attempt.origin == origin && !attempt.settled {
+                        attempt.lost = true;
+                        state.history.crashed_mid_attempt = true;
+                    }
+                }
+                let outbox = std::mem::take(&mut state.replicas[r].outbox);
+                state
+                    .orphans
+                    .extend(outbox.into_iter().map(|command| (origin, command)));
+                let start = state.replicas[r].start + 1;
+                state.replicas[r] = self.boot(replica, start, state.now);
+            }
+            Action::LeaseExpires => state.store.lease = None,
+        }
+        state.history.flags = flags;
+        Some(state)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        let mut properties = vec![
+            Property::always(ONE_REGISTRATION, |_, s: &State| {
+                count(s, |k| *k == Kind::Registration) <= 1
+            }),
+            Property::always(ONE_RENEWAL, |_, s: &State| {
+                // A refused renewal renewed nothing; another process may try again.
+                let per_credential = max_per(
+                    s,
+                    |k| match k {
+                        Kind::Renewal(rat) => Some(rat.clone()),
+                        _ => None,
+                    },
+                    true,
+                );
+                let per_start = s
+                    .history
+                    .attempts
+                    .iter()
+                    .filter(|a| matches!(a.kind, Kind::Renewal(_)))
+                    .fold(BTreeMap::new(), |mut m: BTreeMap<(u8, u8), usize>, a| {
+                        *m.entry(a.origin).or_default() += 1;
+                        m
+                    })
+                    .into_iter()
+                    .filter(|(origin, _)| origin.0 != u8::MAX)
+                    .map(|(_, n)| n)
+                    .max()
+                    .unwrap_or(0);
+                per_credential <= 1 && per_start <= 1
+            }),
+            Property::always(ONE_REFRESH, |_, s: &State| {
+                max_per(
+                    s,
+                    |k| match k {
+                        Kind::Refresh(token) => Some(token.clone()),
+                        _ => None,
+                    },
+                    false,
+                ) <= 1
+            }),
+            Property::always(COMPARE_AND_SWAP, |_, s: &State| {
+                !s.history.flags.stale_write
+            }),
+            Property::always(NO_SECRET_LOST, |_, s: &State| !s.history.flags.secret_lost),
+            Property::always(NO_TOKEN_LOST, |_, s: &State| !s.history.flags.token_lost),
+            Property::always(PERSIST_BEFORE_USE, |_, s: &State| {
+                !s.history.flags.used_before_stored && !s.history.flags.token_handed_out_unstored
+            }),
+            Property::always(NO_EXPIRED_SECRET, |_, s: &State| {
+                !s.history.flags.expired_secret_sent
+            }),
+            Property::sometimes(EVERY_REPLICA_GOT_A_TOKEN, |_, s: &State| {
+                s.replicas
+                    .iter()
+                    .all(|r| r.outcome.as_deref() == Some("token"))
+            }),
+            Property::sometimes(CRASH_MID_ATTEMPT, |_, s: &State| {
+                s.history.crashed_mid_attempt
+            }),
+        ];
+        properties.push(match self.scenario {
+            Scenario::Registration => {
+                Property::sometimes(A_REGISTRATION_HAPPENED, |_, s: &State| s.history.registered)
+            }
+            Scenario::Renewal => {
+                Property::sometimes(A_RENEWAL_HAPPENED, |_, s: &State| s.history.renewed)
+            }
+            Scenario::Refresh => {
+                Property::sometimes(A_REFRESH_HAPPENED, |_, s: &State| s.history.refreshed)
+            }
+        });
+        properties
+    }
+}
+
+/// Requests of `kind` that reached the server and are not excused by a crash.
+fn count(state: &State, kind: impl Fn(&Kind) -> bool) -> usize {
+    state
+        .history
+        .attempts
+        .iter()
+        .filter(|a| !a.lost && kind(&a.kind))
+        .count()
+}
+
+/// The most requests, not excused by a crash, that presented one same credential.
+/// With `succeeded_only`, refused requests are not counted.
+fn max_per(state: &State, key: impl Fn(&Kind) -> Option<String>, succeeded_only: bool) -> usize {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for attempt in state
+        .history
+        .attempts
+        .iter()
+        .filter(|a| !a.lost && (a.succeeded || !succeeded_only))
+    {
+        if let Some(k) = key(&attempt.kind) {
+            *counts.entry(k).or_default() += 1;
+        }
+    }
+    counts.into_values().max().unwrap_or(0)
+}
+
+/// INV-1: one registration for the key across the fleet.
+pub const ONE_REGISTRATION: &str = "INV-1 one registration per key";
+/// INV-8: one renewal per registration access token across processes, one per start.
+pub const ONE_RENEWAL: &str = "INV-8 one renewal per secret, at most one per start";
+/// One token request per grant across processes: each refresh token presented once.
+pub const ONE_REFRESH: &str = "INV-10 one refresh per refresh token across processes";
+/// INV-9: a write replaces the generation its writer read.
+pub const COMPARE_AND_SWAP: &str = "INV-9 compare-and-swap: no write over an unread generation";
+/// INV-9: a secret the server accepts is never dropped or rolled back.
+pub const NO_SECRET_LOST: &str = "INV-9 no accepted secret dropped or rolled back";
+/// INV-10: a failed token request never erases a newer token.
+pub const NO_TOKEN_LOST: &str = "INV-10 no live refresh token erased or replaced by a dead one";
+/// INV-4: persist before use.
+pub const PERSIST_BEFORE_USE: &str = "INV-4 every credential stored before it is used";
+/// INV-5: no expired secret at the token endpoint.
+pub const NO_EXPIRED_SECRET: &str = "INV-5 no expired secret sent";
+/// Sometimes: every replica's operation handed out a token.
+pub const EVERY_REPLICA_GOT_A_TOKEN: &str = "every replica got a token";
+/// Sometimes: a replica crashed between a request and storing its answer.
+pub const CRASH_MID_ATTEMPT: &str = "a replica crashed mid-request";
+/// Sometimes: a registration was stored.
+pub const A_REGISTRATION_HAPPENED: &str = "a registration happened";
+/// Sometimes: a renewed secret was stored.
+pub const A_RENEWAL_HAPPENED: &str = "a renewal happened";
+/// Sometimes: refreshed tokens were stored.
+pub const A_REFRESH_HAPPENED: &str = "a refresh happened";
