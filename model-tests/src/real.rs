@@ -60,6 +60,9 @@ pub struct RealFleet {
     pub replicas: u8,
     /// How many crashes a run may have.
     pub crashes: u8,
+    /// How many HTTP requests of live processes may fail in transport: not carried out, or
+    /// carried out with the answer lost (`Input::HttpFailed` either way).
+    pub transport_failures: u8,
     /// Whether the store compares generations on write (off: broken on purpose).
     pub compare_and_swap: bool,
     /// When a lease lapses.
@@ -70,19 +73,36 @@ pub struct RealFleet {
 }
 
 impl RealFleet {
-    /// Two replicas register against a DCR server, with one crash.
+    /// Two replicas register against a DCR server, with one crash and one transport failure.
     pub fn registration() -> Self {
-        RealFleet::new(Scenario::Registration)
+        RealFleet {
+            transport_failures: 1,
+            ..RealFleet::new(Scenario::Registration)
+        }
     }
 
-    /// Two replicas find a secret to renew, with one crash.
+    /// Two replicas find a secret to renew, with one crash (transport failures: see
+    /// [`RealFleet::renewal_over_a_lossy_network`]).
     pub fn renewal() -> Self {
         RealFleet::new(Scenario::Renewal)
     }
 
-    /// Two replicas find an access token to refresh, with one crash.
+    /// Two replicas find a secret to renew, with one transport failure and no crash.
+    pub fn renewal_over_a_lossy_network() -> Self {
+        RealFleet {
+            crashes: 0,
+            transport_failures: 1,
+            ..RealFleet::new(Scenario::Renewal)
+        }
+    }
+
+    /// Two replicas find an access token to refresh, with one crash and one transport
+    /// failure.
     pub fn refresh() -> Self {
-        RealFleet::new(Scenario::Refresh)
+        RealFleet {
+            transport_failures: 1,
+            ..RealFleet::new(Scenario::Refresh)
+        }
     }
 
     fn new(scenario: Scenario) -> Self {
@@ -90,6 +110,7 @@ impl RealFleet {
             scenario,
             replicas: 2,
             crashes: 1,
+            transport_failures: 0,
             compare_and_swap: true,
             lease_expiry: LeaseExpiry::AfterCrash,
             shared_seed: false,
@@ -528,6 +549,10 @@ pub struct History {
     pub refreshed: bool,
     /// A replica crashed with an unsettled attempt.
     pub crashed_mid_attempt: bool,
+    /// The AS carried out a request whose answer was lost.
+    pub answer_lost: bool,
+    /// Transport failures so far.
+    pub transport_failures: u8,
     /// Crashes so far.
     pub crashes: u8,
 }
@@ -660,6 +685,16 @@ pub enum Action {
         replica: u8,
         /// Which command.
         index: usize,
+    },
+    /// The `index`th pending command of `replica`, an HTTP request, fails in transport; the
+    /// AS carried it out first when `applied` (the answer was lost).
+    Fail {
+        /// The replica.
+        replica: u8,
+        /// Which command.
+        index: usize,
+        /// Whether the AS carried it out.
+        applied: bool,
     },
     /// Carry out the `index`th command of a crashed process; nobody hears the answer.
     DeliverOrphan(usize),
@@ -935,11 +970,22 @@ impl Model for RealFleet {
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
         for (r, replica) in state.replicas.iter().enumerate() {
-            for index in 0..replica.outbox.len() {
+            for (index, command) in replica.outbox.iter().enumerate() {
                 actions.push(Action::Deliver {
                     replica: r as u8,
                     index,
                 });
+                if matches!(command, Command::Http { .. })
+                    && state.history.transport_failures < self.transport_failures
+                {
+                    for applied in [false, true] {
+                        actions.push(Action::Fail {
+                            replica: r as u8,
+                            index,
+                            applied,
+                        });
+                    }
+                }
             }
             // A replica waits for time only while the lease is busy. Ticking it while another
             // process still holds the lease only repeats a refused `TakeLease` and moves the
@@ -1010,6 +1056,39 @@ impl Model for RealFleet {
                     let now = state.now;
                     state.replicas[r].client.handle(now, input);
                 }
+                self.collect(&mut state, r);
+            }
+            Action::Fail {
+                replica,
+                index,
+                applied,
+            } => {
+                let r = replica as usize;
+                let command = state.replicas[r].outbox.remove(index);
+                state.replicas[r].seal();
+                state.history.transport_failures += 1;
+                let Command::Http { id, .. } = &command else {
+                    return None;
+                };
+                if applied {
+                    // The sender cannot know what the AS did: like a crash, this excuses a
+                    // repetition of the request.
+                    let origin = (replica, state.replicas[r].start);
+                    let before = state.history.attempts.len();
+                    self.carry_out(&mut state, &command, &mut flags, Some(origin));
+                    for attempt in &mut state.history.attempts[before..] {
+                        attempt.lost = true;
+                        state.history.answer_lost |= attempt.succeeded;
+                    }
+                }
+                let now = state.now;
+                state.replicas[r].client.handle(
+                    now,
+                    Input::HttpFailed {
+                        id: *id,
+                        error: "the connection closed before the answer arrived".into(),
+                    },
+                );
                 self.collect(&mut state, r);
             }
             Action::DeliverOrphan(index) => {
@@ -1104,10 +1183,17 @@ impl Model for RealFleet {
                     .iter()
                     .all(|r| r.outcome.as_deref() == Some("token"))
             }),
-            Property::sometimes(CRASH_MID_ATTEMPT, |_, s: &State| {
-                s.history.crashed_mid_attempt
-            }),
         ];
+        if self.crashes > 0 {
+            properties.push(Property::sometimes(CRASH_MID_ATTEMPT, |_, s: &State| {
+                s.history.crashed_mid_attempt
+            }));
+        }
+        if self.transport_failures > 0 {
+            properties.push(Property::sometimes(AN_ANSWER_WAS_LOST, |_, s: &State| {
+                s.history.answer_lost
+            }));
+        }
         properties.push(match self.scenario {
             Scenario::Registration => {
                 Property::sometimes(A_REGISTRATION_HAPPENED, |_, s: &State| s.history.registered)
@@ -1170,6 +1256,9 @@ pub const NO_EXPIRED_SECRET: &str = "INV-5 no expired secret sent";
 pub const EVERY_REPLICA_GOT_A_TOKEN: &str = "every replica got a token";
 /// Sometimes: a replica crashed between a request and storing its answer.
 pub const CRASH_MID_ATTEMPT: &str = "a replica crashed mid-request";
+/// Sometimes: the AS carried out a registration, renewal or token request whose answer was
+/// lost.
+pub const AN_ANSWER_WAS_LOST: &str = "an answer was lost";
 /// Sometimes: a registration was stored.
 pub const A_REGISTRATION_HAPPENED: &str = "a registration happened";
 /// Sometimes: a renewed secret was stored.
