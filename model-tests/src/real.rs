@@ -1189,6 +1189,20 @@ impl Model for RealFleet {
                 s.history.crashed_mid_attempt
             }));
         }
+        if self.scenario == Scenario::Renewal && self.crashes > 0 {
+            // Observed behaviour, pinned: after a crash lost a renewal's answer, the RAT the
+            // store holds is dead; the next renewal is refused and the core registers a
+            // replacement client (`MODELS.md`, "What the checker found").
+            properties.push(Property::sometimes(
+                A_REPLACEMENT_AFTER_A_LOST_RENEWAL,
+                |_, s: &State| {
+                    s.history
+                        .attempts
+                        .iter()
+                        .any(|a| a.kind == Kind::Registration && !a.lost)
+                },
+            ));
+        }
         if self.transport_failures > 0 {
             properties.push(Property::sometimes(AN_ANSWER_WAS_LOST, |_, s: &State| {
                 s.history.answer_lost
@@ -1259,6 +1273,9 @@ pub const CRASH_MID_ATTEMPT: &str = "a replica crashed mid-request";
 /// Sometimes: the AS carried out a registration, renewal or token request whose answer was
 /// lost.
 pub const AN_ANSWER_WAS_LOST: &str = "an answer was lost";
+/// Sometimes (renewal scenario): a replacement client was registered.
+pub const A_REPLACEMENT_AFTER_A_LOST_RENEWAL: &str =
+    "a replacement client registered after a lost renewal answer";
 /// Sometimes: a registration was stored.
 pub const A_REGISTRATION_HAPPENED: &str = "a registration happened";
 /// Sometimes: a renewed secret was stored.
