@@ -70,6 +70,9 @@ pub struct RealFleet {
     /// Every process of every replica uses the same seed, hence the same lease holder id
     /// (broken on purpose).
     pub shared_seed: bool,
+    /// The AS refuses a secret as soon as it issued the next one (renewal scenario: the
+    /// access token has then expired too, so tokens are requested with the secret).
+    pub revoking_server: bool,
 }
 
 impl RealFleet {
@@ -96,6 +99,18 @@ impl RealFleet {
         }
     }
 
+    /// Two replicas renew against an AS that refuses the old secret as soon as it issued the
+    /// new one, and request a token with the secret afterwards; one transport failure, no
+    /// crash.
+    pub fn revoking_server() -> Self {
+        RealFleet {
+            crashes: 0,
+            transport_failures: 1,
+            revoking_server: true,
+            ..RealFleet::new(Scenario::Renewal)
+        }
+    }
+
     /// Two replicas find an access token to refresh, with one crash and one transport
     /// failure.
     pub fn refresh() -> Self {
@@ -114,6 +129,7 @@ impl RealFleet {
             compare_and_swap: true,
             lease_expiry: LeaseExpiry::AfterCrash,
             shared_seed: false,
+            revoking_server: false,
         }
     }
 
@@ -144,9 +160,10 @@ impl RealFleet {
             // In the renewal scenario the access token is still good, so the model is about
             // the renewal alone.
             access_token_lifetime: match self.scenario {
-                Scenario::Renewal => 72 * 3600,
+                Scenario::Renewal if !self.revoking_server => 72 * 3600,
                 _ => 3600,
             },
+            revoking: self.revoking_server,
             ..Server::default()
         }
     }
@@ -247,6 +264,8 @@ pub struct Server {
     pub refresh_tokens: bool,
     /// `expires_in` of access tokens, in seconds.
     pub access_token_lifetime: i64,
+    /// Whether a renewal revokes the old secret at once.
+    pub revoking: bool,
     /// Registered clients by id.
     pub clients: BTreeMap<String, AsClient>,
     /// The one refresh token that is good now, per client.
@@ -457,7 +476,8 @@ impl Server {
             let (s, b) = oauth_error(401, "invalid_client");
             return (s, b, Some(kind));
         };
-        let known = client.secret == secret || client.old_secrets.contains(&secret);
+        let known =
+            client.secret == secret || (!self.revoking && client.old_secrets.contains(&secret));
         let expired = client.secret_expires_at != 0
             && now.unix_seconds() >= client.secret_expires_at
             && client.secret == secret;

@@ -93,6 +93,17 @@ fn real_core_renews_once_across_replicas_despite_a_lost_answer() {
     assert_eq!(checker.unique_state_count(), 371);
 }
 
+/// INV-9 (the scenario of finding F3): an AS that refuses the old secret as soon as it issued
+/// the new one; after the renewal both replicas request tokens with the secret, and one
+/// request may fail in transport.
+#[test]
+fn real_core_keeps_the_renewed_secret_against_a_revoking_server() {
+    let checker = explore(RealFleet::revoking_server());
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 6_765);
+}
+
 // ----- the model can fail: the environment broken on purpose -----
 
 /// INV-9, INV-10: a store that writes without comparing generations lets a crashed
