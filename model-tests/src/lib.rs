@@ -14,6 +14,7 @@
 //! against a modelled store and authorization server (INV-1, INV-4, INV-5, INV-8, INV-9,
 //! INV-10 across processes); `tests/real.rs` runs the checker on them.
 
+pub mod checking;
 pub mod fleet;
 pub mod real;
 

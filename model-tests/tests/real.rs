@@ -7,48 +7,11 @@
 //! - a model broken on purpose (no compare-and-swap, a lease that lapses under a live
 //!   holder, one seed shared by every process): the checker must find the counterexample.
 
-use std::collections::BTreeSet;
-
-use stateright::{Checker, HasDiscoveries, Model, Path};
+use stateright::Checker;
+use tenure_model_tests::checking::{counterexample, explore, explore_until, trace};
 use tenure_model_tests::real::{
-    Action, LeaseExpiry, RealFleet, State, COMPARE_AND_SWAP, NO_TOKEN_LOST, ONE_REFRESH,
-    ONE_REGISTRATION,
+    Action, LeaseExpiry, RealFleet, COMPARE_AND_SWAP, NO_TOKEN_LOST, ONE_REFRESH, ONE_REGISTRATION,
 };
-
-/// Explores every reachable state.
-fn explore(model: RealFleet) -> impl Checker<RealFleet> {
-    model.checker().spawn_bfs().join()
-}
-
-/// Explores until `property` has a discovery (or every state was seen).
-fn explore_until(model: RealFleet, property: &'static str) -> impl Checker<RealFleet> {
-    model
-        .checker()
-        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
-        .spawn_bfs()
-        .join()
-}
-
-/// A path, one action a line, for failure messages.
-fn trace(path: &Path<State, Action>) -> String {
-    let steps: Vec<String> = path
-        .clone()
-        .into_actions()
-        .iter()
-        .map(|a| format!("  {a:?}"))
-        .collect();
-    format!("{}\n  => {:?}", steps.join("\n"), path.last_state().history)
-}
-
-/// The counterexample the checker found for `property`.
-fn counterexample(
-    checker: &impl Checker<RealFleet>,
-    property: &'static str,
-) -> Path<State, Action> {
-    checker
-        .discovery(property)
-        .unwrap_or_else(|| panic!("the checker found no counterexample to {property:?}"))
-}
 
 // ----- the core keeps every invariant -----
 
@@ -119,7 +82,7 @@ fn real_core_without_compare_and_swap_loses_a_write() {
     assert!(
         path.last_state().history.flags.stale_write,
         "{}",
-        trace(&path)
+        trace(&path, |s| s.history.clone())
     );
     let checker = explore_until(
         RealFleet {
@@ -143,7 +106,7 @@ fn real_core_with_a_lease_lapsing_under_its_holder_registers_twice() {
     let checker = explore_until(model, ONE_REGISTRATION);
     let path = counterexample(&checker, ONE_REGISTRATION);
     let lapsed = path.clone().into_actions().contains(&Action::LeaseExpires);
-    assert!(lapsed, "{}", trace(&path));
+    assert!(lapsed, "{}", trace(&path, |s| s.history.clone()));
 }
 
 /// INV-10: the same, for a refresh: two processes present one refresh token.

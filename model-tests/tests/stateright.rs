@@ -11,41 +11,15 @@
 //!   expires under a live holder): the checker must find the counterexample, which shows the
 //!   properties are not vacuous.
 
-use std::collections::BTreeSet;
-
-use stateright::{Checker, Expectation, HasDiscoveries, Model, Path};
-use tenure_model_tests::fleet::{Action, Fleet, LeaseExpiry, Release, State};
+use stateright::{Checker, Expectation, Model};
+use tenure_model_tests::checking::{counterexample, explore, explore_until, trace};
+use tenure_model_tests::fleet::{Action, Fleet, LeaseExpiry, Release};
 
 const ONE_REGISTRATION: &str = "INV-8 one registration across replicas";
 const ONE_RENEWAL: &str = "INV-1 INV-8 one renewal per secret across replicas";
 const COMPARE_AND_SWAP: &str = "INV-9 compare-and-swap: no write over an unread generation";
 const NO_ROLLBACK: &str = "INV-9 no stored secret rolled back or dropped while valid";
 const REJECTION_KEPT: &str = "INV-9 a stored CIMD rejection is never undone";
-
-/// Explores every reachable state.
-fn explore(model: Fleet) -> impl Checker<Fleet> {
-    model.checker().spawn_bfs().join()
-}
-
-/// Explores until `property` has a discovery (or every state was seen).
-fn explore_until(model: Fleet, property: &'static str) -> impl Checker<Fleet> {
-    model
-        .checker()
-        .finish_when(HasDiscoveries::AnyOf(BTreeSet::from([property])))
-        .spawn_bfs()
-        .join()
-}
-
-/// A path, one action a line, for failure messages.
-fn trace(path: &Path<State, Action>) -> String {
-    let steps: Vec<String> = path
-        .clone()
-        .into_actions()
-        .iter()
-        .map(|a| format!("  {a:?}"))
-        .collect();
-    format!("{}\n  => {:?}", steps.join("\n"), path.last_state().history)
-}
 
 /// Asserts that exactly the `refuted` "always" properties have counterexamples, that every
 /// other one holds, and that every "sometimes" property has an example. Needs a complete
@@ -67,7 +41,11 @@ fn assert_verdict(checker: &impl Checker<Fleet>, refuted: &[&str]) {
             found,
         ) {
             (Expectation::Always, false, Some(path)) => {
-                panic!("{:?} is violated:\n{}", property.name, trace(&path))
+                panic!(
+                    "{:?} is violated:\n{}",
+                    property.name,
+                    trace(&path, |s| s.history.clone())
+                )
             }
             (Expectation::Always, true, None) => {
                 panic!("{:?} was expected to be refuted, but holds", property.name)
@@ -81,13 +59,6 @@ fn assert_verdict(checker: &impl Checker<Fleet>, refuted: &[&str]) {
             _ => {}
         }
     }
-}
-
-/// The counterexample the checker found for `property`.
-fn counterexample(checker: &impl Checker<Fleet>, property: &'static str) -> Path<State, Action> {
-    checker
-        .discovery(property)
-        .unwrap_or_else(|| panic!("the checker found no counterexample to {property:?}"))
 }
 
 // ----- models whose rules keep every invariant -----
@@ -155,7 +126,7 @@ fn finding_f1_inv8_a_late_lease_release_lets_two_replicas_renew() {
         .renewals
         .values()
         .any(|(sent, excused)| sent - excused == 2);
-    assert!(twice, "{}", trace(&path));
+    assert!(twice, "{}", trace(&path, |s| s.history.clone()));
 }
 
 /// F2 (INV-9): a refused compare-and-swap re-applies the same patch to the newer record; a
@@ -201,7 +172,7 @@ fn inv8_without_the_reread_under_the_lease_two_replicas_register() {
         history.registrations - history.registrations_excused,
         2,
         "{}",
-        trace(&path)
+        trace(&path, |s| s.history.clone())
     );
 }
 
@@ -240,5 +211,5 @@ fn inv8_a_lease_expiring_under_a_live_holder_lets_two_replicas_register() {
     let checker = explore_until(model, ONE_REGISTRATION);
     let path = counterexample(&checker, ONE_REGISTRATION);
     let expired = path.clone().into_actions().contains(&Action::LeaseExpires);
-    assert!(expired, "{}", trace(&path));
+    assert!(expired, "{}", trace(&path, |s| s.history.clone()));
 }
