@@ -198,9 +198,9 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
     forget_handout(context, &profile.name)?;
     save(context, &profile).await?;
     if context.json {
-        println!("{}", json!({"name": profile.name, "added": true}));
+        out!("{}", json!({"name": profile.name, "added": true}));
     } else {
-        println!(
+        out!(
             "added `{0}`; run `tenure login {0}` (or `tenure token {0}` for a machine client)",
             profile.name
         );
@@ -289,7 +289,7 @@ pub async fn operate_after(
                 context
                     .printed
                     .render(context.json, name, token.secret(), token.expires_at());
-            print!("{text}");
+            crate::stdout_text(&text);
             Ok(())
         }
         (_, Operation::Forget | Operation::ForgetLocal) => {
@@ -336,9 +336,9 @@ pub fn replay(files: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
         if json {
             let mut value = summary.to_json();
             value["file"] = json!(file.display().to_string());
-            println!("{value}");
+            out!("{value}");
         } else {
-            println!(
+            out!(
                 "{}: {}, {} requests ({} registrations, {} renewals, {} refreshes)",
                 file.display(),
                 summary.outcome,
@@ -348,10 +348,10 @@ pub fn replay(files: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
                 summary.refreshes
             );
             if let Some(error) = &summary.error {
-                println!("  error: {error}");
+                out!("  error: {error}");
             }
             if let Some(why) = &summary.diverged {
-                println!("  diverged: {why}");
+                out!("  diverged: {why}");
             }
         }
     }
@@ -384,10 +384,10 @@ pub async fn status(context: &Context, name: Option<&str>) -> Result<(), Failure
     }
     if context.json {
         for (name, status) in &rows {
-            println!("{}", status_json(name, status));
+            out!("{}", status_json(name, status));
         }
     } else if rows.is_empty() {
-        println!("no clients yet; add one with `tenure add NAME --issuer URL`");
+        out!("no clients yet; add one with `tenure add NAME --issuer URL`");
     } else {
         print_table(&rows, now);
     }
@@ -409,9 +409,13 @@ fn status_json(name: &str, status: &Status) -> serde_json::Value {
 }
 
 fn print_table(rows: &[(String, Status)], now: Timestamp) {
-    println!(
+    out!(
         "{:<16} {:<15} {:<13} {:<26} {:<22}",
-        "NAME", "IDENTITY", "STATE", "SECRET EXPIRES", "ACCESS TOKEN"
+        "NAME",
+        "IDENTITY",
+        "STATE",
+        "SECRET EXPIRES",
+        "ACCESS TOKEN"
     );
     for (name, status) in rows {
         let secret = match status.secret_expires_at {
@@ -428,7 +432,7 @@ fn print_table(rows: &[(String, Status)], now: Timestamp) {
             None if status.has_refresh_token => "refreshable".into(),
             None => "none".into(),
         };
-        println!(
+        out!(
             "{:<16} {:<15} {:<13} {:<26} {:<22}",
             name,
             status.identity.as_str(),
@@ -441,9 +445,9 @@ fn print_table(rows: &[(String, Status)], now: Timestamp) {
 
 fn say(context: &Context, name: &str, text: &str) {
     if context.json {
-        println!("{}", json!({"name": name, "result": text}));
+        out!("{}", json!({"name": name, "result": text}));
     } else {
-        println!("{name}: {text}");
+        out!("{name}: {text}");
     }
 }
 

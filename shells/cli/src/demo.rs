@@ -152,14 +152,14 @@ struct Printer {
 impl Printer {
     fn intro(&self, sim: &Simulation) {
         if !self.json {
-            println!(
+            out!(
                 "Tenure demo: one client's credential lifecycle against a simulated authorization"
             );
-            println!(
+            out!(
                 "server ({}), in virtual time. Secrets live 7 days and are renewed",
                 sim.config().issuer.as_deref().unwrap_or("")
             );
-            println!("within 24 h of expiry; access tokens live 1 hour.");
+            out!("within 24 h of expiry; access tokens live 1 hour.");
         }
     }
 
@@ -168,12 +168,12 @@ impl Printer {
             for entry in entries {
                 let line = entry.to_string();
                 let (at, rest) = line.split_once("  ").unwrap_or((&line, ""));
-                println!("{}", json!({"act": title, "at": at, "event": rest.trim()}));
+                out!("{}", json!({"act": title, "at": at, "event": rest.trim()}));
             }
         } else {
-            println!("\n{title}");
+            out!("\n{title}");
             for entry in entries {
-                println!("  {entry}");
+                out!("  {entry}");
             }
         }
     }
@@ -192,7 +192,7 @@ impl Printer {
                 summary.insert(name.into(), json!(sim.count(kind)));
             }
             let presented = sim.provider.stats().expired_secret_presented;
-            println!(
+            out!(
                 "{}",
                 json!({"summary": summary, "expired_secret_sent": presented})
             );
@@ -201,8 +201,8 @@ impl Printer {
                 .iter()
                 .map(|(name, kind)| format!("{} {name}", sim.count(*kind)))
                 .collect();
-            println!("\nRequests sent: {}.", parts.join(", "));
-            println!("The expired secret was never sent to the token endpoint.");
+            out!("\nRequests sent: {}.", parts.join(", "));
+            out!("The expired secret was never sent to the token endpoint.");
         }
     }
 }

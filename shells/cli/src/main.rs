@@ -5,6 +5,14 @@
 //! named client configurations and their credentials in a store: a sled directory by default,
 //! or Redis with `--store redis://HOST:PORT/DB`.
 
+/// `println!` for the command's output on stdout: a reader that went away
+/// (`tenure status | head -1`) ends the command quietly instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::stdout_line(format_args!($($arg)*))
+    };
+}
+
 mod commands;
 mod demo;
 mod handout;
@@ -298,10 +306,33 @@ fn warm_token(cli: &Cli) -> Option<ExitCode> {
     }
     let expires_at = expires_at.as_deref().and_then(Timestamp::parse_rfc3339);
     let text = printed.render(cli.json, name, &token, expires_at);
-    Some(match write!(std::io::stdout(), "{text}") {
-        Ok(()) => ExitCode::from(exit::OK),
-        Err(_) => ExitCode::from(exit::FAILURE),
-    })
+    stdout_text(&text);
+    Some(ExitCode::from(exit::OK))
+}
+
+/// Writes `text` to stdout. When the reader is gone (a closed pipe) there is nobody left to
+/// tell, so the process ends with success, as Unix tools do; any other write error is a
+/// failure, said on stderr.
+pub fn stdout_text(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(i32::from(exit::OK))
+        }
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "error: cannot write the output: {error}");
+            std::process::exit(i32::from(exit::FAILURE))
+        }
+    }
+}
+
+/// [`stdout_text`] of one formatted line (the `out!` macro).
+pub fn stdout_line(args: std::fmt::Arguments<'_>) {
+    stdout_text(&format!("{args}\n"));
 }
 
 /// The sled store's directory, for a `--store` that names one (or none: the default).

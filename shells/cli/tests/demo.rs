@@ -63,3 +63,21 @@ fn unknown_commands_are_usage_errors_exit_2() {
         .expect("the tenure binary runs");
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// A reader that went away before the output (`tenure demo | true`) ends the command quietly:
+/// exit 0 and no panic on stderr. The pipe's read end is closed before the program writes
+/// its first line (it simulates a whole lifecycle first).
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenure"))
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the tenure binary runs");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+}
