@@ -16,7 +16,7 @@
 //! an error that says why not. The middleware sends one request back for authorization at
 //! most [`tenure_reqwest::DEFAULT_BUDGET`] times (MCP-18). Nothing here reads a challenge.
 
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 use reqwest_middleware::ClientWithMiddleware;
 use serde_json::{json, Value};
@@ -372,20 +372,18 @@ impl Session {
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), McpError> {
         let response = self.post(method, message).await?;
         let status = response.status();
+        if tenure_reqwest::is_refusal(&response) {
+            return Err(McpError::StillRefused {
+                method: method.into(),
+                status: status.as_u16(),
+            });
+        }
         let headers = response.headers().clone();
         let body = response
             .bytes()
             .await
             .map_err(|e| McpError::Transport(e.to_string()))?
             .to_vec();
-        // What still asks for authorization here is what Tenure could not satisfy.
-        let challenged = status == StatusCode::FORBIDDEN && headers.contains_key(WWW_AUTHENTICATE);
-        if status == StatusCode::UNAUTHORIZED || challenged {
-            return Err(McpError::StillRefused {
-                method: method.into(),
-                status: status.as_u16(),
-            });
-        }
         Ok((status, headers, body))
     }
 

@@ -110,8 +110,9 @@ impl BearerAuth {
 }
 
 /// Whether `response` is a refusal Tenure can act on: any 401 (RFC 6750 §3.1), and a 403
-/// that carries a challenge (a bare 403 is the resource's own decision).
-fn refused(response: &Response) -> bool {
+/// that carries a challenge (a bare 403 is the resource's own decision). An answer that still
+/// is one after the middleware is a refusal Tenure could not overcome.
+pub fn is_refusal(response: &Response) -> bool {
     match response.status() {
         StatusCode::UNAUTHORIZED => true,
         StatusCode::FORBIDDEN => response.headers().contains_key(WWW_AUTHENTICATE),
@@ -151,7 +152,7 @@ impl Middleware for BearerAuth {
                 authorize(&mut request, token)?;
             }
             let response = next.clone().run(request, extensions).await?;
-            if !refused(&response) || sent_back >= self.budget {
+            if !is_refusal(&response) || sent_back >= self.budget {
                 return Ok(response);
             }
             let Some(again) = spare else {

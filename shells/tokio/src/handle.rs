@@ -207,10 +207,9 @@ impl Tenure {
     /// A valid access token: registering, refreshing and renewing as needed, never opening a
     /// browser. While the cached token is valid this reads it without waking the driver.
     pub async fn token(&self) -> Result<AccessToken, TokenError> {
-        if let Some((token, _)) = self.cached() {
-            return Ok(token);
-        }
-        self.token_from_driver().await
+        self.run(Operation::Token)
+            .await?
+            .ok_or_else(|| TokenError::from(no_token("token")))
     }
 
     /// The token [`Tenure::token`] hands out now without waking the driver, and the instant
@@ -223,12 +222,6 @@ impl Tenure {
             Some(until) if self.shared.clock.now() >= until => None,
             until => Some((cached.token.clone(), until)),
         }
-    }
-
-    async fn token_from_driver(&self) -> Result<AccessToken, TokenError> {
-        self.run(Operation::Token)
-            .await?
-            .ok_or_else(|| TokenError::from(no_token("token")))
     }
 
     /// Logs in through the browser (or, for a client-credentials client, fetches a token).
@@ -256,6 +249,7 @@ impl Tenure {
     /// Runs one operation to its end: the token, if it hands one out. The typed methods
     /// above are this with the result narrowed.
     pub async fn run(&self, op: Operation) -> Result<Option<AccessToken>, TokenError> {
+        // The hot path: a valid published token needs no round trip to the driver.
         if op == Operation::Token {
             if let Some((token, _)) = self.cached() {
                 return Ok(Some(token));
