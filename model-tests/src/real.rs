@@ -17,8 +17,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
-use stateright::{Model, Property};
+use sha2::{Digest, Sha256};
+use stateright::{Model, Path, Property};
 use tenure_core::{
     AuthMethod, Client, ClientConfig, Command, Duration, Grant, Input, OpId, Operation, Record,
     StoreOp, StoreResult, Timestamp,
@@ -39,6 +41,22 @@ pub enum Scenario {
     Renewal,
     /// A registration that needs nothing, and an expired access token with a refresh token.
     Refresh,
+    /// An empty store and a server that supports CIMD: the replicas log in (authorization
+    /// code + PKCE, the model's user always completes the browser step) with their CIMD
+    /// client id, which the server accepts, or refuses at the token endpoint with
+    /// `invalid_client`, and then each falls back to DCR (INV-2, INV-3).
+    Cimd {
+        /// Whether the server accepts the CIMD id.
+        accepted: bool,
+    },
+    /// A DCR registration the server has forgotten (an administrator deleted the client) and
+    /// an expired access token: the secret is refused with `invalid_client`, and the
+    /// replicas must register anew without a dead end (INV-13).
+    Forgotten,
+    /// A server without RFC 7592, as the MCP SDKs' servers: the stored secret is in its
+    /// renewal window and cannot be renewed, so one replacement client is registered before
+    /// it expires (INV-13, INV-14).
+    NoManagement,
 }
 
 /// When a held lease may lapse.
@@ -73,7 +91,31 @@ pub struct RealFleet {
     /// The AS refuses a secret as soon as it issued the next one (renewal scenario: the
     /// access token has then expired too, so tokens are requested with the secret).
     pub revoking_server: bool,
+    /// How many HTTP requests of live processes the AS may answer with a 503 without acting.
+    pub server_errors: u8,
+    /// A replica may crash at any moment of its operation, not only under the lease
+    /// mid-request (a larger model).
+    pub crash_anywhere: bool,
+    /// How many more "get a token" operations each replica may ask for after its first one
+    /// ended, each after the clock moved on by [`LATER`] (across the next renewal window).
+    pub later_operations: u8,
+    /// The store answers a load made under the lease with the record the process saw last:
+    /// the re-read under the lease sees nothing new (broken on purpose).
+    pub stale_reads: bool,
+    /// How many times a replica whose operation failed may ask again, [`RETRY_AFTER`] later:
+    /// with it, "no dead end" (INV-13) means that asking again recovers.
+    pub retries: u8,
 }
+
+/// How long a caller waits before asking again after a failed operation: longer than the
+/// first registration backoff window (INV-14), which a failure may have opened.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// How far the clock moves before a later operation: past the next renewal window of a
+/// secret renewed now (secrets live 60 h, the window is the last 24 h).
+pub const LATER: Duration = Duration::from_hours(48);
+/// The CIMD client id of the CIMD scenarios.
+pub const CIMD_URL: &str = "https://app.example.com/client.json";
 
 impl RealFleet {
     /// Two replicas register against a DCR server, with one crash and one transport failure.
@@ -120,6 +162,50 @@ impl RealFleet {
         }
     }
 
+    /// Two replicas log in with a CIMD id the server accepts or refuses (then they fall back
+    /// to DCR); no crash, no transport failure.
+    pub fn cimd(accepted: bool) -> Self {
+        RealFleet {
+            crashes: 0,
+            ..RealFleet::new(Scenario::Cimd { accepted })
+        }
+    }
+
+    /// Two replicas find that the server forgot their client; one crash, and a replica
+    /// whose operation failed may ask again once.
+    pub fn forgotten() -> Self {
+        RealFleet {
+            retries: 1,
+            ..RealFleet::new(Scenario::Forgotten)
+        }
+    }
+
+    /// Two replicas find a secret in its renewal window at a server without RFC 7592; one
+    /// crash.
+    pub fn no_management() -> Self {
+        RealFleet::new(Scenario::NoManagement)
+    }
+
+    /// Three replicas register against a DCR server; no crash, no transport failure.
+    pub fn registration_by_three() -> Self {
+        RealFleet {
+            replicas: 3,
+            crashes: 0,
+            ..RealFleet::new(Scenario::Registration)
+        }
+    }
+
+    /// Two replicas renew, then each asks again after the clock crossed the next renewal
+    /// window, in the same process; the AS may answer one request with a 503.
+    pub fn two_windows() -> Self {
+        RealFleet {
+            crashes: 0,
+            server_errors: 1,
+            later_operations: 1,
+            ..RealFleet::new(Scenario::Renewal)
+        }
+    }
+
     fn new(scenario: Scenario) -> Self {
         RealFleet {
             scenario,
@@ -130,14 +216,31 @@ impl RealFleet {
             lease_expiry: LeaseExpiry::AfterCrash,
             shared_seed: false,
             revoking_server: false,
+            server_errors: 0,
+            crash_anywhere: false,
+            later_operations: 0,
+            stale_reads: false,
+            retries: 0,
+        }
+    }
+
+    /// The operation each process asks for: a login where a user is needed.
+    fn operation(&self) -> Operation {
+        match self.scenario {
+            Scenario::Cimd { .. } => Operation::Login,
+            _ => Operation::Token,
         }
     }
 
     /// The configuration of process `start` of replica `replica`.
     pub fn config(&self, replica: u8, start: u8) -> ClientConfig {
-        let mut config = ClientConfig::for_issuer("model", ISSUER)
-            .with_grant(Grant::ClientCredentials)
-            .with_auth_method(AuthMethod::ClientSecretPost);
+        let mut config = ClientConfig::for_issuer("model", ISSUER);
+        config = match self.scenario {
+            Scenario::Cimd { .. } => config.with_cimd_url(CIMD_URL),
+            _ => config
+                .with_grant(Grant::ClientCredentials)
+                .with_auth_method(AuthMethod::ClientSecretPost),
+        };
         config.seed = if self.shared_seed {
             [7; 32]
         } else {
@@ -153,17 +256,23 @@ impl RealFleet {
     fn server(&self) -> Server {
         Server {
             secret_lifetime: match self.scenario {
-                Scenario::Renewal => Some(60 * 3600),
+                Scenario::Renewal | Scenario::NoManagement => Some(60 * 3600),
                 _ => None,
             },
             refresh_tokens: self.scenario == Scenario::Refresh,
-            // In the renewal scenario the access token is still good, so the model is about
-            // the renewal alone.
+            // In the renewal scenarios the access token is still good, so the model is about
+            // the renewal (or the replacement) alone.
             access_token_lifetime: match self.scenario {
                 Scenario::Renewal if !self.revoking_server => 72 * 3600,
+                Scenario::NoManagement => 72 * 3600,
                 _ => 3600,
             },
             revoking: self.revoking_server,
+            cimd: match self.scenario {
+                Scenario::Cimd { accepted } => Some(accepted),
+                _ => None,
+            },
+            management: self.scenario != Scenario::NoManagement,
             ..Server::default()
         }
     }
@@ -249,8 +358,12 @@ pub struct AsClient {
     pub old_secrets: Vec<String>,
     /// Epoch seconds; 0: never.
     pub secret_expires_at: i64,
-    /// The current registration access token (rotated by each renewal).
+    /// The current registration access token (rotated by each renewal); empty at a server
+    /// without RFC 7592.
     pub rat: String,
+    /// Whether the client authenticates with its secret (`false`: a public client,
+    /// `token_endpoint_auth_method` `none`).
+    pub confidential: bool,
 }
 
 /// A small authorization server: metadata, RFC 7591 registration, RFC 7592 renewal with
@@ -266,6 +379,13 @@ pub struct Server {
     pub access_token_lifetime: i64,
     /// Whether a renewal revokes the old secret at once.
     pub revoking: bool,
+    /// CIMD: `None` not supported; `Some(accepted)`: advertised, and the CIMD id accepted
+    /// or refused at the token endpoint.
+    pub cimd: Option<bool>,
+    /// Whether registrations come with RFC 7592 management (a registration access token).
+    pub management: bool,
+    /// Authorization codes not redeemed yet: code → (client id, PKCE challenge).
+    pub codes: BTreeMap<String, (String, String)>,
     /// Registered clients by id.
     pub clients: BTreeMap<String, AsClient>,
     /// The one refresh token that is good now, per client.
@@ -278,6 +398,8 @@ pub struct Server {
     pub renewed: BTreeSet<String>,
     /// Access tokens issued by a refresh.
     pub refreshed: BTreeSet<String>,
+    /// Access tokens issued to the CIMD client.
+    pub cimd_tokens: BTreeSet<String>,
 }
 
 /// The parts of an HTTP request the server looks at.
@@ -303,6 +425,8 @@ pub enum Kind {
     Refresh(String),
     /// A client-credentials grant.
     ClientCredentials,
+    /// An authorization-code grant, by the client id it presented.
+    AuthorizationCode(String),
 }
 
 fn form(body: &[u8]) -> BTreeMap<String, String> {
@@ -331,6 +455,23 @@ fn form(body: &[u8]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The client id and secret of an `Authorization: Basic` header (RFC 6749 §2.3.1; the
+/// model's credentials need no form-encoding).
+fn basic(authorization: Option<&str>) -> Option<(String, String)> {
+    let encoded = authorization?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    Some((id.to_string(), secret.to_string()))
+}
+
+/// The S256 PKCE challenge of `verifier` (RFC 7636 §4.2).
+fn s256(verifier: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
 fn oauth_error(status: u16, error: &str) -> (u16, Value) {
     (status, json!({ "error": error }))
 }
@@ -352,16 +493,20 @@ impl Server {
         let client = &self.clients[client_id];
         let mut answer = metadata;
         answer.insert("client_id".into(), json!(client_id));
-        answer.insert("client_secret".into(), json!(client.secret));
-        answer.insert(
-            "client_secret_expires_at".into(),
-            json!(client.secret_expires_at),
-        );
-        answer.insert("registration_access_token".into(), json!(client.rat));
-        answer.insert(
-            "registration_client_uri".into(),
-            json!(format!("{ISSUER}/register/{client_id}")),
-        );
+        if client.confidential {
+            answer.insert("client_secret".into(), json!(client.secret));
+            answer.insert(
+                "client_secret_expires_at".into(),
+                json!(client.secret_expires_at),
+            );
+        }
+        if self.management {
+            answer.insert("registration_access_token".into(), json!(client.rat));
+            answer.insert(
+                "registration_client_uri".into(),
+                json!(format!("{ISSUER}/register/{client_id}")),
+            );
+        }
         Value::Object(answer)
     }
 
@@ -383,20 +528,22 @@ impl Server {
             }
         }
         match (request.method, path) {
-            ("GET", "/.well-known/oauth-authorization-server") => (
-                200,
-                json!({
+            ("GET", "/.well-known/oauth-authorization-server") => {
+                let mut metadata = json!({
                     "issuer": ISSUER,
                     "authorization_endpoint": format!("{ISSUER}/authorize"),
                     "token_endpoint": format!("{ISSUER}/token"),
                     "registration_endpoint": format!("{ISSUER}/register"),
                     "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+                    "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
                     "code_challenge_methods_supported": ["S256"],
                     "response_types_supported": ["code"],
-                }),
-                None,
-            ),
+                });
+                if self.cimd.is_some() {
+                    metadata["client_id_metadata_document_supported"] = json!(true);
+                }
+                (200, metadata, None)
+            }
             ("POST", "/register") => {
                 let Ok(Value::Object(metadata)) = serde_json::from_slice(request.body) else {
                     let (s, b) = oauth_error(400, "invalid_client_metadata");
@@ -404,11 +551,22 @@ impl Server {
                 };
                 let client_id = self.issue("client");
                 self.unpersisted.remove(&client_id);
+                let confidential =
+                    metadata.get("token_endpoint_auth_method") != Some(&json!("none"));
                 let client = AsClient {
-                    secret: self.issue("secret"),
+                    secret: if confidential {
+                        self.issue("secret")
+                    } else {
+                        String::new()
+                    },
                     old_secrets: Vec::new(),
-                    secret_expires_at: self.expiry(now),
-                    rat: self.issue("rat"),
+                    secret_expires_at: if confidential { self.expiry(now) } else { 0 },
+                    rat: if self.management {
+                        self.issue("rat")
+                    } else {
+                        String::new()
+                    },
+                    confidential,
                 };
                 self.clients.insert(client_id.clone(), client);
                 let body = self.client_information(&client_id, metadata);
@@ -422,7 +580,7 @@ impl Server {
                     let (s, b) = oauth_error(401, "invalid_token");
                     return (s, b, kind);
                 };
-                if client.rat != presented {
+                if client.rat.is_empty() || client.rat != presented {
                     let (s, b) = oauth_error(401, "invalid_token");
                     return (s, b, kind);
                 }
@@ -444,9 +602,40 @@ impl Server {
                 let body = self.client_information(&client_id, metadata);
                 (200, body, kind)
             }
-            ("POST", "/token") => self.token(now, &form(request.body), flags),
+            ("POST", "/token") => {
+                let mut form = form(request.body);
+                if let Some((id, secret)) = basic(request.authorization) {
+                    form.insert("client_id".into(), id);
+                    form.insert("client_secret".into(), secret);
+                }
+                self.token(now, &form, flags)
+            }
             _ => (404, json!({"error": "not_found"}), None),
         }
+    }
+
+    /// The authorization endpoint and the user: every authorization request is approved at
+    /// once, with a code bound to the client id and the PKCE challenge. The query the
+    /// browser brings back to the callback.
+    fn authorize(&mut self, url: &str) -> String {
+        let Ok(url) = url::Url::parse(url) else {
+            return "error=invalid_request".into();
+        };
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        self.serial += 1;
+        let code = format!("code-{}", self.serial);
+        self.codes
+            .insert(code.clone(), (param("client_id"), param("code_challenge")));
+        let state = param("state");
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", &code)
+            .append_pair("state", &state)
+            .finish()
     }
 
     fn token(
@@ -462,8 +651,19 @@ impl Server {
             "refresh_token" => {
                 Kind::Refresh(form.get("refresh_token").cloned().unwrap_or_default())
             }
+            "authorization_code" => Kind::AuthorizationCode(client_id.clone()),
             _ => Kind::ClientCredentials,
         };
+        if client_id == CIMD_URL {
+            // A CIMD client is public; the server fetched (or failed to fetch) its document.
+            return match self.cimd {
+                Some(true) => self.grant(&client_id, &kind, grant, form),
+                _ => {
+                    let (s, b) = oauth_error(401, "invalid_client");
+                    (s, b, Some(kind))
+                }
+            };
+        }
         if self.unpersisted.contains(&secret) {
             flags.used_before_stored = true;
         }
@@ -476,9 +676,11 @@ impl Server {
             let (s, b) = oauth_error(401, "invalid_client");
             return (s, b, Some(kind));
         };
-        let known =
-            client.secret == secret || (!self.revoking && client.old_secrets.contains(&secret));
-        let expired = client.secret_expires_at != 0
+        let known = !client.confidential
+            || client.secret == secret
+            || (!self.revoking && client.old_secrets.contains(&secret));
+        let expired = client.confidential
+            && client.secret_expires_at != 0
             && now.unix_seconds() >= client.secret_expires_at
             && client.secret == secret;
         if expired {
@@ -488,21 +690,46 @@ impl Server {
             let (s, b) = oauth_error(401, "invalid_client");
             return (s, b, Some(kind));
         }
-        let refused = match &kind {
-            Kind::Refresh(token) if self.refresh.get(&client_id) != Some(token) => {
+        self.grant(&client_id, &kind, grant, form)
+    }
+
+    /// The token endpoint once the client is authenticated: checks the grant itself and
+    /// issues tokens.
+    fn grant(
+        &mut self,
+        client_id: &str,
+        kind: &Kind,
+        grant: &str,
+        form: &BTreeMap<String, String>,
+    ) -> (u16, Value, Option<Kind>) {
+        let refused = match kind {
+            Kind::Refresh(token) if self.refresh.get(client_id) != Some(token) => {
                 Some("invalid_grant")
             }
             Kind::Refresh(_) => None,
+            Kind::AuthorizationCode(_) => {
+                let code = form.get("code").cloned().unwrap_or_default();
+                let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+                match self.codes.remove(&code) {
+                    Some((id, challenge)) if id == client_id && challenge == s256(&verifier) => {
+                        None
+                    }
+                    _ => Some("invalid_grant"),
+                }
+            }
             _ if grant != "client_credentials" => Some("unsupported_grant_type"),
             _ => None,
         };
         if let Some(error) = refused {
             let (s, b) = oauth_error(400, error);
-            return (s, b, Some(kind));
+            return (s, b, Some(kind.clone()));
         }
         let access_token = self.issue("access");
         if matches!(kind, Kind::Refresh(_)) {
             self.refreshed.insert(access_token.clone());
+        }
+        if client_id == CIMD_URL {
+            self.cimd_tokens.insert(access_token.clone());
         }
         let mut body = json!({
             "access_token": access_token,
@@ -511,10 +738,10 @@ impl Server {
         });
         if self.refresh_tokens {
             let refresh = self.issue("refresh");
-            self.refresh.insert(client_id, refresh.clone());
+            self.refresh.insert(client_id.to_string(), refresh.clone());
             body["refresh_token"] = json!(refresh);
         }
-        (200, body, Some(kind))
+        (200, body, Some(kind.clone()))
     }
 }
 
@@ -534,6 +761,10 @@ pub struct Flags {
     pub token_lost: bool,
     /// An access token was handed out before it was stored (INV-4).
     pub token_handed_out_unstored: bool,
+    /// A write stored the CIMD id as a DCR client id, or removed a stored CIMD id (INV-2).
+    pub cimd_misstored: bool,
+    /// A write cleared a stored rejection of the CIMD id (INV-9, finding F2).
+    pub cimd_unrejected: bool,
 }
 
 // ----- history -----
@@ -567,12 +798,22 @@ pub struct History {
     pub renewed: bool,
     /// Refreshed tokens stored.
     pub refreshed: bool,
+    /// A registration stored next to a rejected CIMD id: the fallback to DCR.
+    pub fell_back: bool,
+    /// Tokens obtained with the CIMD id stored.
+    pub cimd_used: bool,
+    /// A registration other than the one the model started with stored.
+    pub replaced: bool,
+    /// A renewed secret stored after the clock moved on by [`LATER`].
+    pub renewed_later: bool,
     /// A replica crashed with an unsettled attempt.
     pub crashed_mid_attempt: bool,
     /// The AS carried out a request whose answer was lost.
     pub answer_lost: bool,
     /// Transport failures so far.
     pub transport_failures: u8,
+    /// 503 answers so far.
+    pub server_errors: u8,
     /// Crashes so far.
     pub crashes: u8,
 }
@@ -590,6 +831,10 @@ pub struct Replica {
     pub start: u8,
     /// How the operation ended, if it did.
     pub outcome: Option<String>,
+    /// Operations asked of this process so far.
+    pub operations: u8,
+    /// Failed operations asked again so far (by this replica, across its processes).
+    pub retried: u8,
     /// A digest of all of the above, kept up to date by the model.
     pub digest: u64,
 }
@@ -598,8 +843,8 @@ impl Replica {
     /// Recomputes the digest after a change.
     fn seal(&mut self) {
         let mut out = format!(
-            "start {} outcome {:?} {:?}|",
-            self.start, self.outcome, self.client
+            "start {} outcome {:?} ops {} retried {} {:?}|",
+            self.start, self.outcome, self.operations, self.retried, self.client
         );
         match self.client.record() {
             Some(record) => out.push_str(&serde_json::to_string(record).unwrap_or_default()),
@@ -630,6 +875,11 @@ pub struct State {
     pub orphans: Vec<((u8, u8), Command)>,
     /// History for the properties.
     pub history: History,
+    /// The client id the model started with (renewal, refresh, forgotten, no management).
+    pub first_client: Option<String>,
+    /// With [`RealFleet::stale_reads`]: the record each process last saw (loaded, written,
+    /// or handed back by a conflict).
+    pub snapshots: BTreeMap<(u8, u8), Option<Record>>,
 }
 
 /// Everything a command says, secrets included (its `Debug` redacts them).
@@ -677,6 +927,10 @@ impl State {
             out.push_str(&format!("{origin:?}"));
             render_command(command, &mut out);
         }
+        for (origin, record) in &self.snapshots {
+            let text = serde_json::to_string(record).unwrap_or_default();
+            out.push_str(&format!("snapshot {origin:?} {text}|"));
+        }
         out.push_str(&format!("{:?}", self.history));
         out
     }
@@ -716,8 +970,22 @@ pub enum Action {
         /// Whether the AS carried it out.
         applied: bool,
     },
+    /// The AS answers the `index`th pending command of `replica`, an HTTP request, with a
+    /// 503 without acting on it.
+    ServerError {
+        /// The replica.
+        replica: u8,
+        /// Which command.
+        index: usize,
+    },
     /// Carry out the `index`th command of a crashed process; nobody hears the answer.
     DeliverOrphan(usize),
+    /// The clock moves on by [`LATER`] and the replica, whose operation ended with a
+    /// token, asks for another one.
+    Later(u8),
+    /// The clock moves on by [`RETRY_AFTER`] and the replica, whose operation failed, asks
+    /// again.
+    Retry(u8),
     /// Move the clock to the replica's deadline and tick it.
     Tick(u8),
     /// The replica's process crashes and a new one starts from the store.
@@ -752,7 +1020,7 @@ fn serial(credential: &str) -> u32 {
 }
 
 impl RealFleet {
-    /// Starts process `start` of `replica` with a Token operation.
+    /// Starts process `start` of `replica` with one operation.
     fn boot(&self, replica: u8, start: u8, now: Timestamp) -> Replica {
         let mut client = Client::new(self.config(replica, start));
         client.handle(now, Input::Start { stored: None });
@@ -760,7 +1028,7 @@ impl RealFleet {
             now,
             Input::Operation {
                 id: OpId(1),
-                op: Operation::Token,
+                op: self.operation(),
             },
         );
         let mut replica = Replica {
@@ -768,6 +1036,8 @@ impl RealFleet {
             outbox: Vec::new(),
             start,
             outcome: None,
+            operations: 1,
+            retried: 0,
             digest: 0,
         };
         replica.outbox.extend(
@@ -845,8 +1115,39 @@ impl RealFleet {
                 }
                 Some(input)
             }
+            Command::OpenBrowser { url } => Some(Input::Callback {
+                query: state.server.authorize(url),
+            }),
+            Command::Store {
+                id,
+                op: StoreOp::Load { .. },
+            } if self.stale_reads && self.holds_lease(state, origin) => {
+                // Broken on purpose: the re-read under the lease sees only what this process
+                // saw before it took the lease.
+                let seen = origin.and_then(|o| state.snapshots.get(&o).cloned());
+                let record = seen.unwrap_or_else(|| state.store.record.clone());
+                Some(Input::Store {
+                    id: *id,
+                    result: StoreResult::Loaded(record),
+                })
+            }
             Command::Store { id, op } => {
                 let (result, replaced, stale) = state.store.apply(op, self.compare_and_swap);
+                if let (true, Some(origin)) = (self.stale_reads, origin) {
+                    let seen = match (&result, op) {
+                        (StoreResult::Loaded(record) | StoreResult::Conflict(record), _) => {
+                            Some(record.clone())
+                        }
+                        (StoreResult::Written, StoreOp::CompareAndSwap { record, .. }) => {
+                            Some(Some((**record).clone()))
+                        }
+                        (StoreResult::Deleted, _) => Some(None),
+                        _ => None,
+                    };
+                    if let Some(seen) = seen {
+                        state.snapshots.insert(origin, seen);
+                    }
+                }
                 if let Some(old) = replaced {
                     flags.stale_write |= stale;
                     self.check_write(state, old.as_ref(), flags);
@@ -862,6 +1163,14 @@ impl RealFleet {
             }
             _ => None,
         }
+    }
+
+    /// Whether the live process `origin` holds the lease.
+    fn holds_lease(&self, state: &State, origin: Option<(u8, u8)>) -> bool {
+        origin.is_some_and(|(replica, start)| {
+            let replica = &state.replicas[replica as usize];
+            replica.start == start && state.store.lease.as_deref() == Some(replica.client.holder())
+        })
     }
 
     /// Judges a write that replaced `old` by what the store holds now.
@@ -880,12 +1189,17 @@ impl RealFleet {
                     .as_ref()
                     .map(|s| s.expose().to_string())
                     .unwrap_or_default();
-                let accepted = client.secret == old_secret;
+                let accepted = client.confidential && client.secret == old_secret;
+                // Kept: the same client with this secret or a newer one, or a replacement
+                // client registered after it (a deliberate move, counted by INV-1).
                 let kept = new.and_then(|r| r.dcr.as_ref()).is_some_and(|d| {
-                    d.client_id == old_dcr.client_id
-                        && d.client_secret
+                    if d.client_id == old_dcr.client_id {
+                        d.client_secret
                             .as_ref()
                             .is_some_and(|s| serial(s.expose()) >= serial(&old_secret))
+                    } else {
+                        serial(&d.client_id) > serial(&old_dcr.client_id)
+                    }
                 });
                 if accepted && !kept {
                     flags.secret_lost = true;
@@ -909,13 +1223,42 @@ impl RealFleet {
                 flags.token_lost = true;
             }
         }
+        // INV-2: the CIMD id is kept apart from DCR credentials and never removed; INV-9: a
+        // stored rejection of it is never undone.
+        let cimd = |r: Option<&Record>| r.and_then(|r| r.cimd.as_ref()).map(|c| c.rejected);
+        if new
+            .and_then(|r| r.dcr.as_ref())
+            .is_some_and(|d| d.client_id == CIMD_URL)
+            || (cimd(old).is_some() && cimd(new).is_none())
+        {
+            flags.cimd_misstored = true;
+        }
+        if cimd(old) == Some(true) && cimd(new) != Some(true) {
+            flags.cimd_unrejected = true;
+        }
         if let Some(new) = new {
             if new.dcr.is_some() {
                 state.history.registered = true;
+                if cimd(Some(new)) == Some(true) {
+                    state.history.fell_back = true;
+                }
+            }
+            if let (Some(dcr), Some(first)) = (&new.dcr, &state.first_client) {
+                state.history.replaced |= dcr.client_id != *first;
+            }
+            if cimd(Some(new)) == Some(false)
+                && new.dcr.is_none()
+                && new
+                    .tokens
+                    .as_ref()
+                    .is_some_and(|t| state.server.cimd_tokens.contains(t.access_token.expose()))
+            {
+                state.history.cimd_used = true;
             }
             if let Some(secret) = new.dcr.as_ref().and_then(|d| d.client_secret.as_ref()) {
                 if state.server.renewed.contains(secret.expose()) {
                     state.history.renewed = true;
+                    state.history.renewed_later |= state.now >= T0 + LATER;
                 }
             }
             if let Some(tokens) = &new.tokens {
@@ -928,6 +1271,20 @@ impl RealFleet {
                 }
             }
         }
+    }
+
+    /// The clock moves on by `wait`, and `replica`'s process asks for another operation.
+    fn ask_again(&self, state: &mut State, replica: u8, wait: Duration) {
+        let r = replica as usize;
+        state.now = state.now + wait;
+        let now = state.now;
+        let target = &mut state.replicas[r];
+        target.operations += 1;
+        target.outcome = None;
+        let id = OpId(u64::from(target.operations));
+        let op = self.operation();
+        target.client.handle(now, Input::Operation { id, op });
+        self.collect(state, r);
     }
 
     fn collect(&self, state: &mut State, index: usize) {
@@ -974,13 +1331,23 @@ impl Model for RealFleet {
             server: self.server(),
             orphans: Vec::new(),
             history: History::default(),
+            first_client: None,
+            snapshots: BTreeMap::new(),
         };
-        if self.scenario != Scenario::Registration {
-            // Registered (and, for renewal, the secret issued) 48 h before T0; the access
-            // token expired 47 h before T0 (refresh scenario) or is still good (renewal).
+        if !matches!(
+            self.scenario,
+            Scenario::Registration | Scenario::Cimd { .. }
+        ) {
+            // Registered (and the secret issued) 48 h before T0; the access token expired
+            // 47 h before T0 (refresh, forgotten) or is still good (renewal, no management).
             state.now = T0 - Duration::from_hours(48);
             self.setup(&mut state);
             state.now = T0;
+            state.first_client = state.server.clients.keys().next().cloned();
+        }
+        if self.scenario == Scenario::Forgotten {
+            state.server.clients.clear();
+            state.server.refresh.clear();
         }
         for replica in 0..self.replicas {
             state.replicas.push(self.boot(replica, 0, state.now));
@@ -1006,6 +1373,27 @@ impl Model for RealFleet {
                         });
                     }
                 }
+                if matches!(command, Command::Http { .. })
+                    && state.history.server_errors < self.server_errors
+                {
+                    actions.push(Action::ServerError {
+                        replica: r as u8,
+                        index,
+                    });
+                }
+            }
+            // Requests take seconds, not days: the clock does not jump under a request in
+            // flight (the AS judges expiry when a request arrives).
+            let in_flight = state
+                .replicas
+                .iter()
+                .any(|r| r.outbox.iter().any(|c| matches!(c, Command::Http { .. })));
+            let token = replica.outcome.as_deref() == Some("token");
+            if token && replica.operations <= self.later_operations && !in_flight {
+                actions.push(Action::Later(r as u8));
+            }
+            if replica.outcome.is_some() && !token && replica.retried < self.retries && !in_flight {
+                actions.push(Action::Retry(r as u8));
             }
             // A replica waits for time only while the lease is busy. Ticking it while another
             // process still holds the lease only repeats a refused `TakeLease` and moves the
@@ -1016,7 +1404,10 @@ impl Model for RealFleet {
                 .lease
                 .as_ref()
                 .is_some_and(|holder| holder != replica.client.holder());
-            if replica.client.poll_timeout().is_some() && !busy {
+            // The model's user always completes the browser step in time: a replica waiting
+            // for its callback is not ticked to its callback timeout.
+            if replica.client.poll_timeout().is_some() && !busy && !replica.client.awaits_callback()
+            {
                 actions.push(Action::Tick(r as u8));
             }
             // A replica crashes while it holds the lease, after the server answered a
@@ -1042,8 +1433,7 @@ impl Model for RealFleet {
             });
             if state.history.crashes < self.crashes
                 && replica.outcome.is_none()
-                && holds
-                && (mid_request || writing)
+                && (self.crash_anywhere || (holds && (mid_request || writing)))
             {
                 actions.push(Action::Crash(r as u8));
             }
@@ -1111,6 +1501,31 @@ impl Model for RealFleet {
                 );
                 self.collect(&mut state, r);
             }
+            Action::ServerError { replica, index } => {
+                let r = replica as usize;
+                let command = state.replicas[r].outbox.remove(index);
+                state.replicas[r].seal();
+                state.history.server_errors += 1;
+                let Command::Http { id, .. } = &command else {
+                    return None;
+                };
+                let mut response = http::Response::new(
+                    json!({"error": "temporarily_unavailable"})
+                        .to_string()
+                        .into_bytes(),
+                );
+                *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                let now = state.now;
+                state.replicas[r]
+                    .client
+                    .handle(now, Input::HttpResponse { id: *id, response });
+                self.collect(&mut state, r);
+            }
+            Action::Later(replica) => self.ask_again(&mut state, replica, LATER),
+            Action::Retry(replica) => {
+                state.replicas[replica as usize].retried += 1;
+                self.ask_again(&mut state, replica, RETRY_AFTER);
+            }
             Action::DeliverOrphan(index) => {
                 let (_, command) = state.orphans.remove(index);
                 self.carry_out(&mut state, &command, &mut flags, None);
@@ -1133,10 +1548,14 @@ impl Model for RealFleet {
                         state.history.crashed_mid_attempt = true;
                     }
                 }
+                // A browser the process opened has nobody to come back to.
                 let outbox = std::mem::take(&mut state.replicas[r].outbox);
-                state
-                    .orphans
-                    .extend(outbox.into_iter().map(|command| (origin, command)));
+                state.orphans.extend(
+                    outbox
+                        .into_iter()
+                        .filter(|c| !matches!(c, Command::OpenBrowser { .. }))
+                        .map(|command| (origin, command)),
+                );
                 let start = state.replicas[r].start + 1;
                 state.replicas[r] = self.boot(replica, start, state.now);
             }
@@ -1198,12 +1617,30 @@ impl Model for RealFleet {
             Property::always(NO_EXPIRED_SECRET, |_, s: &State| {
                 !s.history.flags.expired_secret_sent
             }),
-            Property::sometimes(EVERY_REPLICA_GOT_A_TOKEN, |_, s: &State| {
-                s.replicas
-                    .iter()
-                    .all(|r| r.outcome.as_deref() == Some("token"))
+            Property::always(CIMD_KEPT_APART, |_, s: &State| {
+                !s.history.flags.cimd_misstored
             }),
+            Property::always(CIMD_REJECTION_KEPT, |_, s: &State| {
+                !s.history.flags.cimd_unrejected
+            }),
+            Property::always(ONE_FALLBACK, |_, s: &State| {
+                let mut refusals: BTreeMap<(u8, u8), usize> = BTreeMap::new();
+                for attempt in &s.history.attempts {
+                    if attempt.kind == Kind::AuthorizationCode(CIMD_URL.into())
+                        && !attempt.succeeded
+                    {
+                        *refusals.entry(attempt.origin).or_default() += 1;
+                    }
+                }
+                refusals.values().all(|n| *n <= 1)
+            }),
+            Property::sometimes(EVERY_REPLICA_GOT_A_TOKEN, every_replica_got_a_token),
         ];
+        // INV-13: where nothing fails on the way, no run ends without every replica holding a
+        // token (checked in every final state).
+        if self.transport_failures == 0 && self.server_errors == 0 {
+            properties.push(Property::eventually(NO_DEAD_END, every_replica_got_a_token));
+        }
         if self.crashes > 0 {
             properties.push(Property::sometimes(CRASH_MID_ATTEMPT, |_, s: &State| {
                 s.history.crashed_mid_attempt
@@ -1228,6 +1665,12 @@ impl Model for RealFleet {
                 s.history.answer_lost
             }));
         }
+        if self.later_operations > 0 {
+            properties.push(Property::sometimes(
+                A_RENEWAL_IN_THE_NEXT_WINDOW,
+                |_, s: &State| s.history.renewed_later,
+            ));
+        }
         properties.push(match self.scenario {
             Scenario::Registration => {
                 Property::sometimes(A_REGISTRATION_HAPPENED, |_, s: &State| s.history.registered)
@@ -1238,9 +1681,85 @@ impl Model for RealFleet {
             Scenario::Refresh => {
                 Property::sometimes(A_REFRESH_HAPPENED, |_, s: &State| s.history.refreshed)
             }
+            Scenario::Cimd { accepted: true } => {
+                Property::sometimes(THE_CIMD_ID_WAS_USED, |_, s: &State| s.history.cimd_used)
+            }
+            Scenario::Cimd { accepted: false } => {
+                Property::sometimes(A_FALLBACK_HAPPENED, |_, s: &State| s.history.fell_back)
+            }
+            Scenario::Forgotten | Scenario::NoManagement => {
+                Property::sometimes(A_REPLACEMENT_HAPPENED, |_, s: &State| s.history.replaced)
+            }
         });
         properties
     }
+}
+
+/// A path as one line per step, each naming the command it carried out, then how each
+/// replica's operation ended: for failure messages and for reading what the checker found.
+pub fn explain(path: &Path<State, Action>) -> String {
+    let mut out = String::new();
+    for (state, action) in path.clone().into_vec() {
+        let Some(action) = action else { continue };
+        let command = match &action {
+            Action::Deliver { replica, index }
+            | Action::Fail { replica, index, .. }
+            | Action::ServerError { replica, index } => state
+                .replicas
+                .get(*replica as usize)
+                .and_then(|r| r.outbox.get(*index))
+                .map(summary),
+            Action::DeliverOrphan(index) => state.orphans.get(*index).map(|(_, c)| summary(c)),
+            _ => None,
+        };
+        match command {
+            Some(command) => out.push_str(&format!("  {action:?}: {command}\n")),
+            None => out.push_str(&format!("  {action:?}\n")),
+        }
+    }
+    let last = path.last_state();
+    for (index, replica) in last.replicas.iter().enumerate() {
+        out.push_str(&format!("  => replica {index}: {:?}\n", replica.outcome));
+    }
+    out
+}
+
+/// One line for a command: the request line and the start of its body, or the store
+/// operation (secrets are model values, so they may show).
+fn summary(command: &Command) -> String {
+    match command {
+        Command::Http { request, .. } => {
+            let body = String::from_utf8_lossy(request.body());
+            let body: String = body.chars().take(90).collect();
+            format!("{} {} {body}", request.method(), request.uri().path())
+        }
+        Command::Store { op, .. } => match op {
+            StoreOp::CompareAndSwap {
+                expected, record, ..
+            } => format!(
+                "compare-and-swap over {expected:?}: registration {:?}, CIMD {:?}",
+                record.dcr.as_ref().map(|d| d.client_id.as_str()),
+                record.cimd.as_ref().map(|c| c.rejected),
+            ),
+            other => {
+                let text = format!("{other:?}");
+                text.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        },
+        Command::OpenBrowser { .. } => "open the browser".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Every replica's (latest) operation handed out a token.
+fn every_replica_got_a_token(_: &RealFleet, state: &State) -> bool {
+    state
+        .replicas
+        .iter()
+        .all(|r| r.outcome.as_deref() == Some("token"))
 }
 
 /// Requests of `kind` that reached the server and are not excused by a crash.
@@ -1302,3 +1821,19 @@ pub const A_REGISTRATION_HAPPENED: &str = "a registration happened";
 pub const A_RENEWAL_HAPPENED: &str = "a renewal happened";
 /// Sometimes: refreshed tokens were stored.
 pub const A_REFRESH_HAPPENED: &str = "a refresh happened";
+/// INV-2: the CIMD id is never stored as a DCR client id, nor removed.
+pub const CIMD_KEPT_APART: &str = "INV-2 the CIMD id kept apart from DCR and never removed";
+/// INV-9 (finding F2): a stored rejection of the CIMD id is never undone.
+pub const CIMD_REJECTION_KEPT: &str = "INV-9 a stored CIMD rejection is never undone";
+/// INV-3: at most one CIMD fallback per operation (each process runs one).
+pub const ONE_FALLBACK: &str = "INV-3 at most one CIMD fallback per operation";
+/// INV-13: every run in which nothing fails ends with every replica holding a token.
+pub const NO_DEAD_END: &str = "INV-13 no dead end: every replica ends with a token";
+/// Sometimes: the CIMD id obtained tokens that were stored.
+pub const THE_CIMD_ID_WAS_USED: &str = "the CIMD id was used";
+/// Sometimes: a DCR registration stored next to a rejected CIMD id.
+pub const A_FALLBACK_HAPPENED: &str = "a fallback to DCR happened";
+/// Sometimes: a registration replacing the first one was stored.
+pub const A_REPLACEMENT_HAPPENED: &str = "a replacement registration happened";
+/// Sometimes: a secret was renewed again after the clock crossed the next renewal window.
+pub const A_RENEWAL_IN_THE_NEXT_WINDOW: &str = "a renewal in the next window happened";

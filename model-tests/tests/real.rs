@@ -10,7 +10,8 @@
 use stateright::Checker;
 use tenure_model_tests::checking::{counterexample, explore, explore_until, trace};
 use tenure_model_tests::real::{
-    Action, LeaseExpiry, RealFleet, COMPARE_AND_SWAP, NO_TOKEN_LOST, ONE_REFRESH, ONE_REGISTRATION,
+    explain, Action, Kind, LeaseExpiry, RealFleet, COMPARE_AND_SWAP, NO_TOKEN_LOST, ONE_REFRESH,
+    ONE_REGISTRATION,
 };
 
 // ----- the core keeps every invariant -----
@@ -149,4 +150,114 @@ fn real_core_with_a_shared_seed_refreshes_twice() {
     };
     let checker = explore_until(model, ONE_REFRESH);
     counterexample(&checker, ONE_REFRESH);
+}
+
+/// INV-2, INV-3, INV-13: two replicas log in with a CIMD id the server accepts; no DCR.
+#[test]
+fn real_core_logs_in_with_an_accepted_cimd_id() {
+    let checker = explore(RealFleet::cimd(true));
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 194);
+}
+
+/// INV-1, INV-2, INV-3, INV-9 (the scenario of finding F2), INV-13: the server refuses the
+/// CIMD id at the token endpoint; each replica falls back to DCR at most once, one client is
+/// registered for both, the stored rejection is never undone, and both end with a token.
+#[test]
+fn real_core_falls_back_from_a_refused_cimd_id_once() {
+    let checker = explore(RealFleet::cimd(false));
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 21_940);
+}
+
+/// INV-1, INV-9, INV-13, INV-14: the server forgot the client; one replacement is
+/// registered for both replicas, despite a crash; a replica that meets the backoff a crashed
+/// process left behind recovers when it asks again.
+#[test]
+fn real_core_registers_anew_when_the_server_forgot_its_client() {
+    let checker = explore(RealFleet::forgotten());
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 130_720);
+}
+
+/// INV-1, INV-5, INV-13: a server without RFC 7592 (the MCP SDKs'): one replacement client
+/// before the secret expires, despite a crash.
+#[test]
+fn real_core_replaces_a_secret_it_cannot_renew() {
+    let checker = explore(RealFleet::no_management());
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 2_257);
+}
+
+/// INV-1, INV-4, INV-9: three replicas register once.
+#[test]
+fn real_core_registers_once_across_three_replicas() {
+    let checker = explore(RealFleet::registration_by_three());
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 10_956);
+}
+
+/// INV-1, INV-5, INV-8, INV-9 (the scenario of finding F1): after the first renewal each
+/// process asks again once the next window opened, while its earlier lease release may still
+/// be on its way; one request may be answered with a 503.
+#[test]
+fn real_core_renews_once_per_window_across_two_windows() {
+    let checker = explore(RealFleet::two_windows());
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 10_152);
+}
+
+/// INV-1, INV-4, INV-9, INV-13: the registration scenario with the crash at any moment,
+/// not only under the lease mid-request.
+#[test]
+fn real_core_registers_once_with_a_crash_anywhere() {
+    let model = RealFleet {
+        crash_anywhere: true,
+        transport_failures: 0,
+        ..RealFleet::registration()
+    };
+    let checker = explore(model);
+    assert!(checker.is_done());
+    checker.assert_properties();
+    assert_eq!(checker.unique_state_count(), 45_837);
+}
+
+/// INV-1: a store whose re-read under the lease returns what the process saw before (no
+/// re-read, in effect) lets the second replica register too.
+#[test]
+fn real_core_without_a_reread_under_the_lease_registers_twice() {
+    let model = RealFleet {
+        stale_reads: true,
+        crashes: 0,
+        transport_failures: 0,
+        ..RealFleet::registration()
+    };
+    let checker = explore_until(model, ONE_REGISTRATION);
+    let path = counterexample(&checker, ONE_REGISTRATION);
+    let registrations = path
+        .last_state()
+        .history
+        .attempts
+        .iter()
+        .filter(|a| a.kind == Kind::Registration && a.succeeded)
+        .count();
+    assert_eq!(registrations, 2, "{}", explain(&path));
+}
+
+/// INV-9, INV-3: the same broken store in the CIMD scenario: a replica that does not see the
+/// stored rejection presents the refused CIMD id again.
+#[test]
+fn real_core_without_a_reread_under_the_lease_presents_a_refused_cimd_id_again() {
+    let model = RealFleet {
+        stale_reads: true,
+        ..RealFleet::cimd(false)
+    };
+    let checker = explore_until(model, ONE_REGISTRATION);
+    counterexample(&checker, ONE_REGISTRATION);
 }
