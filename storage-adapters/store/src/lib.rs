@@ -14,8 +14,9 @@
 //!                               (tests, sims)   (CLI default)  (replica fleets)
 //! ```
 //!
-//! The contract is the one the core's [`StoreOp`] commands spell out, and the one the
-//! simulated store in `tenure-sim` keeps synchronously:
+//! The contract is the one the core's [`StoreOp`] commands spell out. The simulated store in
+//! `tenure-sim` keeps it too, synchronously and in virtual time, and its tests run the same
+//! [`kit`] against it as every adapter's do:
 //!
 //! - a miss is `Ok(None)`, never an error;
 //! - every write is a compare-and-swap on the record's generation (INV-9): `expected: None`
@@ -119,16 +120,10 @@ pub trait Store: Send + Sync {
 /// Carries out one of the core's store commands on `store`. A store error becomes
 /// [`StoreResult::Failed`] with a message that names the key and says what to do.
 pub async fn execute(store: &dyn Store, op: &StoreOp) -> StoreResult {
-    let failed = |action: &str, key: &ClientKey, error: StoreError| {
-        StoreResult::Failed(format!(
-            "{action} the record of the {} failed: {error}",
-            describe_key(key)
-        ))
-    };
     match op {
         StoreOp::Load { key } => match store.get(key).await {
             Ok(record) => StoreResult::Loaded(record),
-            Err(error) => failed("loading", key, error),
+            Err(error) => failure(op, &error),
         },
         StoreOp::CompareAndSwap {
             key,
@@ -137,31 +132,54 @@ pub async fn execute(store: &dyn Store, op: &StoreOp) -> StoreResult {
         } => match store.compare_and_swap(key, *expected, record).await {
             Ok(CasOutcome::Applied) => StoreResult::Written,
             Ok(CasOutcome::Conflict(current)) => StoreResult::Conflict(current),
-            Err(error) => failed("writing", key, error),
+            Err(error) => failure(op, &error),
         },
         StoreOp::Delete { key, expected } => match store.delete(key, *expected).await {
             Ok(CasOutcome::Applied) => StoreResult::Deleted,
             Ok(CasOutcome::Conflict(current)) => StoreResult::Conflict(current),
-            Err(error) => failed("deleting", key, error),
+            Err(error) => failure(op, &error),
         },
         StoreOp::TakeLease { key, holder, ttl } => {
             match store.take_lease(key, holder, *ttl).await {
                 Ok(true) => StoreResult::LeaseTaken,
                 Ok(false) => StoreResult::LeaseHeld,
-                Err(error) => failed("taking the lease on", key, error),
+                Err(error) => failure(op, &error),
             }
         }
         StoreOp::ReleaseLease { key, holder } => match store.release_lease(key, holder).await {
             // Not holding it any more (it expired, or was never taken) is the state the caller
             // asked for, so it is not a failure.
             Ok(_) => StoreResult::LeaseReleased,
-            Err(error) => failed("releasing the lease on", key, error),
+            Err(error) => failure(op, &error),
         },
-        // `StoreOp` may grow; an operation this version does not know is reported, not guessed.
-        _ => StoreResult::Failed(
-            "the store was asked for an operation this version of tenure-store does not know; \
-             update tenure-store to the version of tenure-core in use"
-                .into(),
-        ),
+        _ => unknown_operation(),
     }
+}
+
+/// The core's answer to `op` when the store refused or failed it: what was being done, to
+/// which key, and the error's own advice. [`execute`] answers with it; a shell that carries
+/// out store commands without the async trait (the simulator's synchronous store) calls it so
+/// that its failures read the same.
+pub fn failure(op: &StoreOp, error: &StoreError) -> StoreResult {
+    let (action, key) = match op {
+        StoreOp::Load { key } => ("loading", key),
+        StoreOp::CompareAndSwap { key, .. } => ("writing", key),
+        StoreOp::Delete { key, .. } => ("deleting", key),
+        StoreOp::TakeLease { key, .. } => ("taking the lease on", key),
+        StoreOp::ReleaseLease { key, .. } => ("releasing the lease on", key),
+        _ => return unknown_operation(),
+    };
+    StoreResult::Failed(format!(
+        "{action} the record of the {} failed: {error}",
+        describe_key(key)
+    ))
+}
+
+// `StoreOp` may grow; an operation this version does not know is reported, not guessed.
+fn unknown_operation() -> StoreResult {
+    StoreResult::Failed(
+        "the store was asked for an operation this version of tenure-store does not know; \
+         update tenure-store to the version of tenure-core in use"
+            .into(),
+    )
 }
