@@ -55,6 +55,7 @@ pub use io::{
 pub use key::ClientKey;
 pub use machine::{Client, Handout, Status};
 pub use record::{IdentityKind, Record, Registration, SecretExpiry, Tokens};
+pub use scope::MAX_STEP_UPS;
 pub use secret::Secret;
 pub use time::{Duration, Timestamp};
 pub use wire::{BODY_LIMIT, ERROR_BODY_LIMIT};

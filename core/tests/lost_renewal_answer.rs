@@ -1,18 +1,19 @@
 //! A renewal whose answer was lost (the process was killed after the PUT reached the server,
 //! EDGE-13) leaves a stored secret and registration access token that the server has rotated
-//! away. The next start's renewal is then refused with 401 (MGMT-16). These tests drive the
-//! machine by hand, answering its store operations from one in-memory record, and check that
-//! it never keeps handing out tokens on a secret nobody has checked, nor ends in a record that
-//! can only ever fail: it presents the secret at the token endpoint, and registers again when
-//! that says `invalid_client` (DCR-24) or when the secret has expired (INV-5).
+//! away. The next start's renewal is then refused with 401 (MGMT-16). These tests answer the
+//! machine's requests by hand, one at a time, while the simulation carries out its store
+//! operations, and check that it never keeps handing out tokens on a secret nobody has
+//! checked, nor ends in a record that can only ever fail: it presents the secret at the token
+//! endpoint, and registers again when that says `invalid_client` (DCR-24) or when the secret
+//! has expired (INV-5).
 
 use serde_json::{json, Value};
 use tenure_core::record::AuthServer;
 use tenure_core::{
-    AuthMethod, Client, ClientConfig, Command, Error, Event, Grant, Input, OpId, Operation, Record,
-    Registration, RequestId, RequestKind, Secret, SecretExpiry, StoreOp, StoreResult, Timestamp,
-    Tokens,
+    AuthMethod, ClientConfig, Error, Grant, OpId, Operation, Outcome, Record, Registration,
+    RequestKind, Secret, SecretExpiry, Timestamp, Tokens,
 };
+use tenure_sim::{Reply, Scripted, Simulation, What};
 
 const ISSUER: &str = "https://as.example.com";
 
@@ -75,109 +76,51 @@ fn stored(config: &ClientConfig, expires: Timestamp, refresh: bool) -> Record {
     record
 }
 
-/// The machine, one in-memory record for the store, and the events seen.
-struct Harness {
-    client: Client,
-    record: Option<Record>,
-    events: Vec<Event>,
+/// The client started from `record` in a simulation whose requests the test answers by hand
+/// (the scripted server is only there to be asked nothing), with `op` asked for.
+fn start(config: ClientConfig, record: Record, op: Operation) -> (Simulation<Scripted>, OpId) {
+    let mut sim = Simulation::new(config, Scripted::new(), now());
+    sim.store.put(record);
+    sim.restart();
+    let op = sim.begin(op);
+    (sim, op)
 }
 
-impl Harness {
-    fn start(config: ClientConfig, record: Record, op: Operation) -> Harness {
-        let mut client = Client::new(config);
-        client.handle(
-            now(),
-            Input::Start {
-                stored: Some(record.clone()),
-            },
-        );
-        client.handle(now(), Input::Operation { id: OpId(1), op });
-        Harness {
-            client,
-            record: Some(record),
-            events: Vec::new(),
-        }
-    }
+/// Expects a request of `kind` next, answers it with `status` and `body`, and returns it.
+fn expect(
+    sim: &mut Simulation<Scripted>,
+    kind: RequestKind,
+    status: u16,
+    body: Value,
+) -> http::Request<Vec<u8>> {
+    let pending = sim
+        .poll_request()
+        .unwrap_or_else(|| panic!("expected a {kind:?} request; timeline {:?}", sim.timeline()));
+    assert_eq!(pending.kind, kind, "timeline so far {:?}", sim.timeline());
+    sim.handle_reply(&pending, Reply::json(status, &body));
+    pending.request
+}
 
-    /// Carries out store operations until the machine sends a request (returned) or has
-    /// nothing more to do (`None`). Bounded.
-    fn next_request(&mut self) -> Option<(RequestId, RequestKind, http::Request<Vec<u8>>)> {
-        for _ in 0..100 {
-            match self.client.poll_command()? {
-                Command::Http { id, kind, request } => return Some((id, kind, request)),
-                Command::Store { id, op } => {
-                    let result = self.store(op);
-                    self.client.handle(now(), Input::Store { id, result });
-                }
-                Command::Emit(event) => self.events.push(event),
-                other => panic!("unexpected command {other:?}"),
-            }
-        }
-        panic!("the machine kept issuing store operations");
-    }
+/// The registration stored now.
+fn registration(sim: &Simulation<Scripted>) -> &Registration {
+    sim.stored().unwrap().dcr.as_ref().unwrap()
+}
 
-    fn store(&mut self, op: StoreOp) -> StoreResult {
-        match op {
-            StoreOp::Load { .. } => StoreResult::Loaded(self.record.clone()),
-            StoreOp::CompareAndSwap {
-                expected, record, ..
-            } => {
-                if expected == self.record.as_ref().map(|r| r.generation) {
-                    self.record = Some(*record);
-                    StoreResult::Written
-                } else {
-                    StoreResult::Conflict(self.record.clone())
-                }
-            }
-            StoreOp::TakeLease { .. } => StoreResult::LeaseTaken,
-            StoreOp::ReleaseLease { .. } => StoreResult::LeaseReleased,
-            other => panic!("unexpected store operation {other:?}"),
-        }
-    }
+/// Whether the client warned with `text` in the message.
+fn warned(sim: &Simulation<Scripted>, text: &str) -> bool {
+    sim.timeline()
+        .iter()
+        .any(|e| matches!(&e.what, What::Warning(w) if w.contains(text)))
+}
 
-    fn answer(&mut self, id: RequestId, status: u16, body: Value) {
-        let response = http::Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(body.to_string().into_bytes())
-            .unwrap();
-        self.client
-            .handle(now(), Input::HttpResponse { id, response });
-    }
-
-    /// Expects a request of `kind` next and answers it.
-    fn expect(&mut self, kind: RequestKind, status: u16, body: Value) -> http::Request<Vec<u8>> {
-        let (id, sent, request) = self
-            .next_request()
-            .unwrap_or_else(|| panic!("expected a {kind:?} request; events {:?}", self.events));
-        assert_eq!(sent, kind, "events so far {:?}", self.events);
-        self.answer(id, status, body);
-        request
-    }
-
-    fn dcr(&self) -> &Registration {
-        self.record.as_ref().unwrap().dcr.as_ref().unwrap()
-    }
-
-    fn warned(&self, text: &str) -> bool {
-        self.events
-            .iter()
-            .any(|e| matches!(e, Event::Warning(w) if w.contains(text)))
-    }
-
-    fn outcome(&mut self) -> Event {
-        assert!(self.next_request().is_none(), "no more requests expected");
-        self.events
-            .iter()
-            .find(|e| {
-                matches!(
-                    e,
-                    Event::TokenReady { .. } | Event::Failed { .. } | Event::LoginRequired { .. }
-                )
-            })
-            .cloned()
-            .expect("the operation ended")
-    }
+/// How `op` ended, once the client has nothing more to send; none of these needs the user.
+fn outcome(sim: &mut Simulation<Scripted>, op: OpId) -> Outcome {
+    assert!(sim.poll_request().is_none(), "no more requests expected");
+    assert!(
+        !sim.timeline().iter().any(|e| e.what == What::Browser),
+        "no browser step expected"
+    );
+    sim.outcome(op).cloned().expect("the operation ended")
 }
 
 fn refused_rat() -> Value {
@@ -203,12 +146,17 @@ fn token(value: &str) -> Value {
 fn a_refused_renewal_makes_the_secret_prove_itself_and_a_dead_one_is_replaced() {
     let config = config(Grant::ClientCredentials);
     let record = stored(&config, now() + tenure_core::Duration::from_hours(2), false);
-    let mut harness = Harness::start(config, record, Operation::Token);
+    let (mut sim, op) = start(config, record, Operation::Token);
 
-    harness.expect(RequestKind::RegistrationUpdate, 401, refused_rat());
-    let (id, kind, request) = harness.next_request().expect("a token request");
+    expect(
+        &mut sim,
+        RequestKind::RegistrationUpdate,
+        401,
+        refused_rat(),
+    );
+    let pending = sim.poll_request().expect("a token request");
     // What is stored by the time the next request goes out.
-    let after_refusal = harness.record.clone().unwrap();
+    let after_refusal = sim.stored().cloned().unwrap();
     let dcr = after_refusal.dcr.as_ref().unwrap();
     assert!(!dcr.manageable(), "MGMT-16: the refused token is dropped");
     assert!(
@@ -216,20 +164,23 @@ fn a_refused_renewal_makes_the_secret_prove_itself_and_a_dead_one_is_replaced() 
         "the stored access token goes in the same write, so no crash can keep serving it"
     );
     assert_eq!(
-        kind,
+        pending.kind,
         RequestKind::ClientCredentials,
         "the secret is presented"
     );
-    assert!(request.headers().contains_key("authorization"));
-    harness.answer(id, 401, json!({"error": "invalid_client"}));
-    harness.expect(RequestKind::Registration, 201, registered());
-    harness.expect(RequestKind::ClientCredentials, 200, token("at2"));
-    match harness.outcome() {
-        Event::TokenReady { access_token, .. } => assert_eq!(access_token.expose(), "at2"),
+    assert!(pending.request.headers().contains_key("authorization"));
+    sim.handle_reply(
+        &pending,
+        Reply::json(401, &json!({"error": "invalid_client"})),
+    );
+    expect(&mut sim, RequestKind::Registration, 201, registered());
+    expect(&mut sim, RequestKind::ClientCredentials, 200, token("at2"));
+    match outcome(&mut sim, op) {
+        Outcome::Token { access_token, .. } => assert_eq!(access_token.expose(), "at2"),
         other => panic!("expected a token, got {other:?}"),
     }
-    assert!(harness.warned("registering again"), "{:?}", harness.events);
-    let dcr = harness.dcr();
+    assert!(warned(&sim, "registering again"), "{:?}", sim.timeline());
+    let dcr = registration(&sim);
     assert_eq!(dcr.client_id, "c2");
     assert_eq!(dcr.client_secret.as_ref().unwrap().expose(), "s2");
     assert!(dcr.manageable());
@@ -241,12 +192,17 @@ fn a_refused_renewal_makes_the_secret_prove_itself_and_a_dead_one_is_replaced() 
 fn a_refused_renewal_with_a_secret_that_still_works_keeps_the_registration() {
     let config = config(Grant::ClientCredentials);
     let record = stored(&config, now() + tenure_core::Duration::from_hours(2), false);
-    let mut harness = Harness::start(config, record, Operation::Token);
+    let (mut sim, op) = start(config, record, Operation::Token);
 
-    harness.expect(RequestKind::RegistrationUpdate, 401, refused_rat());
-    harness.expect(RequestKind::ClientCredentials, 200, token("at2"));
-    assert!(matches!(harness.outcome(), Event::TokenReady { .. }));
-    let dcr = harness.dcr();
+    expect(
+        &mut sim,
+        RequestKind::RegistrationUpdate,
+        401,
+        refused_rat(),
+    );
+    expect(&mut sim, RequestKind::ClientCredentials, 200, token("at2"));
+    assert!(matches!(outcome(&mut sim, op), Outcome::Token { .. }));
+    let dcr = registration(&sim);
     assert_eq!(dcr.client_id, "c1");
     assert_eq!(dcr.client_secret.as_ref().unwrap().expose(), "s1");
     assert!(!dcr.manageable());
@@ -260,27 +216,32 @@ fn a_refused_renewal_with_a_secret_that_still_works_keeps_the_registration() {
 fn a_refused_renewal_of_an_expired_secret_registers_again() {
     let config = config(Grant::ClientCredentials);
     let record = stored(&config, now() - tenure_core::Duration::from_secs(5), false);
-    let mut harness = Harness::start(config, record, Operation::Token);
+    let (mut sim, op) = start(config, record, Operation::Token);
 
-    harness.expect(RequestKind::RegistrationUpdate, 401, refused_rat());
-    let request = harness.expect(RequestKind::Registration, 201, registered());
+    expect(
+        &mut sim,
+        RequestKind::RegistrationUpdate,
+        401,
+        refused_rat(),
+    );
+    let request = expect(&mut sim, RequestKind::Registration, 201, registered());
     assert!(
         !String::from_utf8_lossy(request.body()).contains("s1"),
         "INV-5"
     );
-    let request = harness.expect(RequestKind::ClientCredentials, 200, token("at2"));
+    let request = expect(&mut sim, RequestKind::ClientCredentials, 200, token("at2"));
     let sent = request.headers()["authorization"]
         .to_str()
         .unwrap()
         .to_string();
     assert_ne!(sent, format!("Basic {}", "YzE6czE="), "INV-5: never c1:s1");
-    assert!(matches!(harness.outcome(), Event::TokenReady { .. }));
+    assert!(matches!(outcome(&mut sim, op), Outcome::Token { .. }));
     assert!(
-        harness.warned("registering a new client"),
+        warned(&sim, "registering a new client"),
         "{:?}",
-        harness.events
+        sim.timeline()
     );
-    assert_eq!(harness.dcr().client_id, "c2");
+    assert_eq!(registration(&sim).client_id, "c2");
 }
 
 /// A login's refresh token survives the refused renewal: it is presented with the secret
@@ -289,28 +250,35 @@ fn a_refused_renewal_of_an_expired_secret_registers_again() {
 fn a_refused_renewal_keeps_the_refresh_token_and_refreshes() {
     let config = config(Grant::AuthorizationCode);
     let record = stored(&config, now() + tenure_core::Duration::from_hours(2), true);
-    let mut harness = Harness::start(config, record, Operation::Token);
+    let (mut sim, op) = start(config, record, Operation::Token);
 
-    harness.expect(RequestKind::RegistrationUpdate, 401, refused_rat());
-    let (id, kind, _) = harness.next_request().expect("a refresh");
-    let tokens = harness.record.as_ref().unwrap().tokens.clone().unwrap();
+    expect(
+        &mut sim,
+        RequestKind::RegistrationUpdate,
+        401,
+        refused_rat(),
+    );
+    let pending = sim.poll_request().expect("a refresh");
+    let tokens = sim.stored().unwrap().tokens.clone().unwrap();
     assert_eq!(tokens.refresh_token.as_ref().unwrap().expose(), "rt1");
     assert!(
         !tokens.access_token_valid(now()),
         "the access token is not handed out"
     );
-    assert_eq!(kind, RequestKind::Refresh);
-    harness.answer(
-        id,
-        200,
-        json!({"access_token": "at2", "token_type": "Bearer", "expires_in": 3600,
-               "refresh_token": "rt2"}),
+    assert_eq!(pending.kind, RequestKind::Refresh);
+    sim.handle_reply(
+        &pending,
+        Reply::json(
+            200,
+            &json!({"access_token": "at2", "token_type": "Bearer", "expires_in": 3600,
+                    "refresh_token": "rt2"}),
+        ),
     );
-    match harness.outcome() {
-        Event::TokenReady { access_token, .. } => assert_eq!(access_token.expose(), "at2"),
+    match outcome(&mut sim, op) {
+        Outcome::Token { access_token, .. } => assert_eq!(access_token.expose(), "at2"),
         other => panic!("expected a token, got {other:?}"),
     }
-    assert_eq!(harness.dcr().client_id, "c1");
+    assert_eq!(registration(&sim).client_id, "c1");
 }
 
 /// An explicit `tenure renew` reports the refused renewal as a failure and sends nothing
@@ -320,16 +288,20 @@ fn a_refused_renewal_keeps_the_refresh_token_and_refreshes() {
 fn an_explicit_renew_refused_after_expiry_fails_and_leaves_a_recoverable_record() {
     let config = config(Grant::ClientCredentials);
     let record = stored(&config, now() - tenure_core::Duration::from_secs(5), false);
-    let mut harness = Harness::start(config, record, Operation::Renew);
+    let (mut sim, op) = start(config, record, Operation::Renew);
 
-    harness.expect(RequestKind::RegistrationUpdate, 401, refused_rat());
-    match harness.outcome() {
-        Event::Failed {
-            error: Error::RenewalFailed(reason),
-            ..
-        } => assert!(reason.contains("invalid_token"), "{reason}"),
+    expect(
+        &mut sim,
+        RequestKind::RegistrationUpdate,
+        401,
+        refused_rat(),
+    );
+    match outcome(&mut sim, op) {
+        Outcome::Failed(Error::RenewalFailed(reason)) => {
+            assert!(reason.contains("invalid_token"), "{reason}")
+        }
         other => panic!("expected the renewal failure, got {other:?}"),
     }
-    assert_eq!(harness.dcr().client_id, "c1");
-    assert!(!harness.dcr().manageable());
+    assert_eq!(registration(&sim).client_id, "c1");
+    assert!(!registration(&sim).manageable());
 }

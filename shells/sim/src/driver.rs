@@ -1,17 +1,28 @@
 //! The driver: runs the core against the simulated provider and store in virtual time.
 //!
 //! The driver is the simplest possible shell. It pops the core's commands and carries each one
-//! out at once: HTTP requests go to [`SimulatedProvider::handle`], store operations to
-//! [`SimStore::apply`], the browser step follows the provider's redirect back to the callback.
-//! When the core waits for time, the virtual clock jumps to its deadline. Every run is bounded
-//! by a step limit, so a livelock is an error, never a hang.
+//! out at once: HTTP requests go to the [`Server`] (the [`SimulatedProvider`] unless another is
+//! given), store operations to [`SimStore::apply`], the browser step follows the server's
+//! redirect back to the callback. When the core waits for time, the virtual clock jumps to its
+//! deadline. Every run is bounded by a step limit, so a livelock is an error, never a hang.
+//!
+//! It is the harness the core's tests, the models and the benches drive one client with, in
+//! two gears:
+//!
+//! ```text
+//!   run(op)           begin(op), then poll_request answered by the server, and ticks, until
+//!                     op has an outcome
+//!   begin(op)         the same steps by hand: the test takes each request from poll_request
+//!   poll_request()    and answers or fails it with handle_reply; store operations and the
+//!   handle_reply(..)  browser are still carried out here, and outcome(op) says how op ended
+//! ```
 
 use std::fmt;
 
 pub use tenure_core::Outcome;
 use tenure_core::{
     Client, ClientConfig, Command, Duration, Event, Input, Lifecycle, OpId, Operation, Record,
-    RequestKind, Timestamp,
+    RequestId, RequestKind, Timestamp,
 };
 
 use crate::provider::{Reply, Server, SimulatedProvider};
@@ -61,6 +72,32 @@ pub struct SentRequest {
     pub url: String,
     /// The status, or the fault that replaced the answer.
     pub answer: String,
+}
+
+/// A request the client sent that nobody has answered yet: what [`Simulation::poll_request`]
+/// hands out, for [`Simulation::handle_reply`] to answer.
+pub struct PendingRequest {
+    /// The id the answer goes back with.
+    pub id: RequestId,
+    /// What for.
+    pub kind: RequestKind,
+    /// The request as the client built it.
+    pub request: http::Request<Vec<u8>>,
+}
+
+impl fmt::Debug for PendingRequest {
+    /// Method and URL only: headers and body carry credentials.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingRequest")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("method", self.request.method())
+            .field(
+                "url",
+                &tenure_core::endpoint::sanitize(&self.request.uri().to_string()),
+            )
+            .finish()
+    }
 }
 
 /// One line of the timeline a person can follow.
@@ -157,6 +194,8 @@ pub struct Simulation<S = SimulatedProvider> {
     pub step_limit: usize,
     timeline: Vec<Entry>,
     requests: Vec<SentRequest>,
+    /// How operations ended, until `run` collects them.
+    outcomes: Vec<(OpId, Outcome)>,
     next_op: u64,
     inputs: u64,
 }
@@ -175,6 +214,7 @@ impl<S: Server> Simulation<S> {
             step_limit: DEFAULT_STEP_LIMIT,
             timeline: Vec::new(),
             requests: Vec::new(),
+            outcomes: Vec::new(),
             next_op: 0,
             inputs: 0,
         };
@@ -217,8 +257,25 @@ impl<S: Server> Simulation<S> {
         self.inputs
     }
 
-    /// Hands the core one input at the current virtual time.
-    fn feed(&mut self, input: Input) {
+    /// How operation `op` ended, once it has and until [`Simulation::run`] or
+    /// [`Simulation::run_all`] collects it.
+    pub fn outcome(&self, op: OpId) -> Option<&Outcome> {
+        self.outcomes
+            .iter()
+            .find(|(id, _)| *id == op)
+            .map(|(_, outcome)| outcome)
+    }
+
+    /// Removes how `op` ended from those kept.
+    fn take_outcome(&mut self, op: OpId) -> Option<Outcome> {
+        let at = self.outcomes.iter().position(|(id, _)| *id == op)?;
+        Some(self.outcomes.remove(at).1)
+    }
+
+    /// Hands the client one input at the current virtual time. Nothing is carried out yet:
+    /// the commands it causes wait for the next [`Simulation::run`] or
+    /// [`Simulation::poll_request`].
+    pub fn handle(&mut self, input: Input) {
         self.inputs += 1;
         self.client.handle(self.now, input);
     }
@@ -261,11 +318,9 @@ impl<S: Server> Simulation<S> {
         self.note(What::Start {
             stored: stored.is_some(),
         });
-        self.feed(Input::Start { stored });
+        self.handle(Input::Start { stored });
         // A start only reports state; nothing else can be asked of the shell yet.
-        while let Some(command) = self.client.poll_command() {
-            let _ = self.carry_out(command);
-        }
+        self.settle();
     }
 
     /// Asks for `op` and carries out the client's commands until it ends.
@@ -277,30 +332,16 @@ impl<S: Server> Simulation<S> {
     /// Asks for several operations at once, as concurrent callers would, and carries out the
     /// client's commands until every one has ended. Outcomes come in the order asked.
     pub fn run_all(&mut self, ops: &[Operation]) -> Result<Vec<Outcome>, SimError> {
-        let mut pending: Vec<(OpId, Option<Outcome>)> = Vec::new();
-        for op in ops {
-            self.next_op += 1;
-            let id = OpId(self.next_op);
-            self.note(What::Operation(*op));
-            self.feed(Input::Operation { id, op: *op });
-            pending.push((id, None));
-        }
+        let ids: Vec<OpId> = ops.iter().map(|op| self.begin(*op)).collect();
         for _ in 0..self.step_limit {
-            while let Some(command) = self.client.poll_command() {
-                if let Some((id, outcome)) = self.carry_out(command) {
-                    if let Some(slot) = pending.iter_mut().find(|(op, _)| *op == id) {
-                        self.note(What::Outcome(describe(&outcome)));
-                        slot.1 = Some(outcome);
-                    }
-                }
-            }
-            if pending.iter().all(|(_, outcome)| outcome.is_some()) {
-                return Ok(pending.into_iter().filter_map(|(_, o)| o).collect());
+            self.settle();
+            if ids.iter().all(|id| self.outcome(*id).is_some()) {
+                return Ok(ids.iter().filter_map(|id| self.take_outcome(*id)).collect());
             }
             match self.client.poll_timeout() {
                 Some(at) => {
                     self.now = self.now.max(at);
-                    self.feed(Input::Tick);
+                    self.handle(Input::Tick);
                 }
                 None => return Err(SimError::Stalled),
             }
@@ -308,54 +349,83 @@ impl<S: Server> Simulation<S> {
         Err(SimError::Livelock(self.step_limit))
     }
 
-    /// Carries out one command; returns an operation's outcome if this ended one.
-    fn carry_out(&mut self, command: Command) -> Option<(OpId, Outcome)> {
-        match command {
-            Command::Http {
-                id: request_id,
-                kind,
-                request,
-            } => {
-                let reply = self.provider.handle(self.now, &request);
-                let (answer, input) = match reply {
-                    Reply::Response(response) => (
-                        response.status().as_u16().to_string(),
-                        Input::HttpResponse {
-                            id: request_id,
-                            response,
-                        },
-                    ),
-                    Reply::Timeout => {
-                        self.now = self.now + self.request_timeout;
-                        (
-                            "timeout".to_string(),
-                            Input::HttpFailed {
-                                id: request_id,
-                                error: "timed out".into(),
-                            },
-                        )
-                    }
-                    Reply::Lost => (
-                        "connection lost".to_string(),
-                        Input::HttpFailed {
-                            id: request_id,
-                            error: "the connection closed before the answer arrived".into(),
-                        },
-                    ),
-                };
-                let sent = SentRequest {
-                    at: self.now,
-                    kind,
-                    method: request.method().to_string(),
-                    url: request.uri().to_string(),
-                    answer,
-                };
-                self.requests.push(sent.clone());
-                self.note(What::Request(sent));
-                self.feed(input);
-                None
+    /// Asks for `op` and returns its id, carrying out nothing yet: the first step of driving
+    /// an operation by hand with [`Simulation::poll_request`].
+    pub fn begin(&mut self, op: Operation) -> OpId {
+        self.next_op += 1;
+        let id = OpId(self.next_op);
+        self.note(What::Operation(op));
+        self.handle(Input::Operation { id, op });
+        id
+    }
+
+    /// Carries out the client's commands (store operations, the browser, events) until it
+    /// sends an HTTP request, which is handed back unanswered; `None` once the client has
+    /// nothing more to do without an answer or a tick. The virtual clock does not move.
+    pub fn poll_request(&mut self) -> Option<PendingRequest> {
+        while let Some(command) = self.client.poll_command() {
+            match command {
+                Command::Http { id, kind, request } => {
+                    return Some(PendingRequest { id, kind, request })
+                }
+                other => self.carry_out(other),
             }
-            Command::Store { id: store_id, op } => {
+        }
+        None
+    }
+
+    /// Hands the client the fate of `request`: an answer, a timeout (which costs
+    /// [`Simulation::request_timeout`] of virtual time) or a lost connection. The request
+    /// and its answer are recorded like those the server answered.
+    pub fn handle_reply(&mut self, request: &PendingRequest, reply: Reply) {
+        let id = request.id;
+        let (answer, input) = match reply {
+            Reply::Response(response) => (
+                response.status().as_u16().to_string(),
+                Input::HttpResponse { id, response },
+            ),
+            Reply::Timeout => {
+                self.now = self.now + self.request_timeout;
+                (
+                    "timeout".to_string(),
+                    Input::HttpFailed {
+                        id,
+                        error: "timed out".into(),
+                    },
+                )
+            }
+            Reply::Lost => (
+                "connection lost".to_string(),
+                Input::HttpFailed {
+                    id,
+                    error: "the connection closed before the answer arrived".into(),
+                },
+            ),
+        };
+        let sent = SentRequest {
+            at: self.now,
+            kind: request.kind,
+            method: request.request.method().to_string(),
+            url: request.request.uri().to_string(),
+            answer,
+        };
+        self.requests.push(sent.clone());
+        self.note(What::Request(sent));
+        self.handle(input);
+    }
+
+    /// Carries out every command the client has, the server answering its requests.
+    fn settle(&mut self) {
+        while let Some(request) = self.poll_request() {
+            let reply = self.provider.handle(self.now, &request.request);
+            self.handle_reply(&request, reply);
+        }
+    }
+
+    /// Carries out one command other than a request.
+    fn carry_out(&mut self, command: Command) {
+        match command {
+            Command::Store { id, op } => {
                 let result = self.store.apply(self.now, &op);
                 if let (
                     tenure_core::StoreOp::CompareAndSwap { record, .. },
@@ -364,29 +434,31 @@ impl<S: Server> Simulation<S> {
                 {
                     self.note(What::Stored(record.generation));
                 }
-                self.feed(Input::Store {
-                    id: store_id,
-                    result,
-                });
-                None
+                self.handle(Input::Store { id, result });
             }
             Command::OpenBrowser { url } => {
                 self.note(What::Browser);
                 self.browse(&url);
-                None
             }
             Command::Emit(event) => self.observe(event),
-            _ => None,
+            _ => {}
         }
     }
 
-    fn observe(&mut self, event: Event) -> Option<(OpId, Outcome)> {
+    /// Events go where a test looks for them: state changes and warnings to the timeline,
+    /// the end of an operation to its outcome (and a line of the timeline). The events
+    /// themselves are not kept: a long simulation would hold every one of them.
+    fn observe(&mut self, event: Event) {
         match event {
             Event::StateChanged(state) => self.note(What::State(state)),
             Event::Warning(message) => self.note(What::Warning(message)),
-            ending => return ending.ending(),
+            ending => {
+                if let Some((op, outcome)) = ending.ending() {
+                    self.note(What::Outcome(describe(&outcome)));
+                    self.outcomes.push((op, outcome));
+                }
+            }
         }
-        None
     }
 
     /// The user's browser: ask the authorization endpoint, follow its redirect to the
@@ -407,7 +479,7 @@ impl<S: Server> Simulation<S> {
             Browser::Script(queries) => {
                 if let Some(template) = queries.pop_front() {
                     let query = template.replace("{state}", &state());
-                    self.feed(Input::Callback { query });
+                    self.handle(Input::Callback { query });
                 }
                 return;
             }
@@ -435,7 +507,7 @@ impl<S: Server> Simulation<S> {
             Browser::Deliver(template) => template.replace("{state}", &state()),
             _ => query.to_string(),
         };
-        self.feed(Input::Callback { query });
+        self.handle(Input::Callback { query });
     }
 
     fn note(&mut self, what: What) {

@@ -241,6 +241,16 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// A JSON answer, built the way the simulated provider builds its own.
+    pub fn json(status: u16, body: &Value) -> Reply {
+        Reply::Response(wire::json(status, body))
+    }
+
+    /// A `302 Found` to `location`, as an authorization endpoint sends the browser back.
+    pub fn redirect(location: &str) -> Reply {
+        Reply::Response(wire::redirect(location))
+    }
+
     /// The answer, when there is one.
     pub fn response(&self) -> Option<&http::Response<Vec<u8>>> {
         match self {
