@@ -1,5 +1,5 @@
 //! What the model-checking tests share: exploring a model breadth first, and reading what
-//! the checker found, for the hand-written models and those of the real core alike.
+//! the checker found.
 
 use std::collections::BTreeSet;
 use std::fmt::Debug;

@@ -6,16 +6,12 @@
 //! [`Harness::step`] plays one step and [`Harness::check`] checks every invariant the
 //! simulation can observe after it. The tests live in `tests/`.
 //!
-//! [`fleet`] holds the stateright models of several replicas sharing one store and one
-//! authorization server (INV-1, INV-2, INV-3, INV-4, INV-5, INV-8, INV-9); `MODELS.md` describes
-//! them and `tests/stateright.rs` runs the checker on them.
-//!
-//! [`real`] holds stateright models whose replicas are the real `tenure_core::Client`, run
-//! against a modelled store and authorization server (INV-1, INV-4, INV-5, INV-8, INV-9,
-//! INV-10 across processes); `tests/real.rs` runs the checker on them.
+//! [`real`] holds the stateright models of several replicas sharing one store and one
+//! authorization server, whose replicas are the real `tenure_core::Client` (INV-1 to INV-5,
+//! INV-8 to INV-10 across processes, INV-13, INV-14); `MODELS.md` describes them and
+//! `tests/real.rs` runs the checker on them. No decision of the core is copied here.
 
 pub mod checking;
-pub mod fleet;
 pub mod real;
 
 use proptest::prelude::*;

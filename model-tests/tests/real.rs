@@ -1,7 +1,7 @@
 //! Exhaustive model checking of the real core: the replicas of the models in `src/real.rs`
 //! are `tenure_core::Client` values (see `MODELS.md`, "Models of the real core").
 //!
-//! Two kinds of test, as in `tests/stateright.rs`:
+//! Two kinds of test:
 //! - a model expected to keep every invariant: every "always" property holds, every
 //!   "sometimes" property has an example, and the number of distinct states is pinned;
 //! - a model broken on purpose (no compare-and-swap, a lease that lapses under a live
@@ -10,30 +10,35 @@
 use stateright::Checker;
 use tenure_model_tests::checking::{counterexample, explore, explore_until, trace};
 use tenure_model_tests::real::{
-    explain, Action, Kind, LeaseExpiry, RealFleet, COMPARE_AND_SWAP, NO_TOKEN_LOST, ONE_REFRESH,
-    ONE_REGISTRATION,
+    explain, Action, Kind, LeaseExpiry, RealFleet, COMPARE_AND_SWAP, NO_DEAD_END, NO_TOKEN_LOST,
+    ONE_REFRESH, ONE_REGISTRATION,
 };
 
 // ----- the core keeps every invariant -----
+
+/// Explores every state of `model`, asserts that every "always" and "eventually" property
+/// holds and every "sometimes" one has an example; the number of distinct states, to pin.
+fn keeps_every_invariant(model: RealFleet) -> usize {
+    let checker = explore(model);
+    assert!(checker.is_done());
+    checker.assert_properties();
+    checker.unique_state_count()
+}
 
 /// INV-1, INV-4, INV-5, INV-9: two replicas discover the server and register; one may crash
 /// under the lease, one request may fail in transport (before or after the AS acted on it).
 #[test]
 fn real_core_registers_once_across_replicas_despite_a_crash() {
-    let checker = explore(RealFleet::registration());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 52_803);
+    let model = RealFleet::registration();
+    assert_eq!(keeps_every_invariant(model), 52_803);
 }
 
 /// INV-1, INV-8, INV-9: two replicas find a secret in its renewal window; one renewal per
 /// secret across the fleet, one per start, and no renewed secret lost, despite a crash.
 #[test]
 fn real_core_renews_once_across_replicas_despite_a_crash() {
-    let checker = explore(RealFleet::renewal());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 110_721);
+    let model = RealFleet::renewal();
+    assert_eq!(keeps_every_invariant(model), 110_721);
 }
 
 /// INV-10: two replicas find an expired access token; one refresh per refresh token across
@@ -41,20 +46,16 @@ fn real_core_renews_once_across_replicas_despite_a_crash() {
 /// failure.
 #[test]
 fn real_core_refreshes_once_across_replicas_despite_a_crash() {
-    let checker = explore(RealFleet::refresh());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 17_445);
+    let model = RealFleet::refresh();
+    assert_eq!(keeps_every_invariant(model), 17_445);
 }
 
 /// INV-1, INV-8, INV-9: the renewal scenario without a crash, but with a request that fails
 /// in transport, before or after the AS acted on it (a lost renewal answer).
 #[test]
 fn real_core_renews_once_across_replicas_despite_a_lost_answer() {
-    let checker = explore(RealFleet::renewal_over_a_lossy_network());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 371);
+    let model = RealFleet::renewal_over_a_lossy_network();
+    assert_eq!(keeps_every_invariant(model), 371);
 }
 
 /// INV-9 (the scenario of finding F3): an AS that refuses the old secret as soon as it issued
@@ -62,10 +63,8 @@ fn real_core_renews_once_across_replicas_despite_a_lost_answer() {
 /// request may fail in transport.
 #[test]
 fn real_core_keeps_the_renewed_secret_against_a_revoking_server() {
-    let checker = explore(RealFleet::revoking_server());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 6_765);
+    let model = RealFleet::revoking_server();
+    assert_eq!(keeps_every_invariant(model), 6_765);
 }
 
 // ----- the model can fail: the environment broken on purpose -----
@@ -155,10 +154,8 @@ fn real_core_with_a_shared_seed_refreshes_twice() {
 /// INV-2, INV-3, INV-13: two replicas log in with a CIMD id the server accepts; no DCR.
 #[test]
 fn real_core_logs_in_with_an_accepted_cimd_id() {
-    let checker = explore(RealFleet::cimd(true));
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 194);
+    let model = RealFleet::cimd(true);
+    assert_eq!(keeps_every_invariant(model), 194);
 }
 
 /// INV-1, INV-2, INV-3, INV-9 (the scenario of finding F2), INV-13: the server refuses the
@@ -166,10 +163,8 @@ fn real_core_logs_in_with_an_accepted_cimd_id() {
 /// registered for both, the stored rejection is never undone, and both end with a token.
 #[test]
 fn real_core_falls_back_from_a_refused_cimd_id_once() {
-    let checker = explore(RealFleet::cimd(false));
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 21_940);
+    let model = RealFleet::cimd(false);
+    assert_eq!(keeps_every_invariant(model), 21_940);
 }
 
 /// INV-1, INV-9, INV-13, INV-14: the server forgot the client; one replacement is
@@ -177,29 +172,23 @@ fn real_core_falls_back_from_a_refused_cimd_id_once() {
 /// process left behind recovers when it asks again.
 #[test]
 fn real_core_registers_anew_when_the_server_forgot_its_client() {
-    let checker = explore(RealFleet::forgotten());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 130_720);
+    let model = RealFleet::forgotten();
+    assert_eq!(keeps_every_invariant(model), 130_720);
 }
 
 /// INV-1, INV-5, INV-13: a server without RFC 7592 (the MCP SDKs'): one replacement client
 /// before the secret expires, despite a crash.
 #[test]
 fn real_core_replaces_a_secret_it_cannot_renew() {
-    let checker = explore(RealFleet::no_management());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 2_257);
+    let model = RealFleet::no_management();
+    assert_eq!(keeps_every_invariant(model), 2_257);
 }
 
 /// INV-1, INV-4, INV-9: three replicas register once.
 #[test]
 fn real_core_registers_once_across_three_replicas() {
-    let checker = explore(RealFleet::registration_by_three());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 10_956);
+    let model = RealFleet::registration_by_three();
+    assert_eq!(keeps_every_invariant(model), 10_956);
 }
 
 /// INV-1, INV-5, INV-8, INV-9 (the scenario of finding F1): after the first renewal each
@@ -207,10 +196,8 @@ fn real_core_registers_once_across_three_replicas() {
 /// be on its way; one request may be answered with a 503.
 #[test]
 fn real_core_renews_once_per_window_across_two_windows() {
-    let checker = explore(RealFleet::two_windows());
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 10_152);
+    let model = RealFleet::two_windows();
+    assert_eq!(keeps_every_invariant(model), 10_152);
 }
 
 /// INV-1, INV-4, INV-9, INV-13: the registration scenario with the crash at any moment,
@@ -222,10 +209,7 @@ fn real_core_registers_once_with_a_crash_anywhere() {
         transport_failures: 0,
         ..RealFleet::registration()
     };
-    let checker = explore(model);
-    assert!(checker.is_done());
-    checker.assert_properties();
-    assert_eq!(checker.unique_state_count(), 45_837);
+    assert_eq!(keeps_every_invariant(model), 45_837);
 }
 
 /// INV-1: a store whose re-read under the lease returns what the process saw before (no
@@ -250,14 +234,33 @@ fn real_core_without_a_reread_under_the_lease_registers_twice() {
     assert_eq!(registrations, 2, "{}", explain(&path));
 }
 
-/// INV-9, INV-3: the same broken store in the CIMD scenario: a replica that does not see the
-/// stored rejection presents the refused CIMD id again.
+/// INV-1: the same broken store in the refused-CIMD scenario: the replica that falls back
+/// second does not see the first one's registration and registers too.
 #[test]
-fn real_core_without_a_reread_under_the_lease_presents_a_refused_cimd_id_again() {
+fn real_core_without_a_reread_under_the_lease_falls_back_twice() {
     let model = RealFleet {
         stale_reads: true,
         ..RealFleet::cimd(false)
     };
     let checker = explore_until(model, ONE_REGISTRATION);
     counterexample(&checker, ONE_REGISTRATION);
+}
+
+/// INV-13, INV-14 (what the checker found, 2 in `MODELS.md`): without asking again, a replica
+/// that reads the backoff a crashed process left behind ends with `RegistrationPaused`: a
+/// transient failure, which the model with one `Retry` shows to recover.
+#[test]
+fn real_core_pauses_a_replica_behind_a_crashed_processs_backoff() {
+    let model = RealFleet {
+        retries: 0,
+        ..RealFleet::forgotten()
+    };
+    let checker = explore_until(model, NO_DEAD_END);
+    let path = counterexample(&checker, NO_DEAD_END);
+    let paused = path.last_state().replicas.iter().any(|r| {
+        r.outcome
+            .as_deref()
+            .is_some_and(|o| o.contains("RegistrationPaused"))
+    });
+    assert!(paused, "{}", explain(&path));
 }
