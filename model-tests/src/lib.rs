@@ -8,7 +8,7 @@
 //!
 //! [`real`] holds the stateright models of several replicas sharing one store and one
 //! authorization server, whose replicas are the real `tenure_core::Client` (INV-1 to INV-5,
-//! INV-8 to INV-10 across processes, INV-13, INV-14); `MODELS.md` describes them and
+//! INV-8 to INV-11 across processes, INV-13, INV-14); `MODELS.md` describes them and
 //! `tests/real.rs` runs the checker on them. No decision of the core is copied here.
 
 pub mod checking;

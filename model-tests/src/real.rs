@@ -657,7 +657,7 @@ impl Server {
         if client_id == CIMD_URL {
             // A CIMD client is public; the server fetched (or failed to fetch) its document.
             return match self.cimd {
-                Some(true) => self.grant(&client_id, &kind, grant, form),
+                Some(true) => self.grant(&client_id, &kind, grant, form, flags),
                 _ => {
                     let (s, b) = oauth_error(401, "invalid_client");
                     (s, b, Some(kind))
@@ -690,7 +690,7 @@ impl Server {
             let (s, b) = oauth_error(401, "invalid_client");
             return (s, b, Some(kind));
         }
-        self.grant(&client_id, &kind, grant, form)
+        self.grant(&client_id, &kind, grant, form, flags)
     }
 
     /// The token endpoint once the client is authenticated: checks the grant itself and
@@ -701,6 +701,7 @@ impl Server {
         kind: &Kind,
         grant: &str,
         form: &BTreeMap<String, String>,
+        flags: &mut Flags,
     ) -> (u16, Value, Option<Kind>) {
         let refused = match kind {
             Kind::Refresh(token) if self.refresh.get(client_id) != Some(token) => {
@@ -714,7 +715,10 @@ impl Server {
                     Some((id, challenge)) if id == client_id && challenge == s256(&verifier) => {
                         None
                     }
-                    _ => Some("invalid_grant"),
+                    _ => {
+                        flags.pkce_unproven = true;
+                        Some("invalid_grant")
+                    }
                 }
             }
             _ if grant != "client_credentials" => Some("unsupported_grant_type"),
@@ -765,6 +769,8 @@ pub struct Flags {
     pub cimd_misstored: bool,
     /// A write cleared a stored rejection of the CIMD id (INV-9, finding F2).
     pub cimd_unrejected: bool,
+    /// A code exchange did not prove the PKCE challenge its code was issued for (INV-11).
+    pub pkce_unproven: bool,
 }
 
 // ----- history -----
@@ -1634,6 +1640,7 @@ impl Model for RealFleet {
                 }
                 refusals.values().all(|n| *n <= 1)
             }),
+            Property::always(PKCE_PROVEN, |_, s: &State| !s.history.flags.pkce_unproven),
             Property::sometimes(EVERY_REPLICA_GOT_A_TOKEN, every_replica_got_a_token),
         ];
         // INV-13: where nothing fails on the way, no run ends without every replica holding a
@@ -1837,3 +1844,6 @@ pub const A_FALLBACK_HAPPENED: &str = "a fallback to DCR happened";
 pub const A_REPLACEMENT_HAPPENED: &str = "a replacement registration happened";
 /// Sometimes: a secret was renewed again after the clock crossed the next renewal window.
 pub const A_RENEWAL_IN_THE_NEXT_WINDOW: &str = "a renewal in the next window happened";
+/// INV-11: every code exchange presents the verifier of the S256 challenge its code was
+/// issued for, with the client id it was issued to.
+pub const PKCE_PROVEN: &str = "INV-11 every code exchange proves its PKCE challenge";
