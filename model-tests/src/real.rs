@@ -22,12 +22,19 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use stateright::{Model, Path, Property};
 use tenure_core::{
-    AuthMethod, Client, ClientConfig, Command, Duration, Grant, Input, OpId, Operation, Record,
-    StoreOp, StoreResult, Timestamp,
+    AuthMethod, Client, ClientConfig, ClientKey, Command, Duration, Grant, Input, OpId, Operation,
+    Record, RequestKind, StoreOp, StoreResult, Timestamp,
 };
 
 /// The authorization server's issuer.
 pub const ISSUER: &str = "https://as.example.com";
+/// The authorization server the resource names after a migration (SEP-2352).
+pub const SECOND_ISSUER: &str = "https://as2.example.com";
+/// The protected resource of the migration scenario.
+pub const RESOURCE: &str = "https://mcp.example.com/mcp";
+/// Where the resource's metadata (RFC 9728) is.
+pub const RESOURCE_METADATA: &str =
+    "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 /// When every model starts.
 pub const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
 
@@ -57,6 +64,11 @@ pub enum Scenario {
     /// renewal window and cannot be renewed, so one replacement client is registered before
     /// it expires (INV-13, INV-14).
     NoManagement,
+    /// A protected resource whose metadata names [`ISSUER`], where the replicas are
+    /// registered and hold a valid token; at some moment it names [`SECOND_ISSUER`] instead,
+    /// and a replica that then meets the resource's challenge must register there once and
+    /// never present the first server's credentials to it (INV-7, SEP-2352).
+    Migration,
 }
 
 /// When a held lease may lapse.
@@ -105,6 +117,11 @@ pub struct RealFleet {
     /// How many times a replica whose operation failed may ask again, [`RETRY_AFTER`] later:
     /// with it, "no dead end" (INV-13) means that asking again recovers.
     pub retries: u8,
+    /// How many forged callbacks (another `state`, an attacker's code) may reach a replica
+    /// waiting for its browser.
+    pub forged_callbacks: u8,
+    /// 503s and transport failures hit only renewal requests (RFC 7592 updates).
+    pub faults_only_on_renewals: bool,
 }
 
 /// How long a caller waits before asking again after a failed operation: longer than the
@@ -114,6 +131,8 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
 /// How far the clock moves before a later operation: past the next renewal window of a
 /// secret renewed now (secrets live 60 h, the window is the last 24 h).
 pub const LATER: Duration = Duration::from_hours(48);
+/// The code a forged callback carries.
+pub const FORGED_CODE: &str = "code-forged";
 /// The CIMD client id of the CIMD scenarios.
 pub const CIMD_URL: &str = "https://app.example.com/client.json";
 
@@ -163,11 +182,25 @@ impl RealFleet {
     }
 
     /// Two replicas log in with a CIMD id the server accepts or refuses (then they fall back
-    /// to DCR); no crash, no transport failure.
+    /// to DCR); no crash, no transport failure. Where the id is accepted, one forged callback
+    /// may reach a replica waiting for its browser.
     pub fn cimd(accepted: bool) -> Self {
         RealFleet {
             crashes: 0,
+            forged_callbacks: u8::from(accepted),
             ..RealFleet::new(Scenario::Cimd { accepted })
+        }
+    }
+
+    /// Two replicas find a secret to renew; the renewal may fail with a 503 or in transport
+    /// (one of each at most), before the secret expires (INV-6).
+    pub fn failing_renewal() -> Self {
+        RealFleet {
+            crashes: 0,
+            server_errors: 1,
+            transport_failures: 1,
+            faults_only_on_renewals: true,
+            ..RealFleet::new(Scenario::Renewal)
         }
     }
 
@@ -177,6 +210,15 @@ impl RealFleet {
         RealFleet {
             retries: 1,
             ..RealFleet::new(Scenario::Forgotten)
+        }
+    }
+
+    /// Two replicas registered with the authorization server a resource names; the resource
+    /// moves to another one (SEP-2352); no crash (with one, the model outgrows a CI run).
+    pub fn migration() -> Self {
+        RealFleet {
+            crashes: 0,
+            ..RealFleet::new(Scenario::Migration)
         }
     }
 
@@ -221,6 +263,8 @@ impl RealFleet {
             later_operations: 0,
             stale_reads: false,
             retries: 0,
+            forged_callbacks: 0,
+            faults_only_on_renewals: false,
         }
     }
 
@@ -234,7 +278,10 @@ impl RealFleet {
 
     /// The configuration of process `start` of replica `replica`.
     pub fn config(&self, replica: u8, start: u8) -> ClientConfig {
-        let mut config = ClientConfig::for_issuer("model", ISSUER);
+        let mut config = match self.scenario {
+            Scenario::Migration => ClientConfig::for_resource("model", RESOURCE),
+            _ => ClientConfig::for_issuer("model", ISSUER),
+        };
         config = match self.scenario {
             Scenario::Cimd { .. } => config.with_cimd_url(CIMD_URL),
             _ => config
@@ -264,9 +311,10 @@ impl RealFleet {
             // the renewal (or the replacement) alone.
             access_token_lifetime: match self.scenario {
                 Scenario::Renewal if !self.revoking_server => 72 * 3600,
-                Scenario::NoManagement => 72 * 3600,
+                Scenario::NoManagement | Scenario::Migration => 72 * 3600,
                 _ => 3600,
             },
+            named: (self.scenario == Scenario::Migration).then(|| ISSUER.to_string()),
             revoking: self.revoking_server,
             cimd: match self.scenario {
                 Scenario::Cimd { accepted } => Some(accepted),
@@ -280,70 +328,105 @@ impl RealFleet {
 
 // ----- the store -----
 
-/// One client key's record and lease.
+/// Records and leases by client key (one key, or two once the resource names another
+/// authorization server).
 #[derive(Clone, Debug, Default)]
 pub struct Store {
-    /// The record.
-    pub record: Option<Record>,
-    /// The lease holder.
-    pub lease: Option<String>,
+    /// The records.
+    pub records: BTreeMap<ClientKey, Record>,
+    /// The lease holders.
+    pub leases: BTreeMap<ClientKey, String>,
+}
+
+/// What carrying out one store operation did.
+struct Applied {
+    /// The answer.
+    result: StoreResult,
+    /// The key it touched.
+    key: ClientKey,
+    /// `Some(old)` when a write replaced `old`.
+    replaced: Option<Option<Record>>,
+    /// The write replaced a generation its writer had not named (only without
+    /// compare-and-swap).
+    stale: bool,
 }
 
 impl Store {
-    /// Carries out `op`; `Some(old)` in the second place when a write replaced `old`.
-    fn apply(
-        &mut self,
-        op: &StoreOp,
-        compare_and_swap: bool,
-    ) -> (StoreResult, Option<Option<Record>>, bool) {
-        let current = self.record.as_ref().map(|r| r.generation);
+    /// Carries out `op`; `None` for an operation the model does not know.
+    fn apply(&mut self, op: &StoreOp, compare_and_swap: bool) -> Option<Applied> {
+        let applied = |result, key: &ClientKey, replaced, stale| {
+            Some(Applied {
+                result,
+                key: key.clone(),
+                replaced,
+                stale,
+            })
+        };
         match op {
-            StoreOp::Load { .. } => (StoreResult::Loaded(self.record.clone()), None, false),
-            StoreOp::CompareAndSwap {
-                expected, record, ..
-            } => {
-                let stale = current != *expected;
-                if stale && compare_and_swap {
-                    return (StoreResult::Conflict(self.record.clone()), None, false);
-                }
-                let old = self.record.replace((**record).clone());
-                (StoreResult::Written, Some(old), stale)
-            }
-            StoreOp::Delete { expected, .. } => {
-                let stale = current.is_some_and(|g| g != *expected);
-                if stale && compare_and_swap {
-                    return (StoreResult::Conflict(self.record.clone()), None, false);
-                }
-                let old = self.record.take();
-                (StoreResult::Deleted, Some(old), stale)
-            }
-            StoreOp::TakeLease { holder, .. } => match &self.lease {
-                Some(other) if other != holder => (StoreResult::LeaseHeld, None, false),
-                _ => {
-                    self.lease = Some(holder.clone());
-                    (StoreResult::LeaseTaken, None, false)
-                }
-            },
-            StoreOp::ReleaseLease { holder, .. } => {
-                if self.lease.as_ref() == Some(holder) {
-                    self.lease = None;
-                }
-                (StoreResult::LeaseReleased, None, false)
-            }
-            _ => (
-                StoreResult::Failed("the model store does not know this operation".into()),
+            StoreOp::Load { key } => applied(
+                StoreResult::Loaded(self.records.get(key).cloned()),
+                key,
                 None,
                 false,
             ),
+            StoreOp::CompareAndSwap {
+                key,
+                expected,
+                record,
+            } => {
+                let current = self.records.get(key).map(|r| r.generation);
+                let stale = current != *expected;
+                if stale && compare_and_swap {
+                    let stored = self.records.get(key).cloned();
+                    return applied(StoreResult::Conflict(stored), key, None, false);
+                }
+                let old = self.records.insert(key.clone(), (**record).clone());
+                applied(StoreResult::Written, key, Some(old), stale)
+            }
+            StoreOp::Delete { key, expected } => {
+                let current = self.records.get(key).map(|r| r.generation);
+                let stale = current.is_some_and(|g| g != *expected);
+                if stale && compare_and_swap {
+                    let stored = self.records.get(key).cloned();
+                    return applied(StoreResult::Conflict(stored), key, None, false);
+                }
+                let old = self.records.remove(key);
+                applied(StoreResult::Deleted, key, Some(old), stale)
+            }
+            StoreOp::TakeLease { key, holder, .. } => match self.leases.get(key) {
+                Some(other) if other != holder => applied(StoreResult::LeaseHeld, key, None, false),
+                _ => {
+                    self.leases.insert(key.clone(), holder.clone());
+                    applied(StoreResult::LeaseTaken, key, None, false)
+                }
+            },
+            StoreOp::ReleaseLease { key, holder } => {
+                if self.leases.get(key) == Some(holder) {
+                    self.leases.remove(key);
+                }
+                applied(StoreResult::LeaseReleased, key, None, false)
+            }
+            _ => None,
         }
     }
 
+    /// Whether `holder` holds a lease.
+    fn held_by(&self, holder: &str) -> bool {
+        self.leases.values().any(|h| h == holder)
+    }
+
+    /// Whether a holder other than `holder` holds a lease.
+    fn busy_for(&self, holder: &str) -> bool {
+        self.leases.values().any(|h| h != holder)
+    }
+
     fn fingerprint(&self, out: &mut String) {
-        match &self.record {
-            Some(record) => out.push_str(&serde_json::to_string(record).unwrap_or_default()),
-            None => out.push_str("no record"),
+        for (key, record) in &self.records {
+            out.push_str(&key.encode());
+            out.push_str(&serde_json::to_string(record).unwrap_or_default());
+            out.push('|');
         }
-        out.push_str(&format!("|lease {:?}|", self.lease));
+        out.push_str(&format!("|leases {:?}|", self.leases));
     }
 }
 
@@ -364,6 +447,8 @@ pub struct AsClient {
     /// Whether the client authenticates with its secret (`false`: a public client,
     /// `token_endpoint_auth_method` `none`).
     pub confidential: bool,
+    /// The issuer that registered it.
+    pub issuer: String,
 }
 
 /// A small authorization server: metadata, RFC 7591 registration, RFC 7592 renewal with
@@ -386,6 +471,9 @@ pub struct Server {
     pub management: bool,
     /// Authorization codes not redeemed yet: code → (client id, PKCE challenge).
     pub codes: BTreeMap<String, (String, String)>,
+    /// The authorization server the protected resource names (its metadata, RFC 9728);
+    /// `None`: no protected resource.
+    pub named: Option<String>,
     /// Registered clients by id.
     pub clients: BTreeMap<String, AsClient>,
     /// The one refresh token that is good now, per client.
@@ -404,6 +492,8 @@ pub struct Server {
 
 /// The parts of an HTTP request the server looks at.
 pub struct Request<'a> {
+    /// Scheme and host: which server it was sent to.
+    pub origin: String,
     /// `GET`, `POST` …
     pub method: &'a str,
     /// The URL's path.
@@ -504,7 +594,7 @@ impl Server {
             answer.insert("registration_access_token".into(), json!(client.rat));
             answer.insert(
                 "registration_client_uri".into(),
-                json!(format!("{ISSUER}/register/{client_id}")),
+                json!(format!("{}/register/{client_id}", client.issuer)),
             );
         }
         Value::Object(answer)
@@ -527,13 +617,25 @@ impl Server {
                 flags.used_before_stored = true;
             }
         }
+        let issuer = request.origin.as_str();
+        if RESOURCE.starts_with(issuer) {
+            // The protected resource answers its metadata only.
+            return match (&self.named, format!("{issuer}{path}") == RESOURCE_METADATA) {
+                (Some(named), true) => (
+                    200,
+                    json!({"resource": RESOURCE, "authorization_servers": [named]}),
+                    None,
+                ),
+                _ => (404, json!({"error": "not_found"}), None),
+            };
+        }
         match (request.method, path) {
             ("GET", "/.well-known/oauth-authorization-server") => {
                 let mut metadata = json!({
-                    "issuer": ISSUER,
-                    "authorization_endpoint": format!("{ISSUER}/authorize"),
-                    "token_endpoint": format!("{ISSUER}/token"),
-                    "registration_endpoint": format!("{ISSUER}/register"),
+                    "issuer": issuer,
+                    "authorization_endpoint": format!("{issuer}/authorize"),
+                    "token_endpoint": format!("{issuer}/token"),
+                    "registration_endpoint": format!("{issuer}/register"),
                     "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
                     "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
                     "code_challenge_methods_supported": ["S256"],
@@ -567,6 +669,7 @@ impl Server {
                         String::new()
                     },
                     confidential,
+                    issuer: issuer.to_string(),
                 };
                 self.clients.insert(client_id.clone(), client);
                 let body = self.client_information(&client_id, metadata);
@@ -580,6 +683,11 @@ impl Server {
                     let (s, b) = oauth_error(401, "invalid_token");
                     return (s, b, kind);
                 };
+                if client.issuer != issuer {
+                    flags.foreign_credentials = true;
+                    let (s, b) = oauth_error(401, "invalid_token");
+                    return (s, b, kind);
+                }
                 if client.rat.is_empty() || client.rat != presented {
                     let (s, b) = oauth_error(401, "invalid_token");
                     return (s, b, kind);
@@ -608,7 +716,7 @@ impl Server {
                     form.insert("client_id".into(), id);
                     form.insert("client_secret".into(), secret);
                 }
-                self.token(now, &form, flags)
+                self.token(now, issuer, &form, flags)
             }
             _ => (404, json!({"error": "not_found"}), None),
         }
@@ -641,6 +749,7 @@ impl Server {
     fn token(
         &mut self,
         now: Timestamp,
+        issuer: &str,
         form: &BTreeMap<String, String>,
         flags: &mut Flags,
     ) -> (u16, Value, Option<Kind>) {
@@ -676,6 +785,12 @@ impl Server {
             let (s, b) = oauth_error(401, "invalid_client");
             return (s, b, Some(kind));
         };
+        if client.issuer != issuer {
+            // INV-7: credentials registered with one server presented to another.
+            flags.foreign_credentials = true;
+            let (s, b) = oauth_error(401, "invalid_client");
+            return (s, b, Some(kind));
+        }
         let known = !client.confidential
             || client.secret == secret
             || (!self.revoking && client.old_secrets.contains(&secret));
@@ -711,6 +826,9 @@ impl Server {
             Kind::AuthorizationCode(_) => {
                 let code = form.get("code").cloned().unwrap_or_default();
                 let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+                if code == FORGED_CODE {
+                    flags.forged_code_used = true;
+                }
                 match self.codes.remove(&code) {
                     Some((id, challenge)) if id == client_id && challenge == s256(&verifier) => {
                         None
@@ -771,6 +889,12 @@ pub struct Flags {
     pub cimd_unrejected: bool,
     /// A code exchange did not prove the PKCE challenge its code was issued for (INV-11).
     pub pkce_unproven: bool,
+    /// A code exchange presented the code of a forged callback (INV-11).
+    pub forged_code_used: bool,
+    /// An event or a client's `Debug` output showed a credential (INV-12).
+    pub credential_shown: bool,
+    /// A client id, secret or RAT registered with one server reached another (INV-7).
+    pub foreign_credentials: bool,
 }
 
 // ----- history -----
@@ -812,6 +936,16 @@ pub struct History {
     pub replaced: bool,
     /// A renewed secret stored after the clock moved on by [`LATER`].
     pub renewed_later: bool,
+    /// A forged callback reached a replica.
+    pub forged: bool,
+    /// A renewal request failed (503 or transport) before the secret expired.
+    pub renewal_failed: bool,
+    /// A warning event was emitted.
+    pub warned: bool,
+    /// The resource now names [`SECOND_ISSUER`].
+    pub migrated: bool,
+    /// A registration with [`SECOND_ISSUER`] stored.
+    pub registered_at_second: bool,
     /// A replica crashed with an unsettled attempt.
     pub crashed_mid_attempt: bool,
     /// The AS carried out a request whose answer was lost.
@@ -986,12 +1120,20 @@ pub enum Action {
     },
     /// Carry out the `index`th command of a crashed process; nobody hears the answer.
     DeliverOrphan(usize),
+    /// A forged callback reaches `replica`, which waits for its browser: another `state`
+    /// and an attacker's code (a local process that found the callback port).
+    ForgeCallback(u8),
     /// The clock moves on by [`LATER`] and the replica, whose operation ended with a
     /// token, asks for another one.
     Later(u8),
     /// The clock moves on by [`RETRY_AFTER`] and the replica, whose operation failed, asks
     /// again.
     Retry(u8),
+    /// The protected resource's metadata names [`SECOND_ISSUER`] from now on.
+    Migrate,
+    /// The resource refuses the replica's token with a challenge naming its metadata; the
+    /// replica, whose operation ended with a token, asks for a token again.
+    Challenge(u8),
     /// Move the clock to the replica's deadline and tick it.
     Tick(u8),
     /// The replica's process crashes and a new one starts from the store.
@@ -1014,6 +1156,24 @@ fn credentials(record: &Record) -> BTreeSet<String> {
         .map(|s| s.expose().to_string())
         .chain(record.dcr.as_ref().map(|r| r.client_id.clone()))
         .collect()
+}
+
+/// Whether `text` shows a credential the model's AS issues (`secret-N`, `rat-N`,
+/// `refresh-N`, `access-N`, `code-N`); client ids are not secret.
+fn shows_a_credential(text: &str) -> bool {
+    ["secret-", "rat-", "refresh-", "access-", "code-"]
+        .iter()
+        .any(|prefix| {
+            text.match_indices(prefix).any(|(at, _)| {
+                let rest = &text[at + prefix.len()..];
+                // `client_secret-…` or a word that merely ends in the prefix is not a value.
+                let starts_a_word = text[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !c.is_alphanumeric() && c != '_');
+                starts_a_word && rest.starts_with(|c: char| c.is_ascii_digit())
+            })
+        })
 }
 
 /// The serial number of a credential this server issued (`prefix-N`).
@@ -1072,7 +1232,7 @@ impl RealFleet {
                 .extend(std::iter::from_fn(|| replica.client.poll_command()));
             replica.outbox.retain(|c| !matches!(c, Command::Emit(_)));
         }
-        state.store.lease = None;
+        state.store.leases.clear();
         state.server.unpersisted.clear();
         state.history = History::default();
     }
@@ -1089,7 +1249,13 @@ impl RealFleet {
         match command {
             Command::Http { id, request, .. } => {
                 let path = request.uri().path().to_string();
+                let server = format!(
+                    "{}://{}",
+                    request.uri().scheme_str().unwrap_or("https"),
+                    request.uri().host().unwrap_or_default()
+                );
                 let parts = Request {
+                    origin: server,
                     method: request.method().as_str(),
                     path: &path,
                     authorization: request
@@ -1126,19 +1292,34 @@ impl RealFleet {
             }),
             Command::Store {
                 id,
-                op: StoreOp::Load { .. },
+                op: op @ StoreOp::Load { .. },
             } if self.stale_reads && self.holds_lease(state, origin) => {
                 // Broken on purpose: the re-read under the lease sees only what this process
                 // saw before it took the lease.
+                let StoreOp::Load { key } = op else {
+                    return None;
+                };
                 let seen = origin.and_then(|o| state.snapshots.get(&o).cloned());
-                let record = seen.unwrap_or_else(|| state.store.record.clone());
+                let record = seen.unwrap_or_else(|| state.store.records.get(key).cloned());
                 Some(Input::Store {
                     id: *id,
                     result: StoreResult::Loaded(record),
                 })
             }
             Command::Store { id, op } => {
-                let (result, replaced, stale) = state.store.apply(op, self.compare_and_swap);
+                let Some(Applied {
+                    result,
+                    key,
+                    replaced,
+                    stale,
+                }) = state.store.apply(op, self.compare_and_swap)
+                else {
+                    let error = "the model store does not know this operation".to_string();
+                    return Some(Input::Store {
+                        id: *id,
+                        result: StoreResult::Failed(error),
+                    });
+                };
                 if let (true, Some(origin)) = (self.stale_reads, origin) {
                     let seen = match (&result, op) {
                         (StoreResult::Loaded(record) | StoreResult::Conflict(record), _) => {
@@ -1156,7 +1337,7 @@ impl RealFleet {
                 }
                 if let Some(old) = replaced {
                     flags.stale_write |= stale;
-                    self.check_write(state, old.as_ref(), flags);
+                    self.check_write(state, &key, old.as_ref(), flags);
                     if let Some(origin) = origin {
                         for attempt in &mut state.history.attempts {
                             if attempt.origin == origin {
@@ -1175,13 +1356,19 @@ impl RealFleet {
     fn holds_lease(&self, state: &State, origin: Option<(u8, u8)>) -> bool {
         origin.is_some_and(|(replica, start)| {
             let replica = &state.replicas[replica as usize];
-            replica.start == start && state.store.lease.as_deref() == Some(replica.client.holder())
+            replica.start == start && state.store.held_by(replica.client.holder())
         })
     }
 
     /// Judges a write that replaced `old` by what the store holds now.
-    fn check_write(&self, state: &mut State, old: Option<&Record>, flags: &mut Flags) {
-        let new = state.store.record.as_ref();
+    fn check_write(
+        &self,
+        state: &mut State,
+        key: &ClientKey,
+        old: Option<&Record>,
+        flags: &mut Flags,
+    ) {
+        let new = state.store.records.get(key);
         if let Some(new) = new {
             for credential in credentials(new) {
                 state.server.unpersisted.remove(&credential);
@@ -1243,6 +1430,9 @@ impl RealFleet {
             flags.cimd_unrejected = true;
         }
         if let Some(new) = new {
+            if new.dcr.is_some() && new.key.issuer == SECOND_ISSUER {
+                state.history.registered_at_second = true;
+            }
             if new.dcr.is_some() {
                 state.history.registered = true;
                 if cimd(Some(new)) == Some(true) {
@@ -1299,6 +1489,18 @@ impl RealFleet {
         for command in commands {
             match command {
                 Command::Emit(event) => {
+                    // INV-12: what the embedder is told never shows a credential.
+                    let mut shown = format!("{event:?}");
+                    if let tenure_core::Event::Failed { error, .. } = &event {
+                        shown.push_str(&error.to_string());
+                    }
+                    if let tenure_core::Event::Warning(text) = &event {
+                        state.history.warned = true;
+                        shown.push_str(text);
+                    }
+                    if shows_a_credential(&shown) {
+                        state.history.flags.credential_shown = true;
+                    }
                     if let Some((_, outcome)) = event.ending() {
                         if let tenure_core::Outcome::Token { access_token, .. } = &outcome {
                             if state.server.unpersisted.contains(access_token.expose()) {
@@ -1322,6 +1524,9 @@ impl RealFleet {
             }
         }
         state.replicas[index].seal();
+        if shows_a_credential(&format!("{:?}", state.replicas[index].client)) {
+            state.history.flags.credential_shown = true;
+        }
     }
 }
 
@@ -1368,9 +1573,13 @@ impl Model for RealFleet {
                     replica: r as u8,
                     index,
                 });
-                if matches!(command, Command::Http { .. })
-                    && state.history.transport_failures < self.transport_failures
-                {
+                let faultable = match command {
+                    Command::Http { kind, .. } => {
+                        !self.faults_only_on_renewals || *kind == RequestKind::RegistrationUpdate
+                    }
+                    _ => false,
+                };
+                if faultable && state.history.transport_failures < self.transport_failures {
                     for applied in [false, true] {
                         actions.push(Action::Fail {
                             replica: r as u8,
@@ -1379,9 +1588,7 @@ impl Model for RealFleet {
                         });
                     }
                 }
-                if matches!(command, Command::Http { .. })
-                    && state.history.server_errors < self.server_errors
-                {
+                if faultable && state.history.server_errors < self.server_errors {
                     actions.push(Action::ServerError {
                         replica: r as u8,
                         index,
@@ -1394,9 +1601,18 @@ impl Model for RealFleet {
                 .replicas
                 .iter()
                 .any(|r| r.outbox.iter().any(|c| matches!(c, Command::Http { .. })));
+            if replica.client.awaits_callback()
+                && replica.outcome.is_none()
+                && u8::from(state.history.forged) < self.forged_callbacks
+            {
+                actions.push(Action::ForgeCallback(r as u8));
+            }
             let token = replica.outcome.as_deref() == Some("token");
             if token && replica.operations <= self.later_operations && !in_flight {
                 actions.push(Action::Later(r as u8));
+            }
+            if state.history.migrated && token && replica.operations == 1 {
+                actions.push(Action::Challenge(r as u8));
             }
             if replica.outcome.is_some() && !token && replica.retried < self.retries && !in_flight {
                 actions.push(Action::Retry(r as u8));
@@ -1405,11 +1621,7 @@ impl Model for RealFleet {
             // process still holds the lease only repeats a refused `TakeLease` and moves the
             // clock by a second, which no decision here depends on; so it is ticked once the
             // lease is free (a dead holder's lease lapses by `LeaseExpires`; see `MODELS.md`).
-            let busy = state
-                .store
-                .lease
-                .as_ref()
-                .is_some_and(|holder| holder != replica.client.holder());
+            let busy = state.store.busy_for(replica.client.holder());
             // The model's user always completes the browser step in time: a replica waiting
             // for its callback is not ticked to its callback timeout.
             if replica.client.poll_timeout().is_some() && !busy && !replica.client.awaits_callback()
@@ -1421,7 +1633,7 @@ impl Model for RealFleet {
             // a write in flight: the crashes that can lose what the server did, and leave a
             // lease to lapse and a late write to arrive. (A bound on the model, see
             // `MODELS.md`.)
-            let holds = state.store.lease.as_deref() == Some(replica.client.holder());
+            let holds = state.store.held_by(replica.client.holder());
             let origin = (r as u8, replica.start);
             let mid_request = state
                 .history
@@ -1447,14 +1659,18 @@ impl Model for RealFleet {
         for index in 0..state.orphans.len() {
             actions.push(Action::DeliverOrphan(index));
         }
-        if let Some(holder) = &state.store.lease {
+        if self.scenario == Scenario::Migration && !state.history.migrated {
+            actions.push(Action::Migrate);
+        }
+        let lapses = state.store.leases.values().any(|holder| {
             let live = state
                 .replicas
                 .iter()
                 .any(|r| r.client.holder() == holder && r.outcome.is_none());
-            if self.lease_expiry == LeaseExpiry::AnyTime || !live {
-                actions.push(Action::LeaseExpires);
-            }
+            self.lease_expiry == LeaseExpiry::AnyTime || !live
+        });
+        if lapses {
+            actions.push(Action::LeaseExpires);
         }
     }
 
@@ -1483,9 +1699,10 @@ impl Model for RealFleet {
                 let command = state.replicas[r].outbox.remove(index);
                 state.replicas[r].seal();
                 state.history.transport_failures += 1;
-                let Command::Http { id, .. } = &command else {
+                let Command::Http { id, kind, .. } = &command else {
                     return None;
                 };
+                state.history.renewal_failed |= *kind == RequestKind::RegistrationUpdate;
                 if applied {
                     // The sender cannot know what the AS did: like a crash, this excuses a
                     // repetition of the request.
@@ -1512,9 +1729,10 @@ impl Model for RealFleet {
                 let command = state.replicas[r].outbox.remove(index);
                 state.replicas[r].seal();
                 state.history.server_errors += 1;
-                let Command::Http { id, .. } = &command else {
+                let Command::Http { id, kind, .. } = &command else {
                     return None;
                 };
+                state.history.renewal_failed |= *kind == RequestKind::RegistrationUpdate;
                 let mut response = http::Response::new(
                     json!({"error": "temporarily_unavailable"})
                         .to_string()
@@ -1527,7 +1745,30 @@ impl Model for RealFleet {
                     .handle(now, Input::HttpResponse { id: *id, response });
                 self.collect(&mut state, r);
             }
+            Action::ForgeCallback(replica) => {
+                state.history.forged = true;
+                let now = state.now;
+                let query = format!("code={FORGED_CODE}&state=forged-state");
+                state.replicas[replica as usize]
+                    .client
+                    .handle(now, Input::Callback { query });
+                self.collect(&mut state, replica as usize);
+            }
             Action::Later(replica) => self.ask_again(&mut state, replica, LATER),
+            Action::Migrate => {
+                state.history.migrated = true;
+                state.server.named = Some(SECOND_ISSUER.to_string());
+            }
+            Action::Challenge(replica) => {
+                let now = state.now;
+                let header = format!(r#"Bearer resource_metadata="{RESOURCE_METADATA}""#);
+                let input = Input::ResourceChallenge {
+                    headers: vec![header],
+                    token: None,
+                };
+                state.replicas[replica as usize].client.handle(now, input);
+                self.ask_again(&mut state, replica, Duration::from_secs(0));
+            }
             Action::Retry(replica) => {
                 state.replicas[replica as usize].retried += 1;
                 self.ask_again(&mut state, replica, RETRY_AFTER);
@@ -1565,7 +1806,19 @@ impl Model for RealFleet {
                 let start = state.replicas[r].start + 1;
                 state.replicas[r] = self.boot(replica, start, state.now);
             }
-            Action::LeaseExpires => state.store.lease = None,
+            Action::LeaseExpires => {
+                let live: Vec<String> = state
+                    .replicas
+                    .iter()
+                    .filter(|r| r.outcome.is_none())
+                    .map(|r| r.client.holder().to_string())
+                    .collect();
+                let any_time = self.lease_expiry == LeaseExpiry::AnyTime;
+                state
+                    .store
+                    .leases
+                    .retain(|_, holder| !any_time && live.contains(holder));
+            }
         }
         state.history.flags = flags;
         Some(state)
@@ -1641,11 +1894,21 @@ impl Model for RealFleet {
                 refusals.values().all(|n| *n <= 1)
             }),
             Property::always(PKCE_PROVEN, |_, s: &State| !s.history.flags.pkce_unproven),
+            Property::always(NO_FORGED_CODE, |_, s: &State| {
+                !s.history.flags.forged_code_used
+            }),
+            Property::always(NO_CREDENTIAL_SHOWN, |_, s: &State| {
+                !s.history.flags.credential_shown
+            }),
+            Property::always(CREDENTIALS_STAY_WITH_THEIR_SERVER, |_, s: &State| {
+                !s.history.flags.foreign_credentials
+            }),
             Property::sometimes(EVERY_REPLICA_GOT_A_TOKEN, every_replica_got_a_token),
         ];
         // INV-13: where nothing fails on the way, no run ends without every replica holding a
         // token (checked in every final state).
-        if self.transport_failures == 0 && self.server_errors == 0 {
+        let faults = self.transport_failures + self.server_errors;
+        if faults == 0 || self.faults_only_on_renewals {
             properties.push(Property::eventually(NO_DEAD_END, every_replica_got_a_token));
         }
         if self.crashes > 0 {
@@ -1672,6 +1935,17 @@ impl Model for RealFleet {
                 s.history.answer_lost
             }));
         }
+        if self.forged_callbacks > 0 {
+            properties.push(Property::sometimes(A_FORGED_CALLBACK, |_, s: &State| {
+                s.history.forged
+            }));
+        }
+        if self.faults_only_on_renewals {
+            properties.push(Property::sometimes(
+                A_FAILED_RENEWAL_WARNED,
+                |_, s: &State| s.history.renewal_failed && s.history.warned,
+            ));
+        }
         if self.later_operations > 0 {
             properties.push(Property::sometimes(
                 A_RENEWAL_IN_THE_NEXT_WINDOW,
@@ -1694,6 +1968,9 @@ impl Model for RealFleet {
             Scenario::Cimd { accepted: false } => {
                 Property::sometimes(A_FALLBACK_HAPPENED, |_, s: &State| s.history.fell_back)
             }
+            Scenario::Migration => Property::sometimes(A_MIGRATION_HAPPENED, |_, s: &State| {
+                s.history.registered_at_second
+            }),
             Scenario::Forgotten | Scenario::NoManagement => {
                 Property::sometimes(A_REPLACEMENT_HAPPENED, |_, s: &State| s.history.replaced)
             }
@@ -1847,3 +2124,36 @@ pub const A_RENEWAL_IN_THE_NEXT_WINDOW: &str = "a renewal in the next window hap
 /// INV-11: every code exchange presents the verifier of the S256 challenge its code was
 /// issued for, with the client id it was issued to.
 pub const PKCE_PROVEN: &str = "INV-11 every code exchange proves its PKCE challenge";
+/// INV-11: a code from a forged callback never reaches the token endpoint.
+pub const NO_FORGED_CODE: &str = "INV-11 a forged callback's code is never exchanged";
+/// INV-12: no event and no client's `Debug` output shows a credential.
+pub const NO_CREDENTIAL_SHOWN: &str = "INV-12 no credential in events or Debug output";
+/// Sometimes: a forged callback reached a waiting replica.
+pub const A_FORGED_CALLBACK: &str = "a forged callback arrived";
+/// Sometimes: a renewal failed before expiry and a warning was emitted.
+pub const A_FAILED_RENEWAL_WARNED: &str = "a failed renewal was warned about";
+
+/// INV-7: credentials registered with one authorization server never reach another.
+pub const CREDENTIALS_STAY_WITH_THEIR_SERVER: &str =
+    "INV-7 credentials never presented to another authorization server";
+/// Sometimes: after the resource moved, a registration with the new server was stored.
+pub const A_MIGRATION_HAPPENED: &str = "a registration with the new server happened";
+
+#[cfg(test)]
+mod tests {
+    use super::shows_a_credential;
+
+    /// The INV-12 check finds a credential wherever it is shown, and only there.
+    #[test]
+    fn a_credential_is_recognised_in_any_text() {
+        assert!(shows_a_credential("refused: secret-4"));
+        assert!(shows_a_credential(r#"{"client_secret":"secret-12"}"#));
+        assert!(shows_a_credential("Bearer access-7"));
+        assert!(shows_a_credential("refresh_token=refresh-3&x"));
+        assert!(!shows_a_credential("client_secret_post, client-3"));
+        assert!(!shows_a_credential(
+            "the secret-expiry of client-5 [redacted]"
+        ));
+        assert!(!shows_a_credential("authorization_code-exchange"));
+    }
+}

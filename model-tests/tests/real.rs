@@ -151,11 +151,12 @@ fn real_core_with_a_shared_seed_refreshes_twice() {
     counterexample(&checker, ONE_REFRESH);
 }
 
-/// INV-2, INV-3, INV-13: two replicas log in with a CIMD id the server accepts; no DCR.
+/// INV-2, INV-3, INV-11, INV-13: two replicas log in with a CIMD id the server accepts; no
+/// DCR; a forged callback may reach a replica waiting for its browser, and is ignored.
 #[test]
 fn real_core_logs_in_with_an_accepted_cimd_id() {
     let model = RealFleet::cimd(true);
-    assert_eq!(keeps_every_invariant(model), 194);
+    assert_eq!(keeps_every_invariant(model), 540);
 }
 
 /// INV-1, INV-2, INV-3, INV-9 (the scenario of finding F2), INV-13: the server refuses the
@@ -182,6 +183,23 @@ fn real_core_registers_anew_when_the_server_forgot_its_client() {
 fn real_core_replaces_a_secret_it_cannot_renew() {
     let model = RealFleet::no_management();
     assert_eq!(keeps_every_invariant(model), 2_257);
+}
+
+/// INV-6, INV-9, INV-13: the renewal fails before the secret expires (a 503, a transport
+/// failure); a warning, the old secret stays in use, and every replica ends with a token.
+#[test]
+fn real_core_keeps_the_old_secret_when_a_renewal_fails() {
+    let model = RealFleet::failing_renewal();
+    assert_eq!(keeps_every_invariant(model), 495);
+}
+
+/// INV-1, INV-7, INV-13 (SEP-2352): the resource names another authorization server; each
+/// replica that meets the resource's challenge discovers it, one registers there for both,
+/// and no credential of the first server reaches the second.
+#[test]
+fn real_core_registers_once_with_the_new_server_after_a_migration() {
+    let model = RealFleet::migration();
+    assert_eq!(keeps_every_invariant(model), 21_803);
 }
 
 /// INV-1, INV-4, INV-9: three replicas register once.
