@@ -3,7 +3,8 @@
 //! `tenure demo` runs the whole lifecycle against the built-in simulated authorization
 //! server. The other commands work against real servers through `tenure-tokio`, keeping
 //! named client configurations and their credentials in a store: a sled directory by default,
-//! or Redis with `--store redis://HOST:PORT/DB`.
+//! Redis with `--store redis://HOST:PORT/DB`, or the OS keychain for the secrets (the rest in a
+//! sled directory) with `--store keychain:PATH`.
 
 /// `println!` for the command's output on stdout: a reader that went away
 /// (`tenure status | head -1`) ends the command quietly instead of a panic.
@@ -70,7 +71,11 @@ struct Cli {
     /// directory) or redis://HOST:PORT/DB (rediss:// for TLS), or
     /// redis-sentinel://HOST:PORT/MASTER/DB. A Redis password is best given in
     /// TENURE_REDIS_PASSWORD (and TENURE_REDIS_USERNAME, TENURE_REDIS_SENTINEL_PASSWORD).
-    #[arg(long, global = true, value_name = "PATH|URL")]
+    /// keychain:PATH keeps secrets and tokens in the OS keychain (Secret Service, macOS
+    /// Keychain, Windows Credential Manager) and the rest in the directory PATH (keychain:
+    /// alone: a directory under the user's data directory); with no keychain reachable it
+    /// fails, never falling back to files.
+    #[arg(long, global = true, value_name = "PATH|URL|keychain:PATH")]
     store: Option<String>,
     /// Append every exchange with the server to FILE as a provider trace (secrets replaced),
     /// for `tenure replay`.
@@ -339,6 +344,9 @@ pub fn stdout_line(args: std::fmt::Arguments<'_>) {
 fn sled_dir(location: Option<&str>) -> Option<PathBuf> {
     match location {
         Some(url) if url.starts_with("redis") => None,
+        // The handout files keep an access token in a file, which a keychain store is chosen
+        // to avoid: every `tenure token` reads the keychain instead.
+        Some(spec) if spec.starts_with(KEYCHAIN_PREFIX) => None,
         Some(path) => Some(PathBuf::from(path)),
         None => default_store_dir(),
     }
@@ -474,6 +482,19 @@ async fn open_store(location: Option<&str>) -> Result<Arc<dyn Store>, Failure> {
                 .map_err(Failure::other)?;
             Ok(Arc::new(store))
         }
+        Some(spec) if spec.starts_with(KEYCHAIN_PREFIX) => {
+            let path = match &spec[KEYCHAIN_PREFIX.len()..] {
+                "" => default_keychain_dir().ok_or_else(|| {
+                    Failure::usage(
+                        "cannot tell where the user's data directory is (HOME is not set); \
+                         pass --store keychain:PATH",
+                    )
+                })?,
+                path => PathBuf::from(path),
+            };
+            let store = tenure_keychain::KeychainStore::open(path).map_err(Failure::other)?;
+            Ok(Arc::new(store))
+        }
         Some(path) => open_sled(PathBuf::from(path)),
         None => open_sled(sled_dir(None).ok_or_else(|| {
             Failure::usage(
@@ -487,6 +508,16 @@ async fn open_store(location: Option<&str>) -> Result<Arc<dyn Store>, Failure> {
 fn open_sled(path: PathBuf) -> Result<Arc<dyn Store>, Failure> {
     let store = tenure_sled::SledStore::open(path).map_err(Failure::other)?;
     Ok(Arc::new(store))
+}
+
+/// What starts a `--store` that keeps secrets in the OS keychain.
+const KEYCHAIN_PREFIX: &str = "keychain:";
+
+/// The keychain store's directory for `--store keychain:`: beside the default store, not in
+/// it, since each directory belongs to one kind of store.
+fn default_keychain_dir() -> Option<PathBuf> {
+    let plain = default_store_dir()?;
+    Some(plain.with_file_name("tenure-keychain"))
 }
 
 /// `$XDG_DATA_HOME/tenure`, else `~/.local/share/tenure`.
