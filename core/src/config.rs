@@ -69,6 +69,23 @@ impl Grant {
     }
 }
 
+/// How a user logs in, for the authorization code grant's [`crate::Operation::Login`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LoginFlow {
+    /// Authorization code + PKCE through a browser and the loopback callback.
+    #[default]
+    Browser,
+    /// The device authorization grant (RFC 8628): the user opens a URL on any device and
+    /// enters a code. Fails when the server offers no `device_authorization_endpoint`.
+    Device,
+    /// The device authorization grant when the server offers it, else the browser: for a
+    /// machine without a display (an SSH session), where a browser can only be used on
+    /// another device.
+    DeviceIfOffered,
+}
+
 /// RFC 7591 / OIDC `application_type` (MCP26-5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,6 +165,9 @@ pub struct ClientConfig {
     /// metadata at its root, and else use `/authorize`, `/token` and `/register` there
     /// (EDGE-27). Off by default; only for resources that are MCP servers.
     pub legacy_discovery: bool,
+    /// How [`crate::Operation::Login`] logs a user in. Not part of the client key: the same
+    /// stored client logs in either way.
+    pub login_flow: LoginFlow,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -174,6 +194,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("callback_timeout", &self.callback_timeout)
             .field("lease_ttl", &self.lease_ttl)
             .field("legacy_discovery", &self.legacy_discovery)
+            .field("login_flow", &self.login_flow)
             .finish()
     }
 }
@@ -218,6 +239,7 @@ impl ClientConfig {
             callback_timeout: DEFAULT_CALLBACK_TIMEOUT,
             lease_ttl: DEFAULT_LEASE_TTL,
             legacy_discovery: false,
+            login_flow: LoginFlow::Browser,
         }
     }
 

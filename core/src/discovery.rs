@@ -188,6 +188,7 @@ pub fn parse_server_metadata(
         authorization_endpoint: endpoint("authorization_endpoint")?,
         token_endpoint,
         registration_endpoint: endpoint("registration_endpoint")?,
+        device_authorization_endpoint: endpoint("device_authorization_endpoint")?,
         cimd_supported: document.get("client_id_metadata_document_supported")
             == Some(&Value::Bool(true)),
         iss_parameter_supported: document.get("authorization_response_iss_parameter_supported")
@@ -244,6 +245,7 @@ pub fn legacy_default_server(origin: &str) -> AuthServer {
         authorization_endpoint: Some(format!("{origin}/authorize")),
         token_endpoint: format!("{origin}/token"),
         registration_endpoint: Some(format!("{origin}/register")),
+        device_authorization_endpoint: None,
         cimd_supported: false,
         iss_parameter_supported: false,
         pkce_s256: true,

@@ -152,6 +152,9 @@ pub enum Error {
     /// The browser never came back to the loopback callback.
     #[error("no redirect reached the loopback callback within {0}; run the login again")]
     CallbackTimeout(crate::time::Duration),
+    /// A device login (RFC 8628) was not approved before its code expired.
+    #[error("the device login was not approved before its code expired at {0}; run the login again and enter the code sooner")]
+    DeviceCodeExpired(Timestamp),
     /// The loopback callback could not be opened.
     #[error("cannot receive the login redirect: {0}")]
     CallbackUnavailable(String),
@@ -211,7 +214,9 @@ impl Error {
             | Error::InsecureEndpoint(_)
             | Error::NoRegistrationMethod { .. }
             | Error::AuthMethodUnsupported { .. } => ErrorClass::Configuration,
-            Error::LoginRequired(_) | Error::CallbackTimeout(_) => ErrorClass::LoginRequired,
+            Error::LoginRequired(_) | Error::CallbackTimeout(_) | Error::DeviceCodeExpired(_) => {
+                ErrorClass::LoginRequired
+            }
             Error::RegistrationRejected { cause, .. } | Error::TokenRejected { cause, .. } => {
                 by_status(cause)
             }

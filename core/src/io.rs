@@ -27,8 +27,9 @@ pub enum Operation {
     /// A valid access token: discover, register, refresh and renew as needed, but never open
     /// a browser (a missing login is [`Event::LoginRequired`]).
     Token,
-    /// Log in through the browser (authorization code + PKCE), or fetch a client-credentials
-    /// token, even when tokens are held.
+    /// Log in through the browser (authorization code + PKCE) or with the device grant
+    /// (RFC 8628), as [`crate::config::LoginFlow`] says, or fetch a client-credentials token,
+    /// even when tokens are held.
     Login,
     /// Renew the client secret now (RFC 7592).
     Renew,
@@ -220,6 +221,10 @@ pub enum RequestKind {
     Refresh,
     /// Client-credentials grant.
     ClientCredentials,
+    /// RFC 8628 device authorization request.
+    DeviceAuthorization,
+    /// RFC 8628 device access token request: one poll of the token endpoint.
+    DeviceToken,
 }
 
 impl RequestKind {
@@ -349,6 +354,21 @@ pub enum Event {
     Warning(String),
     /// What a [`Input::ResourceChallenge`] means for the caller that was refused.
     Challenged(ChallengeVerdict),
+    /// A device login (RFC 8628 §3.3) waits for the user: show them where to go and the code
+    /// to enter there. The device code itself is never in it.
+    DeviceAuthorization {
+        /// The operation.
+        op: OpId,
+        /// Where the user goes, on any device with a browser.
+        verification_uri: String,
+        /// The code the user enters there.
+        user_code: String,
+        /// The verification URI with the code in it (for a QR code or a click), when the
+        /// server offers one (RFC 8628 §3.3.1).
+        verification_uri_complete: Option<String>,
+        /// When the code expires and the login gives up.
+        expires_at: Timestamp,
+    },
 }
 
 /// What the caller whose request a resource refused should do next (RFC 6750 §3.1,
@@ -423,7 +443,10 @@ impl Event {
             Event::Done { op } => Some((op, Outcome::Done)),
             Event::LoginRequired { op, reason } => Some((op, Outcome::LoginRequired(reason))),
             Event::Failed { op, error } => Some((op, Outcome::Failed(error))),
-            Event::StateChanged(_) | Event::Warning(_) | Event::Challenged(_) => None,
+            Event::StateChanged(_)
+            | Event::Warning(_)
+            | Event::Challenged(_)
+            | Event::DeviceAuthorization { .. } => None,
         }
     }
 }

@@ -30,6 +30,7 @@
 mod authorization;
 mod challenge;
 pub mod config;
+mod device;
 mod discovery;
 pub mod endpoint;
 mod entropy;
@@ -46,7 +47,7 @@ pub mod time;
 mod tokens;
 mod wire;
 
-pub use config::{AuthMethod, ClientConfig, Grant};
+pub use config::{AuthMethod, ClientConfig, Grant, LoginFlow};
 pub use error::{ConfigError, Error, ErrorClass, ServerError};
 pub use io::{
     ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, Outcome, RequestId,
@@ -67,6 +68,7 @@ pub use wire::{BODY_LIMIT, ERROR_BODY_LIMIT};
 pub mod parsers {
     pub use crate::authorization::{check_callback, CallbackExpectation};
     pub use crate::challenge::{parse, resource_challenge};
+    pub use crate::device::parse_device_authorization;
     pub use crate::discovery::{parse_protected_resource, parse_server_metadata, prm_candidates};
     pub use crate::registration::parse_registration;
     pub use crate::renewal::{parse_deletion, parse_management_answer};

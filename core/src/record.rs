@@ -284,6 +284,10 @@ pub struct AuthServer {
     pub token_endpoint: String,
     /// The RFC 7591 registration endpoint, when DCR is offered (DISC-8).
     pub registration_endpoint: Option<String>,
+    /// The RFC 8628 device authorization endpoint, when the server offers logins on devices
+    /// without a browser (RFC 8628 §4).
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
     /// `client_id_metadata_document_supported` (CIMD-9).
     pub cimd_supported: bool,
     /// `authorization_response_iss_parameter_supported` (ISS-2).

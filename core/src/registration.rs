@@ -111,17 +111,24 @@ pub fn negotiate_auth_method(
 }
 
 /// The RFC 7591 metadata the client asks for (DCR-1, DCR-3, DCR-5, DCR-6, DCR-8, DCR-9,
-/// DCR-10, MCP26-5, MCP26-7).
-pub fn registration_metadata(config: &ClientConfig, method: AuthMethod) -> Value {
+/// DCR-10, MCP26-5, MCP26-7). `device_grant`: the server offers the device authorization
+/// grant, so the client registers for it too (RFC 8628 §3.4): a client registered from a
+/// desktop can then log in from an SSH session without registering again.
+pub fn registration_metadata(
+    config: &ClientConfig,
+    method: AuthMethod,
+    device_grant: bool,
+) -> Value {
     let mut body = Map::new();
     body.insert("client_name".into(), json!(config.client_name));
     match config.grant {
         Grant::AuthorizationCode => {
             body.insert("redirect_uris".into(), json!([config.redirect_uri]));
-            body.insert(
-                "grant_types".into(),
-                json!(["authorization_code", "refresh_token"]),
-            );
+            let mut grants = vec!["authorization_code", "refresh_token"];
+            if device_grant {
+                grants.push(crate::device::DEVICE_CODE_GRANT);
+            }
+            body.insert("grant_types".into(), json!(grants));
             body.insert("response_types".into(), json!(["code"]));
         }
         Grant::ClientCredentials => {
@@ -158,11 +165,12 @@ pub fn registration_request(
     config: &ClientConfig,
     method: AuthMethod,
     endpoint: &str,
+    device_grant: bool,
 ) -> Result<http::Request<Vec<u8>>, Error> {
     json_request(
         http::Method::POST,
         endpoint,
-        &registration_metadata(config, method),
+        &registration_metadata(config, method, device_grant),
         config.initial_access_token.as_ref(),
     )
     .map_err(Error::Protocol)
@@ -324,6 +332,7 @@ mod tests {
             authorization_endpoint: Some("https://as.example.com/authorize".into()),
             token_endpoint: "https://as.example.com/token".into(),
             registration_endpoint: Some("https://as.example.com/register".into()),
+            device_authorization_endpoint: None,
             cimd_supported: false,
             iss_parameter_supported: true,
             pkce_s256: true,
@@ -395,7 +404,7 @@ mod tests {
         config.software_id = Some("tenure".into());
         let (method, warning) = negotiate_auth_method(&config, &server()).unwrap();
         assert_eq!(warning, None);
-        let body = registration_metadata(&config, method);
+        let body = registration_metadata(&config, method, false);
         assert_eq!(
             body["redirect_uris"],
             json!(["http://127.0.0.1:8976/callback"])
@@ -410,7 +419,7 @@ mod tests {
         assert_eq!(body["scope"], "read write");
         assert_eq!(body["software_id"], "tenure");
         assert!(body["client_name"].is_string());
-        let request = registration_request(&config, method, ENDPOINT).unwrap();
+        let request = registration_request(&config, method, ENDPOINT, false).unwrap();
         assert_eq!(request.method(), http::Method::POST);
         assert_eq!(request.headers()["content-type"], "application/json");
         assert!(request.headers().get("authorization").is_none());
@@ -467,7 +476,7 @@ mod tests {
         let mut config = config();
         config.grant = Grant::ClientCredentials;
         let (method, _) = negotiate_auth_method(&config, &server()).unwrap();
-        let body = registration_metadata(&config, method);
+        let body = registration_metadata(&config, method, false);
         assert_eq!(body["grant_types"], json!(["client_credentials"]));
         assert_eq!(body["response_types"], json!([]));
         assert!(body.get("redirect_uris").is_none());
@@ -478,7 +487,7 @@ mod tests {
     fn initial_access_token_is_a_bearer_dcr_11() {
         let mut config = config();
         config.initial_access_token = Some(crate::Secret::new("iat"));
-        let request = registration_request(&config, AuthMethod::None, ENDPOINT).unwrap();
+        let request = registration_request(&config, AuthMethod::None, ENDPOINT, false).unwrap();
         assert_eq!(request.headers()["authorization"], "Bearer iat");
     }
 

@@ -58,6 +58,11 @@ pub enum GrantRequest<'a> {
         /// Scopes to request.
         scopes: &'a [String],
     },
+    /// Poll for the tokens of a device authorization (RFC 8628 §3.4).
+    DeviceCode {
+        /// The `device_code` of the device authorization answer.
+        device_code: &'a Secret,
+    },
 }
 
 impl GrantRequest<'_> {
@@ -67,6 +72,7 @@ impl GrantRequest<'_> {
             GrantRequest::Code { .. } => "authorization_code",
             GrantRequest::Refresh { .. } => "refresh_token",
             GrantRequest::ClientCredentials { .. } => "client_credentials",
+            GrantRequest::DeviceCode { .. } => crate::device::DEVICE_CODE_GRANT,
         }
     }
 }
@@ -107,10 +113,24 @@ pub fn token_request(
                 fields.push(("scope", &joined_scopes));
             }
         }
+        GrantRequest::DeviceCode { device_code } => {
+            fields.push(("device_code", device_code.expose()));
+        }
     }
     if let Some(resource) = resource {
         fields.push(("resource", resource));
     }
+    authenticated_form(endpoint, auth, fields)
+        .map_err(|e| format!("cannot build the token request: {e}"))
+}
+
+/// A form POST to an endpoint that authenticates the client the way the token endpoint
+/// does (the token endpoint itself, and the device authorization endpoint, RFC 8628 §3.1).
+pub(crate) fn authenticated_form<'a>(
+    endpoint: &str,
+    auth: ClientAuth<'a>,
+    mut fields: Vec<(&'a str, &'a str)>,
+) -> Result<http::Request<Vec<u8>>, http::Error> {
     let mut builder = http::Request::post(endpoint)
         .header(ACCEPT, JSON)
         .header(CONTENT_TYPE, FORM);
@@ -127,9 +147,7 @@ pub fn token_request(
             builder = builder.header(AUTHORIZATION, basic_credentials(client_id, secret));
         }
     }
-    builder
-        .body(form(&fields))
-        .map_err(|e| format!("cannot build the token request: {e}"))
+    builder.body(form(&fields))
 }
 
 /// Why a token answer could not be used.

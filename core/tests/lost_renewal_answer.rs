@@ -34,6 +34,7 @@ fn server() -> AuthServer {
         authorization_endpoint: Some(format!("{ISSUER}/auth")),
         token_endpoint: format!("{ISSUER}/token"),
         registration_endpoint: Some(format!("{ISSUER}/reg")),
+        device_authorization_endpoint: None,
         cimd_supported: false,
         iss_parameter_supported: true,
         pkce_s256: true,

@@ -3,6 +3,7 @@
 
 use proptest::prelude::*;
 use serde_json::Value;
+use tenure_core::parsers::parse_device_authorization;
 use tenure_core::parsers::parse_registration;
 use tenure_core::parsers::parse_token_answer;
 use tenure_core::parsers::{check_callback, CallbackExpectation};
@@ -56,6 +57,11 @@ fn server_json() -> impl Strategy<Value = Value> {
         "error",
         "error_description",
         "code_challenge_methods_supported",
+        "device_code",
+        "user_code",
+        "verification_uri",
+        "verification_uri_complete",
+        "interval",
     ]);
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -90,6 +96,7 @@ fn feed_everything(status: u16, body: &[u8]) {
     let _ = parse_management_answer(&config(), &registration(), status, body);
     let _ = parse_deletion(status, body);
     let _ = parse_token_answer(status, body, Timestamp::from_unix_seconds(1), None);
+    let _ = parse_device_authorization(status, body, Timestamp::from_unix_seconds(1));
     if let Ok(document) = json_object(body) {
         let _ = parse_server_metadata(&document, "https://as.example.com");
         for candidate in prm_candidates("https://mcp.example.com/mcp", None).unwrap() {

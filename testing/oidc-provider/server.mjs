@@ -30,6 +30,8 @@ const USAGE = `usage: node server.mjs [options]
                               update, and rotate on every update (0 = never; default 0)
   --initial-access-token TOK  registration requires "Authorization: Bearer TOK"
   --cimd                      enable client ID metadata documents (draft-02)
+  --device-flow               enable the device authorization grant (RFC 8628); tests
+                              approve a user code with POST /__admin/approve-device
   --fail-updates              start with RFC 7592 PUT failing with 500
   --access-token-ttl SECONDS  access token lifetime (default 3600)
   --clock-tolerance SECONDS   tolerance used when checking expiry (default 0)
@@ -42,6 +44,7 @@ const opts = parseArgs(process.argv.slice(2), {
     secretTtl: 0,
     initialAccessToken: undefined,
     cimd: false,
+    deviceFlow: false,
     failUpdates: false,
     accessTokenTtl: 3600,
     clockTolerance: 0,
@@ -54,7 +57,11 @@ const opts = parseArgs(process.argv.slice(2), {
     '--clock-tolerance': 'clockTolerance',
   },
   strings: ['initialAccessToken'],
-  switches: { '--cimd': ['cimd', true], '--fail-updates': ['failUpdates', true] },
+  switches: {
+    '--cimd': ['cimd', true],
+    '--device-flow': ['deviceFlow', true],
+    '--fail-updates': ['failUpdates', true],
+  },
 });
 
 // ---------------------------------------------------------------------------
@@ -187,6 +194,7 @@ const configuration = {
       useGrantedResource: async () => true,
       getResourceServerInfo,
     },
+    ...(opts.deviceFlow ? { deviceFlow: { enabled: true } } : {}),
     ...(opts.cimd ? {
       clientIdMetadataDocument: {
         enabled: true,
@@ -317,6 +325,11 @@ provider.use(async (ctx, next) => {
     ctx.body = { reject_cimd: rejectCimd };
     return;
   }
+  if (ctx.method === 'POST' && ctx.path === '/__admin/approve-device') {
+    ctx.body = await decideDevice(String(ctx.query.user_code || ''), ctx.query.deny === '1');
+    if (ctx.body.error) ctx.status = 400;
+    return;
+  }
   if (ctx.method === 'GET' && ctx.path === '/__admin/state') {
     ctx.body = {
       fail_updates: failUpdates, update_delay_ms: updateDelayMs, secret_ttl: opts.secretTtl, issuer,
@@ -326,6 +339,37 @@ provider.use(async (ctx, next) => {
   ctx.status = 404;
   ctx.body = { error: 'not_found' };
 });
+
+// The user's decision on a device login (RFC 8628), as the provider's own confirmation page
+// would record it: the pending device code found by its user code gets the account and a
+// grant for everything it asked for, or the error `access_denied`. The client's next poll
+// then gets its tokens, or that error.
+async function decideDevice(userCode, deny) {
+  // The provider stores user codes without their mask and in upper case.
+  const normalized = userCode.toUpperCase().replace(/[^A-Z0-9]/g, '');
+  const code = normalized ? await provider.DeviceCode.findByUserCode(normalized) : undefined;
+  if (!code) {
+    return { error: 'invalid_request', error_description: 'no pending device login has that user code' };
+  }
+  if (deny) {
+    code.error = 'access_denied';
+    code.errorDescription = 'the user refused the device login';
+  } else {
+    const grant = new provider.Grant({ accountId: ACCOUNT_ID, clientId: code.clientId });
+    const requested = splitScope(code.scope);
+    if (requested.length) grant.addOIDCScope(requested.join(' '));
+    const resourceScopes = requested.filter((s) => !OIDC_ONLY_SCOPES.has(s));
+    const resources = [code.resource].flat().filter((r) => typeof r === 'string');
+    for (const resource of resources) {
+      if (resourceScopes.length) grant.addResourceScope(resource, resourceScopes.join(' '));
+    }
+    code.accountId = ACCOUNT_ID;
+    code.grantId = await grant.save();
+    code.authTime = nowSeconds();
+  }
+  await code.save();
+  return { approved: !deny };
+}
 
 // 2b. A policy that refuses client ID metadata documents: the authorization endpoint
 // answers a CIMD client (an https client_id) with the standard error redirect

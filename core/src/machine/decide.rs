@@ -201,9 +201,11 @@ impl Client {
                 self.scopes.requested = Some(scopes.clone());
                 self.send_token_request(now, GrantRequest::ClientCredentials { scopes: &scopes })
             }
-            Grant::AuthorizationCode if op == Operation::Login => {
-                self.begin_authorization(now, server)
-            }
+            Grant::AuthorizationCode if op == Operation::Login => match self.device_login(server) {
+                Ok(true) => self.begin_device_authorization(now, server),
+                Ok(false) => self.begin_authorization(now, server),
+                Err(error) => Step::Finish(Outcome::Failed(error)),
+            },
             Grant::AuthorizationCode => Step::Finish(Outcome::LoginRequired(if refresh_failed {
                 "the refresh token is no longer accepted".into()
             } else {
@@ -271,7 +273,11 @@ impl Client {
             }
             Err(error) => return Step::Finish(Outcome::Failed(error)),
         };
-        let request = match registration_request(&self.config, method, &endpoint) {
+        // The device grant is asked for whenever the server offers it, whatever this login
+        // uses: the same stored client may log in later from a machine without a browser.
+        let device_grant = self.config.grant == Grant::AuthorizationCode
+            && server.device_authorization_endpoint.is_some();
+        let request = match registration_request(&self.config, method, &endpoint, device_grant) {
             Ok(request) => request,
             Err(error) => return Step::Finish(Outcome::Failed(error)),
         };
@@ -513,6 +519,94 @@ impl Client {
         Step::Wait(Wait::Callback)
     }
 
+    /// Whether this login uses the device authorization grant (RFC 8628) rather than the
+    /// browser: the one rule, from the configured [`LoginFlow`] and what the server offers.
+    pub(super) fn device_login(&self, server: &AuthServer) -> Result<bool, Error> {
+        let offered = server.device_authorization_endpoint.is_some();
+        match self.config.login_flow {
+            LoginFlow::Browser => Ok(false),
+            LoginFlow::DeviceIfOffered => Ok(offered),
+            LoginFlow::Device if offered => Ok(true),
+            LoginFlow::Device => Err(Error::Discovery(format!(
+                "the authorization server {} offers no device login (its metadata has no device_authorization_endpoint); log in through a browser instead",
+                sanitize(&server.issuer)
+            ))),
+        }
+    }
+
+    /// A device authorization request (RFC 8628 §3.1): the client authenticates as at the
+    /// token endpoint and asks for the same scopes and resource a browser login would.
+    pub(super) fn begin_device_authorization(
+        &mut self,
+        now: Timestamp,
+        server: &AuthServer,
+    ) -> Step {
+        let Some(endpoint) = server.device_authorization_endpoint.clone() else {
+            return Step::Finish(Outcome::Failed(Error::Protocol(
+                "no device authorization endpoint".into(),
+            )));
+        };
+        // The secret is checked as for a token request (INV-5); the machine is past the
+        // renewal step, so an expired one is an error here.
+        let (client_id, secret, method) = match self.client_auth(now) {
+            Ok(auth) => auth,
+            Err(error) => return Step::Finish(Outcome::Failed(error)),
+        };
+        let scopes = self.scopes_to_request(server);
+        let request = device_authorization_request(
+            &endpoint,
+            token_endpoint_auth(&client_id, secret.as_ref(), method),
+            &scopes,
+            self.resource_indicator(),
+        );
+        self.scopes.requested = Some(scopes);
+        match request {
+            Ok(request) => self.http(
+                RequestKind::DeviceAuthorization,
+                request,
+                HttpPurpose::DeviceAuthorization { client_id },
+            ),
+            Err(reason) => Step::Finish(Outcome::Failed(Error::Protocol(reason))),
+        }
+    }
+
+    /// The next poll of the device login, or its end when the codes expired (RFC 8628
+    /// §3.2: the client gives up at `expires_in`).
+    pub(super) fn poll_device(&mut self, now: Timestamp) -> Step {
+        let Some(device) = self.jobs.front().and_then(|job| job.device.clone()) else {
+            return Step::Finish(Outcome::Failed(Error::Protocol(
+                "no device login is pending".into(),
+            )));
+        };
+        if now >= device.expires_at {
+            return Step::Finish(Outcome::Failed(Error::DeviceCodeExpired(device.expires_at)));
+        }
+        if self.client_id() != Some(device.client_id.as_str()) {
+            return Step::Finish(Outcome::Failed(Error::Protocol(
+                "the client identity changed during the login; log in again".into(),
+            )));
+        }
+        self.send_token_request(
+            now,
+            GrantRequest::DeviceCode {
+                device_code: &device.device_code,
+            },
+        )
+    }
+
+    /// Waits for the next poll of the device login: one interval from `now`, or until the
+    /// codes expire if that comes first.
+    pub(super) fn wait_for_device(&mut self, now: Timestamp) -> Step {
+        match self.jobs.front().and_then(|job| job.device.as_ref()) {
+            Some(device) => Step::Wait(Wait::DevicePoll(
+                (now + device.interval).min(device.expires_at),
+            )),
+            None => Step::Finish(Outcome::Failed(Error::Protocol(
+                "no device login is pending".into(),
+            ))),
+        }
+    }
+
     /// The scopes for the next authorization or client-credentials request (MCP-10,
     /// MCP-11, MCP26-7, MCP26-8): see [`crate::scope::requested_scopes`]. A pending step-up
     /// contributes its scope set; otherwise what was asked for before in this process, or
@@ -575,41 +669,39 @@ impl Client {
             Err(error) => return Step::Finish(Outcome::Failed(error)),
         };
         let (client_id, secret, method) = auth;
-        let auth = match (method, secret.as_ref()) {
-            (crate::config::AuthMethod::ClientSecretBasic, Some(secret)) => ClientAuth::Basic {
-                client_id: &client_id,
-                secret,
-            },
-            (crate::config::AuthMethod::ClientSecretPost, Some(secret)) => ClientAuth::Post {
-                client_id: &client_id,
-                secret,
-            },
-            _ => ClientAuth::None {
-                client_id: &client_id,
-            },
-        };
-        let (kind, refresh_token) = match grant {
-            GrantRequest::Code { .. } => (RequestKind::CodeExchange, None),
-            GrantRequest::Refresh { refresh_token } => {
-                (RequestKind::Refresh, Some(refresh_token.clone()))
-            }
-            _ => (RequestKind::ClientCredentials, None),
-        };
+        let auth = token_endpoint_auth(&client_id, secret.as_ref(), method);
         let grant_type = grant.grant_type();
+        let (kind, purpose) = match grant {
+            GrantRequest::Code { .. } => (
+                RequestKind::CodeExchange,
+                HttpPurpose::Token {
+                    grant: grant_type,
+                    refresh_token: None,
+                },
+            ),
+            GrantRequest::Refresh { refresh_token } => (
+                RequestKind::Refresh,
+                HttpPurpose::Token {
+                    grant: grant_type,
+                    refresh_token: Some(refresh_token.clone()),
+                },
+            ),
+            GrantRequest::DeviceCode { .. } => (RequestKind::DeviceToken, HttpPurpose::DevicePoll),
+            _ => (
+                RequestKind::ClientCredentials,
+                HttpPurpose::Token {
+                    grant: grant_type,
+                    refresh_token: None,
+                },
+            ),
+        };
         match token_request(
             &server.token_endpoint,
             auth,
             grant,
             self.resource_indicator(),
         ) {
-            Ok(request) => self.http(
-                kind,
-                request,
-                HttpPurpose::Token {
-                    grant: grant_type,
-                    refresh_token,
-                },
-            ),
+            Ok(request) => self.http(kind, request, purpose),
             Err(reason) => Step::Finish(Outcome::Failed(Error::Protocol(reason))),
         }
     }
@@ -660,6 +752,23 @@ impl Client {
             }
             IdentityKind::None => Err(Error::Protocol("no client identity".into())),
         }
+    }
+}
+
+/// How the client authenticates at the token endpoint, from its id, secret and method.
+fn token_endpoint_auth<'a>(
+    client_id: &'a str,
+    secret: Option<&'a Secret>,
+    method: crate::config::AuthMethod,
+) -> ClientAuth<'a> {
+    match (method, secret) {
+        (crate::config::AuthMethod::ClientSecretBasic, Some(secret)) => {
+            ClientAuth::Basic { client_id, secret }
+        }
+        (crate::config::AuthMethod::ClientSecretPost, Some(secret)) => {
+            ClientAuth::Post { client_id, secret }
+        }
+        _ => ClientAuth::None { client_id },
     }
 }
 

@@ -50,6 +50,7 @@ impl Client {
             deleted_remote: false,
             lease_waits: 0,
             login: None,
+            device: None,
         });
     }
 
@@ -122,6 +123,11 @@ impl Client {
                 self.wait = Wait::Nothing;
                 // Someone else may have finished meanwhile: read again.
                 self.loaded = None;
+            }
+            Wait::DevicePoll(at) if now >= at => {
+                self.wait = Wait::Nothing;
+                let step = self.poll_device(now);
+                self.apply(step);
             }
             Wait::Callback => {
                 let expired = self
@@ -306,6 +312,134 @@ impl Client {
                 grant,
                 refresh_token,
             } => self.handle_token_answer(now, grant, refresh_token, answer),
+            HttpPurpose::DeviceAuthorization { client_id } => {
+                self.handle_device_authorization(now, client_id, answer)
+            }
+            HttpPurpose::DevicePoll => self.handle_device_poll(now, answer),
+        }
+    }
+
+    /// The device authorization answer (RFC 8628 §3.2): the user is told where to go and
+    /// what to enter (§3.3), and the first poll waits one interval.
+    fn handle_device_authorization(
+        &mut self,
+        now: Timestamp,
+        client_id: String,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        let endpoint = self
+            .server
+            .as_ref()
+            .and_then(|s| s.device_authorization_endpoint.clone())
+            .unwrap_or_default();
+        let (status, body) = match answer {
+            Ok(answer) => answer,
+            Err(detail) => {
+                self.finish(Outcome::Failed(Error::Transport {
+                    url: sanitize(&endpoint),
+                    detail,
+                }));
+                return;
+            }
+        };
+        match parse_device_authorization(status, &body, now) {
+            Ok(authorization) => {
+                let Some(job) = self.jobs.front_mut() else {
+                    return;
+                };
+                job.device = Some(PendingDevice {
+                    device_code: authorization.device_code,
+                    client_id,
+                    interval: authorization.interval,
+                    expires_at: authorization.expires_at,
+                });
+                if let Some(&op) = job.waiters.first() {
+                    self.out
+                        .push_back(Command::Emit(Event::DeviceAuthorization {
+                            op,
+                            verification_uri: authorization.verification_uri,
+                            user_code: authorization.user_code,
+                            verification_uri_complete: authorization.verification_uri_complete,
+                            expires_at: authorization.expires_at,
+                        }));
+                }
+                let step = self.wait_for_device(now);
+                self.apply(step);
+            }
+            Err(TokenFailure::BadAnswer(reason)) => {
+                self.finish(Outcome::Failed(Error::Protocol(reason)))
+            }
+            Err(TokenFailure::Refused(cause)) if cause.is("unauthorized_client") => {
+                if !self.try_cimd_fallback(&cause) {
+                    self.finish(Outcome::Failed(Error::TokenRejected {
+                        grant: "device authorization".into(),
+                        cause,
+                        hint: "; the server does not let this client use the device grant: log in through a browser instead".into(),
+                    }));
+                }
+            }
+            // The endpoint authenticates the client like the token endpoint, and its errors
+            // mean the same (RFC 8628 §3.2): an unknown client registers again (DCR-24).
+            Err(TokenFailure::Refused(cause)) => {
+                self.handle_token_refusal(now, DEVICE_CODE_GRANT, None, cause)
+            }
+        }
+    }
+
+    /// One poll's answer (RFC 8628 §3.5): tokens end the login like a code exchange;
+    /// `authorization_pending` waits another interval, `slow_down` five seconds more from now
+    /// on; `access_denied` and `expired_token` end the login; anything else is a token
+    /// endpoint refusal like any other.
+    fn handle_device_poll(&mut self, now: Timestamp, answer: Result<(u16, Vec<u8>), String>) {
+        let Some(device) = self.jobs.front_mut().and_then(|job| job.device.as_mut()) else {
+            return;
+        };
+        let (status, body) = match answer {
+            Ok(answer) => answer,
+            Err(_) => {
+                // RFC 8628 §3.5: a poll that got no answer is tried again, waiting twice as
+                // long; the login still ends when the codes expire.
+                device.interval = backed_off(device.interval);
+                let step = self.wait_for_device(now);
+                self.apply(step);
+                return;
+            }
+        };
+        match parse_token_answer(status, &body, now, None) {
+            Ok(tokens) => {
+                if let Some(job) = self.jobs.front_mut() {
+                    job.device = None;
+                    job.obtained_tokens = true;
+                }
+                // INV-4: stored before they are handed out, as after a code exchange.
+                let step = self.write(Patch::SetTokens(tokens));
+                self.apply(step);
+            }
+            Err(TokenFailure::Refused(cause)) if cause.is("authorization_pending") => {
+                let step = self.wait_for_device(now);
+                self.apply(step);
+            }
+            Err(TokenFailure::Refused(cause)) if cause.is("slow_down") => {
+                device.interval = slowed_down(device.interval);
+                let step = self.wait_for_device(now);
+                self.apply(step);
+            }
+            Err(TokenFailure::Refused(cause)) if cause.is("access_denied") => {
+                self.finish(Outcome::Failed(Error::AuthorizationDenied(cause)));
+            }
+            Err(TokenFailure::Refused(cause)) if cause.is("expired_token") => {
+                let at = device.expires_at.min(now);
+                self.finish(Outcome::Failed(Error::DeviceCodeExpired(at)));
+            }
+            Err(TokenFailure::Refused(cause)) => {
+                if let Some(job) = self.jobs.front_mut() {
+                    job.device = None;
+                }
+                self.handle_token_refusal(now, DEVICE_CODE_GRANT, None, cause);
+            }
+            Err(TokenFailure::BadAnswer(reason)) => self.finish(Outcome::Failed(Error::Protocol(
+                format!("token endpoint: {reason}"),
+            ))),
         }
     }
 

@@ -19,7 +19,11 @@ use crate::authorization::{
     CallbackResult,
 };
 use crate::challenge::resource_challenge;
-use crate::config::{ClientConfig, Grant};
+use crate::config::{ClientConfig, Grant, LoginFlow};
+use crate::device::{
+    backed_off, device_authorization_request, parse_device_authorization, slowed_down,
+    DEVICE_CODE_GRANT,
+};
 use crate::discovery::{
     canonical_resource, legacy_default_server, legacy_metadata_url, metadata_candidates,
     parse_legacy_server_metadata, parse_protected_resource, parse_server_metadata, prm_candidates,
@@ -144,6 +148,8 @@ struct Job {
     deleted_remote: bool,
     lease_waits: u32,
     login: Option<PendingLogin>,
+    /// The device login (RFC 8628) being polled for, if any.
+    device: Option<PendingDevice>,
 }
 
 /// What the client learned about scopes from the resource and the authorization server in
@@ -176,6 +182,20 @@ struct PendingLogin {
     deadline: Timestamp,
 }
 
+/// In-flight state of one device login (RFC 8628); never persisted: after a restart the
+/// user logs in again.
+#[derive(Clone, Debug)]
+struct PendingDevice {
+    /// A credential: only ever sent to the token endpoint, never shown (INV-12).
+    device_code: Secret,
+    /// The client the codes were issued to; a login whose client changed meanwhile ends.
+    client_id: String,
+    /// The wait between two polls, grown by `slow_down` (RFC 8628 §3.5).
+    interval: Duration,
+    /// When the codes expire: no poll is sent after it (RFC 8628 §3.2 `expires_in`).
+    expires_at: Timestamp,
+}
+
 /// What the machine is waiting for.
 #[derive(Clone, Debug)]
 enum Wait {
@@ -184,6 +204,8 @@ enum Wait {
     Store(StoreOpId, StorePurpose),
     Callback,
     Until(Timestamp),
+    /// The next poll of a device login (RFC 8628 §3.4): due at this instant.
+    DevicePoll(Timestamp),
     /// A lease release is still in flight: taking the lease again now could let that late
     /// release free the new lease (INV-1, INV-8), so the answer is awaited first.
     Release,
@@ -224,6 +246,12 @@ enum HttpPurpose {
         /// The refresh token sent, for a refresh: a refusal may drop only that one.
         refresh_token: Option<Secret>,
     },
+    /// A device authorization request for this client id (RFC 8628 §3.1).
+    DeviceAuthorization {
+        client_id: String,
+    },
+    /// One poll of the token endpoint for a device login (RFC 8628 §3.4).
+    DevicePoll,
 }
 
 #[derive(Clone, Debug)]
@@ -572,7 +600,7 @@ impl Client {
     /// When to send [`Input::Tick`] next, if the machine waits for time.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         match &self.wait {
-            Wait::Until(at) => Some(*at),
+            Wait::Until(at) | Wait::DevicePoll(at) => Some(*at),
             Wait::Callback => self
                 .jobs
                 .front()

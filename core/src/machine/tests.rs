@@ -32,6 +32,7 @@ fn stored_with(dcr: Option<Registration>, cimd: Option<(&str, bool)>) -> Record 
         authorization_endpoint: None,
         token_endpoint: format!("{AS}/token"),
         registration_endpoint: None,
+        device_authorization_endpoint: None,
         cimd_supported: true,
         iss_parameter_supported: false,
         pkce_s256: true,

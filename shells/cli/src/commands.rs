@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use tenure_core::{Duration, Error, Operation, Status, Timestamp};
+use tenure_core::{Duration, Error, LoginFlow, Operation, Status, Timestamp};
 use tenure_store::Store;
 use tenure_tokio::{
     AccessToken, BrowserMode, Clock, Notice, Recorder, Tenure, TokenError, Verdict,
@@ -215,7 +215,45 @@ pub async fn operate(
     op: Operation,
     browser: BrowserMode,
 ) -> Result<(), Failure> {
-    operate_after(context, name, op, browser, Vec::new()).await
+    operate_with(context, name, op, browser, LoginFlow::Browser, Vec::new()).await
+}
+
+/// `tenure login`: a browser login, or a device login (RFC 8628) as `flow` says.
+pub async fn login(
+    context: &Context,
+    name: &str,
+    browser: BrowserMode,
+    flow: LoginFlow,
+) -> Result<(), Failure> {
+    operate_with(context, name, Operation::Login, browser, flow, Vec::new()).await
+}
+
+/// The login flow of a `tenure login` given neither `--device` nor `--no-browser`: the
+/// device login where no browser can open on this machine (see [`headless`]) and the server
+/// offers it (the core checks that), else the browser.
+pub fn automatic_login_flow() -> LoginFlow {
+    if headless(|name| std::env::var_os(name).is_some_and(|value| !value.is_empty())) {
+        LoginFlow::DeviceIfOffered
+    } else {
+        LoginFlow::Browser
+    }
+}
+
+/// Whether no browser can be opened on this machine for the user, from which environment
+/// variables are `set`: an SSH session (the browser would open far from the user, if at
+/// all), or, on Linux and the BSDs, no X11 or Wayland display.
+pub fn headless(set: impl Fn(&str) -> bool) -> bool {
+    if set("SSH_CONNECTION") || set("SSH_TTY") {
+        return true;
+    }
+    let desktop_by_variable = cfg!(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ));
+    desktop_by_variable && !set("DISPLAY") && !set("WAYLAND_DISPLAY")
 }
 
 /// The `WWW-Authenticate` value that says a resource refused the access token it was given.
@@ -231,6 +269,17 @@ pub async fn operate_after(
     browser: BrowserMode,
     challenges: Vec<String>,
 ) -> Result<(), Failure> {
+    operate_with(context, name, op, browser, LoginFlow::Browser, challenges).await
+}
+
+async fn operate_with(
+    context: &Context,
+    name: &str,
+    op: Operation,
+    browser: BrowserMode,
+    flow: LoginFlow,
+    challenges: Vec<String>,
+) -> Result<(), Failure> {
     // Whatever this command changes, no later `tenure token` may print what it replaces.
     forget_handout(context, name)?;
     let mut profile = load(context, name).await?;
@@ -240,8 +289,10 @@ pub async fn operate_after(
         profile.client_secret_env = None;
         profile.initial_access_token_env = None;
     }
-    let tenure = start(context, &profile, browser).await?;
-    let waiting = (op == Operation::Login && !context.json).then(|| {
+    let tenure = start(context, &profile, browser, flow).await?;
+    // A device login says what it waits for once the server has answered (see `start`).
+    let browser_login = op == Operation::Login && flow == LoginFlow::Browser;
+    let waiting = (browser_login && !context.json).then(|| {
         eprintln!(
             "waiting for the browser to come back to the loopback callback (Ctrl-C gives up)…"
         );
@@ -378,7 +429,7 @@ pub async fn status(context: &Context, name: Option<&str>) -> Result<(), Failure
     let mut rows = Vec::new();
     for name in &names {
         let profile = load(context, name).await?;
-        let tenure = start(context, &profile, BrowserMode::Print).await?;
+        let tenure = start(context, &profile, BrowserMode::Print, LoginFlow::Browser).await?;
         let (status, _) = tenure.status().await.map_err(Failure::other)?;
         rows.push((name.clone(), status));
     }
@@ -496,8 +547,10 @@ async fn start(
     context: &Context,
     profile: &Profile,
     browser: BrowserMode,
+    flow: LoginFlow,
 ) -> Result<Tenure, Failure> {
     let mut config = profile.config().map_err(Failure::other)?;
+    config.login_flow = flow;
     if let Some(ttl) = lease_ttl_override()? {
         config.lease_ttl = ttl;
     }
@@ -506,13 +559,30 @@ async fn start(
         .clock(context.clock)
         .timeouts(context.timeouts)
         .on_login_url(|url| eprintln!("open: {url}"))
-        .on_notice(|notice| {
-            if let Notice::Warning {
+        .on_notice(|notice| match notice {
+            Notice::Warning {
                 message: warning, ..
-            } = notice
-            {
-                eprintln!("warning: {}", in_cli_words(warning));
+            } => eprintln!("warning: {}", in_cli_words(warning)),
+            Notice::DeviceCode {
+                verification_uri,
+                user_code,
+                verification_uri_complete,
+                expires_at,
+            } => {
+                // RFC 8628 §3.3: the URI and the code, each on a line of its own so that
+                // they can be copied (and read by scripts); the complete URI as a shortcut.
+                eprintln!("to log in, open this address on any device and enter the code:");
+                eprintln!("visit: {verification_uri}");
+                eprintln!("code: {user_code}");
+                if let Some(complete) = verification_uri_complete {
+                    eprintln!("or visit (code included): {complete}");
+                }
+                eprintln!(
+                    "waiting for the login to be approved, until {} (Ctrl-C gives up)…",
+                    expires_at.to_rfc3339()
+                );
             }
+            _ => {}
         });
     if let Some(key) = &profile.key {
         builder = builder.stored_under(key.clone());
@@ -615,6 +685,17 @@ async fn remember_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ssh_session_or_a_missing_display_is_headless() {
+        let with = |names: &'static [&'static str]| move |name: &str| names.contains(&name);
+        assert!(headless(with(&["SSH_CONNECTION", "DISPLAY"])));
+        assert!(headless(with(&["SSH_TTY"])));
+        assert!(!headless(with(&["DISPLAY"])));
+        assert!(!headless(with(&["WAYLAND_DISPLAY"])));
+        // Elsewhere (macOS, Windows) a desktop needs no variable.
+        assert_eq!(headless(with(&[])), cfg!(target_os = "linux"));
+    }
 
     #[test]
     fn a_lease_ttl_override_is_a_positive_duration() {

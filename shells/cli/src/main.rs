@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use tenure_core::{AuthMethod, Duration, Grant, Operation, Timestamp};
+use tenure_core::{AuthMethod, Duration, Grant, LoginFlow, Operation, Timestamp};
 use tenure_store::Store;
 use tenure_tokio::{BrowserMode, Clock};
 
@@ -107,8 +107,14 @@ enum Commands {
         /// The client's name.
         name: String,
         /// Print the authorization URL (`open: URL` on stderr) instead of opening a browser.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "device")]
         no_browser: bool,
+        /// Log in with the device authorization grant (RFC 8628): print a URL and a code
+        /// (`visit: URL`, `code: CODE` on stderr) to enter on any device, and wait for the
+        /// approval. Chosen by itself when there is no display (an SSH session, or no
+        /// DISPLAY/WAYLAND_DISPLAY) and the server offers it.
+        #[arg(long)]
+        device: bool,
     },
     /// Print a valid access token, registering, refreshing and renewing as needed.
     Token {
@@ -411,13 +417,25 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             unreachable!("handled before the runtime starts")
         }
         Commands::Add(args) => commands::add(&context, args.into_profile()).await,
-        Commands::Login { name, no_browser } => {
+        Commands::Login {
+            name,
+            no_browser,
+            device,
+        } => {
             let browser = if no_browser {
                 BrowserMode::Print
             } else {
                 BrowserMode::Open
             };
-            commands::operate(&context, &name, Operation::Login, browser).await
+            let flow = if device {
+                LoginFlow::Device
+            } else if no_browser {
+                // Asked for the browser login by name: printed, never switched.
+                LoginFlow::Browser
+            } else {
+                commands::automatic_login_flow()
+            };
+            commands::login(&context, &name, browser, flow).await
         }
         Commands::GitCredential { name, action, .. } => {
             let challenges = match action {

@@ -126,6 +126,13 @@ pub enum What {
     Stored(u64),
     /// The browser was sent to the authorization endpoint.
     Browser,
+    /// A device login (RFC 8628) showed the user where to go and the code to enter.
+    DeviceCode {
+        /// The verification URI.
+        verification_uri: String,
+        /// The user code.
+        user_code: String,
+    },
     /// The lifecycle moved.
     State(Lifecycle),
     /// The client warned.
@@ -156,6 +163,13 @@ impl fmt::Display for Entry {
                 write!(f, "store      record written (generation {generation})")
             }
             What::Browser => write!(f, "browser    user sent to the authorization endpoint"),
+            What::DeviceCode {
+                verification_uri,
+                user_code,
+            } => write!(
+                f,
+                "device     user asked to enter {user_code} at {verification_uri}"
+            ),
             What::State(state) => write!(f, "state      {}", state.as_str()),
             What::Warning(message) => write!(f, "warning    {message}"),
             What::Outcome(text) => write!(f, "outcome    {text}"),
@@ -452,6 +466,14 @@ impl<S: Server> Simulation<S> {
         match event {
             Event::StateChanged(state) => self.note(What::State(state)),
             Event::Warning(message) => self.note(What::Warning(message)),
+            Event::DeviceAuthorization {
+                verification_uri,
+                user_code,
+                ..
+            } => self.note(What::DeviceCode {
+                verification_uri,
+                user_code,
+            }),
             ending => {
                 if let Some((op, outcome)) = ending.ending() {
                     self.note(What::Outcome(describe(&outcome)));

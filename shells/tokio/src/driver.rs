@@ -336,6 +336,22 @@ impl Driver {
                 self.notify(Notice::Warning { message, during });
                 return;
             }
+            Event::DeviceAuthorization {
+                verification_uri,
+                user_code,
+                verification_uri_complete,
+                expires_at,
+                ..
+            } => {
+                tracing::info!(uri = %sanitize(&verification_uri), "device login waits for the user");
+                self.notify(Notice::DeviceCode {
+                    verification_uri,
+                    user_code,
+                    verification_uri_complete,
+                    expires_at,
+                });
+                return;
+            }
             Event::Challenged(verdict) => {
                 let Some(reply) = self.challenges.pop_front() else {
                     return;

@@ -97,6 +97,18 @@ pub enum Notice {
     },
     /// The lifecycle moved (registering, renewing, logging in, …).
     Lifecycle(Lifecycle),
+    /// A device login (RFC 8628) waits for the user: show them the URI and the code. The
+    /// login goes on polling until they approve, refuse, or the code expires.
+    DeviceCode {
+        /// Where the user goes, on any device with a browser.
+        verification_uri: String,
+        /// The code to enter there.
+        user_code: String,
+        /// The verification URI with the code in it, when the server offers one.
+        verification_uri_complete: Option<String>,
+        /// When the code expires.
+        expires_at: Timestamp,
+    },
 }
 
 #[cfg(test)]

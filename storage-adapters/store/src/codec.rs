@@ -143,6 +143,7 @@ mod tests {
             authorization_endpoint: None,
             token_endpoint: "https://as.example/token".into(),
             registration_endpoint: None,
+            device_authorization_endpoint: None,
             cimd_supported: false,
             iss_parameter_supported: false,
             pkce_s256: true,

@@ -42,6 +42,7 @@ fn server(issuer: &str) -> AuthServer {
         authorization_endpoint: Some(format!("{issuer}/authorize")),
         token_endpoint: format!("{issuer}/token"),
         registration_endpoint: Some(format!("{issuer}/register")),
+        device_authorization_endpoint: None,
         cimd_supported: true,
         iss_parameter_supported: true,
         pkce_s256: true,
