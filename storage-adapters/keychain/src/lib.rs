@@ -116,7 +116,7 @@ impl KeychainStore {
                  keeps its secrets in its own files and is opened without keychain:",
             ));
         }
-        create_private_dir(&path).map_err(|e| {
+        tenure_sled::create_private_dir(&path).map_err(|e| {
             open_error(
                 e.to_string(),
                 "check that the parent directory exists and is writable, or pass another path",
@@ -405,21 +405,6 @@ fn strip(record: &Record) -> (Record, Vec<(&'static str, String, Secret)>) {
         entries.push((field, name, secret));
     }
     (stripped, entries)
-}
-
-#[cfg(unix)]
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(path)
 }
 
 /// Writes `text` to `path`, readable by its owner only.

@@ -247,8 +247,11 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Creates `path` (and its parents) with access for its owner only (0700 on Unix), and
+/// tightens an existing directory to that: a store's directory holds credentials. Other stores
+/// that keep files (the keychain store's records) use it too.
 #[cfg(unix)]
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -258,8 +261,9 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
+/// Creates `path` and its parents; the platform's default access applies.
 #[cfg(not(unix))]
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)
 }
 
