@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::assertion::{AssertionAudience, AssertionKey};
 use crate::endpoint::{is_loopback, secure_endpoint};
 use crate::error::ConfigError;
 use crate::key::ClientKey;
@@ -20,6 +21,9 @@ pub enum AuthMethod {
     ClientSecretBasic,
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
+    /// A JWT the client signs with its private key, sent as `client_assertion` (RFC 7523
+    /// §2.2, SEP-1046). Needs a pre-registered client id and [`ClientConfig::private_key`].
+    PrivateKeyJwt,
 }
 
 impl AuthMethod {
@@ -29,22 +33,27 @@ impl AuthMethod {
             AuthMethod::None => "none",
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
         }
     }
 
-    /// Parses an RFC 7591 name; other methods (e.g. `private_key_jwt`) are not supported yet.
+    /// Parses an RFC 7591 name; other methods (e.g. `client_secret_jwt`) are not supported.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "none" => Some(AuthMethod::None),
             "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
             _ => None,
         }
     }
 
     /// Whether this method sends a client secret.
     pub fn uses_secret(self) -> bool {
-        !matches!(self, AuthMethod::None)
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
     }
 }
 
@@ -130,6 +139,14 @@ pub struct ClientConfig {
     pub client_id: Option<String>,
     /// The pre-registered client's secret.
     pub client_secret: Option<Secret>,
+    /// The pre-registered client's private key for `private_key_jwt`: PKCS#8 PEM text of a
+    /// P-256 EC key (ES256).
+    pub private_key: Option<Secret>,
+    /// The key id (`kid`) the JWS header of a client assertion names, when the server needs
+    /// one to pick among the client's keys.
+    pub private_key_id: Option<String>,
+    /// What the `aud` claim of a client assertion names.
+    pub assertion_audience: AssertionAudience,
     /// A Client ID Metadata Document URL (registration priority 2).
     pub cimd_url: Option<String>,
     /// The token endpoint auth method to use (pre-registered) or to request (DCR).
@@ -179,6 +196,9 @@ impl std::fmt::Debug for ClientConfig {
             .field("scopes", &self.scopes)
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
+            .field("private_key", &self.private_key)
+            .field("private_key_id", &self.private_key_id)
+            .field("assertion_audience", &self.assertion_audience)
             .field("cimd_url", &self.cimd_url)
             .field("auth_method", &self.auth_method)
             .field("grant", &self.grant)
@@ -225,6 +245,9 @@ impl ClientConfig {
             scopes: Vec::new(),
             client_id: None,
             client_secret: None,
+            private_key: None,
+            private_key_id: None,
+            assertion_audience: AssertionAudience::TokenEndpoint,
             cimd_url: None,
             auth_method: None,
             grant: Grant::AuthorizationCode,
@@ -259,6 +282,30 @@ impl ClientConfig {
     pub fn with_client(mut self, client_id: impl Into<String>, secret: Option<Secret>) -> Self {
         self.client_id = Some(client_id.into());
         self.client_secret = secret;
+        self
+    }
+
+    /// A pre-registered client that authenticates with `private_key_jwt`: its id and its
+    /// private key (PKCS#8 PEM text), with the key id for the JWS header when the server
+    /// needs one.
+    pub fn with_private_key_jwt(
+        mut self,
+        client_id: impl Into<String>,
+        private_key_pem: Secret,
+        key_id: Option<String>,
+    ) -> Self {
+        self.client_id = Some(client_id.into());
+        self.client_secret = None;
+        self.private_key = Some(private_key_pem);
+        self.private_key_id = key_id;
+        self.auth_method = Some(AuthMethod::PrivateKeyJwt);
+        self
+    }
+
+    /// What the `aud` claim of a client assertion names: the token endpoint (the default) or
+    /// the issuer.
+    pub fn with_assertion_audience(mut self, audience: AssertionAudience) -> Self {
+        self.assertion_audience = audience;
         self
     }
 
@@ -329,6 +376,21 @@ impl ClientConfig {
             if id.trim().is_empty() {
                 return Err(ConfigError::EmptyClientId);
             }
+        }
+        match (self.auth_method, &self.private_key) {
+            (Some(AuthMethod::PrivateKeyJwt), None) => return Err(ConfigError::PrivateKeyMissing),
+            (Some(AuthMethod::PrivateKeyJwt), Some(pem)) => {
+                // Only a pre-registered client can use a key: registering one dynamically
+                // would need its public key (`jwks`) in the registration, which Tenure
+                // does not send.
+                if self.client_id.is_none() {
+                    return Err(ConfigError::PrivateKeyWithoutId);
+                }
+                AssertionKey::from_pkcs8_pem(pem, self.private_key_id.as_deref())
+                    .map_err(ConfigError::PrivateKey)?;
+            }
+            (_, Some(_)) => return Err(ConfigError::PrivateKeyUnused),
+            (_, None) => {}
         }
         if self.grant == Grant::AuthorizationCode {
             check_redirect_uri(&self.redirect_uri).map_err(ConfigError::RedirectUri)?;

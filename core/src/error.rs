@@ -33,6 +33,18 @@ pub enum ConfigError {
     /// The redirect URI is unusable.
     #[error("bad redirect URI: {0}")]
     RedirectUri(String),
+    /// `private_key_jwt` without a private key.
+    #[error("the auth method `private_key_jwt` needs the setting `private_key` (PKCS#8 PEM text of a P-256 key)")]
+    PrivateKeyMissing,
+    /// A private key with no pre-registered client id.
+    #[error("the setting `private_key` needs the setting `client_id`: a key belongs to a pre-registered client")]
+    PrivateKeyWithoutId,
+    /// A private key while another auth method is chosen.
+    #[error("the setting `private_key` is only used with the auth method `private_key_jwt`; choose that method or drop the key")]
+    PrivateKeyUnused,
+    /// The private key cannot sign.
+    #[error("bad setting `private_key`: {0}")]
+    PrivateKey(crate::assertion::KeyError),
 }
 
 /// An OAuth error as the server sent it: the HTTP status and, when the body was a JSON object

@@ -27,6 +27,7 @@
 //! commands ([`io`]), the configuration, the record, errors, keys, secrets and time. The
 //! parsers stay inside; fuzz targets and property tests reach them through a hidden module.
 
+pub mod assertion;
 mod authorization;
 mod challenge;
 pub mod config;
@@ -47,6 +48,7 @@ pub mod time;
 mod tokens;
 mod wire;
 
+pub use assertion::{AssertionAudience, AssertionKey, KeyError};
 pub use config::{AuthMethod, ClientConfig, Grant, LoginFlow};
 pub use error::{ConfigError, Error, ErrorClass, ServerError};
 pub use io::{

@@ -33,6 +33,13 @@ pub enum ClientAuth<'a> {
         /// The client secret.
         secret: &'a Secret,
     },
+    /// A signed JWT in `client_assertion` (`private_key_jwt`, RFC 7523 §2.2).
+    Assertion {
+        /// The client id.
+        client_id: &'a str,
+        /// The signed assertion, made for this one request.
+        assertion: &'a Secret,
+    },
 }
 
 /// Which grant a token request uses.
@@ -139,6 +146,19 @@ pub(crate) fn authenticated_form<'a>(
         ClientAuth::Post { client_id, secret } => {
             fields.push(("client_id", client_id));
             fields.push(("client_secret", secret.expose()));
+        }
+        ClientAuth::Assertion {
+            client_id,
+            assertion,
+        } => {
+            // `client_id` is optional next to an assertion (RFC 7521 §4.2) but harmless, and
+            // some servers look the client up by it before reading the assertion.
+            fields.push(("client_id", client_id));
+            fields.push((
+                "client_assertion_type",
+                crate::assertion::JWT_BEARER_ASSERTION_TYPE,
+            ));
+            fields.push(("client_assertion", assertion.expose()));
         }
         ClientAuth::Basic { client_id, secret } => {
             // The client id also goes in the body: RFC 6749 §3.2.1 lets a client name itself
@@ -315,6 +335,33 @@ mod tests {
             .to_str()
             .unwrap()
             .starts_with("Basic "));
+    }
+
+    #[test]
+    fn an_assertion_goes_in_the_body_with_its_type_rfc_7523_2_2() {
+        let assertion = Secret::new("header.payload.signature");
+        let request = token_request(
+            "https://a/t",
+            ClientAuth::Assertion {
+                client_id: "c",
+                assertion: &assertion,
+            },
+            GrantRequest::ClientCredentials { scopes: &[] },
+            None,
+        )
+        .unwrap();
+        let fields = body_of(&request);
+        assert_eq!(
+            field(&fields, "client_assertion_type").as_deref(),
+            Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        );
+        assert_eq!(
+            field(&fields, "client_assertion").as_deref(),
+            Some("header.payload.signature")
+        );
+        assert_eq!(field(&fields, "client_id").as_deref(), Some("c"));
+        assert_eq!(field(&fields, "client_secret"), None);
+        assert!(request.headers().get("authorization").is_none());
     }
 
     #[test]

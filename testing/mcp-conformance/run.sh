@@ -6,7 +6,9 @@
 #
 # Suites: auth, backcompat, draft (all three by default), from the release pinned in
 # package.json; 2026-07-28, the auth scenarios of the suite's frozen 2026-07-28 requirements
-# run at that revision's wire, from the prerelease pinned in 2026-07-28/package.json. Every
+# run at that revision's wire, from the prerelease pinned in 2026-07-28/package.json. The
+# extension scenarios Tenure implements (client credentials) are scored too, in `auth` and
+# in `2026-07-28`, although the suite's own requirements do not score them. Every
 # scenario runs on its own, inside a network namespace that has only loopback (the suite's
 # servers listen on every interface), with the client's exit status counted and a time bound
 # per scenario. Prints one line per scenario and a summary per suite; exits non-zero when a
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     --suite) suites+=("${2:?--suite needs a name: auth, backcompat, draft or 2026-07-28}"); shift 2 ;;
     --expected-failures) baseline="${2:?--expected-failures needs a file}"; shift 2 ;;
     --no-build) build=no; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -96,32 +98,53 @@ use_packages() {
   esac
 }
 
+# The extension scenarios (on no revision's timeline) that Tenure implements: the client
+# credentials grant with client_secret_basic and with private_key_jwt (SEP-1046). The suite
+# runs them but never scores them; here they are scored like any other, so that a regression
+# fails the run. Each is run only where the pinned suite lists it.
+supported_extensions=(auth/client-credentials-basic auth/client-credentials-jwt)
+is_supported_extension() {
+  local name
+  for name in "${supported_extensions[@]}"; do [ "$name" = "$1" ] && return 0; done
+  return 1
+}
+
 # The scenarios of a suite, from the pinned suite's own lists. 0.1.16: `auth` is every auth
 # scenario of a dated revision after 2025-03-26, `backcompat` those of 2025-03-26, `draft`
 # those tagged draft. 2026-07-28: the auth scenarios that the frozen requirements score for
-# clients (`conformance list --requirements`).
+# clients (`conformance list --requirements`). Both add the supported extensions.
 scenarios_of() {
   if [ "$1" = 2026-07-28 ]; then
     conformance list --requirements 2026-07-28 \
       | sed -n '/^Client scenarios/,/^$/s/^  - \(auth\/[^ ]*\)$/\1/p'
+    extensions_of 2026-07-28 | while read -r name; do
+      if is_supported_extension "$name"; then echo "$name"; fi
+    done
     return
   fi
   conformance list | sed -n 's/^  - \(auth\/[^ ]*\) \[\(.*\)\]$/\1 \2/p' | while read -r name versions; do
     case "$1:$versions" in
       backcompat:2025-03-26) echo "$name" ;;
       draft:*draft*) echo "$name" ;;
-      auth:*draft*|auth:*extension*|auth:2025-03-26) ;;
+      auth:*extension*) if is_supported_extension "$name"; then echo "$name"; fi ;;
+      auth:*draft*|auth:2025-03-26) ;;
       auth:*) echo "$name" ;;
     esac
   done
 }
 
-# The auth scenarios that the frozen requirements run but do not score (the extensions): not
-# run here, only named.
-unscored_of() {
+# The auth scenarios that the frozen requirements run but do not score (the extensions).
+extensions_of() {
   [ "$1" = 2026-07-28 ] || return 0
   conformance list --requirements 2026-07-28 \
     | sed -n '/never scored/,$s/^    - \(auth\/[^ ]*\) \[client\]$/\1/p'
+}
+
+# Of those, the ones Tenure does not implement: not run here, only named.
+unscored_of() {
+  extensions_of "$1" | while read -r name; do
+    if ! is_supported_extension "$name"; then echo "$name"; fi
+  done
 }
 
 # The wire a suite's scenarios run at: the 2026-07-28 requirements at that revision's, as
@@ -171,8 +194,13 @@ for suite in "${suites[@]}"; do
     out="$results/$suite/$name"
     mkdir -p "$out"
     status=0
+    # An extension is on no revision's timeline, so at a dated wire the suite skips it
+    # unless forced.
+    force=()
+    if is_supported_extension "$name" && [ ${#wire[@]} -gt 0 ]; then force=(--force); fi
     timeout "$scenario_limit" conformance client --command "$binary" --scenario "$name" \
-      "${wire[@]+"${wire[@]}"}" -o "$results/$suite" >"$out/conformance.log" 2>&1 || status=$?
+      "${wire[@]+"${wire[@]}"}" "${force[@]+"${force[@]}"}" -o "$results/$suite" \
+      >"$out/conformance.log" 2>&1 || status=$?
     checks=$(find "$results/$suite/$name"-* -name checks.json 2>/dev/null | head -n 1)
     counts="no checks recorded"
     ok=0

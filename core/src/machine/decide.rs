@@ -552,10 +552,14 @@ impl Client {
             Ok(auth) => auth,
             Err(error) => return Step::Finish(Outcome::Failed(error)),
         };
+        let assertion = match self.client_assertion(now, server, &client_id, method) {
+            Ok(assertion) => assertion,
+            Err(error) => return Step::Finish(Outcome::Failed(error)),
+        };
         let scopes = self.scopes_to_request(server);
         let request = device_authorization_request(
             &endpoint,
-            token_endpoint_auth(&client_id, secret.as_ref(), method),
+            token_endpoint_auth(&client_id, secret.as_ref(), assertion.as_ref(), method),
             &scopes,
             self.resource_indicator(),
         );
@@ -669,7 +673,11 @@ impl Client {
             Err(error) => return Step::Finish(Outcome::Failed(error)),
         };
         let (client_id, secret, method) = auth;
-        let auth = token_endpoint_auth(&client_id, secret.as_ref(), method);
+        let assertion = match self.client_assertion(now, &server, &client_id, method) {
+            Ok(assertion) => assertion,
+            Err(error) => return Step::Finish(Outcome::Failed(error)),
+        };
+        let auth = token_endpoint_auth(&client_id, secret.as_ref(), assertion.as_ref(), method);
         let grant_type = grant.grant_type();
         let (kind, purpose) = match grant {
             GrantRequest::Code { .. } => (
@@ -704,6 +712,40 @@ impl Client {
             Ok(request) => self.http(kind, request, purpose),
             Err(reason) => Step::Finish(Outcome::Failed(Error::Protocol(reason))),
         }
+    }
+
+    /// A fresh client assertion for `private_key_jwt` (RFC 7523 §2.2), or `None` for the
+    /// other methods. Made for each request, with a `jti` from the client's entropy, so no
+    /// two requests share one (RFC 7523 §3 item 7).
+    pub(super) fn client_assertion(
+        &mut self,
+        now: Timestamp,
+        server: &AuthServer,
+        client_id: &str,
+        method: crate::config::AuthMethod,
+    ) -> Result<Option<Secret>, Error> {
+        use crate::assertion::{AssertionAudience, AssertionClaims, AssertionKey};
+        if method != crate::config::AuthMethod::PrivateKeyJwt {
+            return Ok(None);
+        }
+        let pem = self
+            .config
+            .private_key
+            .as_ref()
+            .ok_or(Error::Config(crate::ConfigError::PrivateKeyMissing))?;
+        let key = AssertionKey::from_pkcs8_pem(pem, self.config.private_key_id.as_deref())
+            .map_err(|e| Error::Config(crate::ConfigError::PrivateKey(e)))?;
+        let audience = match self.config.assertion_audience {
+            AssertionAudience::Issuer => server.issuer.as_str(),
+            _ => server.token_endpoint.as_str(),
+        };
+        let jti = self.entropy.token();
+        Ok(Some(key.sign(&AssertionClaims {
+            client_id,
+            audience,
+            jti: &jti,
+            now,
+        })))
     }
 
     /// The client id, secret and method for the token endpoint. A secret is only handed out
@@ -755,12 +797,20 @@ impl Client {
     }
 }
 
-/// How the client authenticates at the token endpoint, from its id, secret and method.
+/// How the client authenticates at the token endpoint, from its id, secret or assertion, and
+/// method.
 fn token_endpoint_auth<'a>(
     client_id: &'a str,
     secret: Option<&'a Secret>,
+    assertion: Option<&'a Secret>,
     method: crate::config::AuthMethod,
 ) -> ClientAuth<'a> {
+    if let (crate::config::AuthMethod::PrivateKeyJwt, Some(assertion)) = (method, assertion) {
+        return ClientAuth::Assertion {
+            client_id,
+            assertion,
+        };
+    }
     match (method, secret) {
         (crate::config::AuthMethod::ClientSecretBasic, Some(secret)) => {
             ClientAuth::Basic { client_id, secret }

@@ -18,7 +18,11 @@
 //!
 //! Environment, as the suite sets it:
 //! - `MCP_CONFORMANCE_CONTEXT`: JSON; `client_id` and `client_secret`, when present, are a
-//!   pre-registered client (MCP-7 priority 1).
+//!   pre-registered client (MCP-7 priority 1). In the client-credentials scenarios (the
+//!   context's `name` starts with `auth/client-credentials`) the client is a machine: it
+//!   uses the client credentials grant, with `client_secret_basic`, or with
+//!   `private_key_jwt` when the context carries `private_key_pem` (and `signing_algorithm`,
+//!   which must be `ES256`).
 //! - `MCP_CONFORMANCE_SCENARIO`: the scenario's name; only printed.
 //!
 //! Exit status: 0 when every call succeeded, 1 otherwise (the reason on stderr), 2 for a
@@ -30,7 +34,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tenure_core::Secret;
+use tenure_core::{AssertionAudience, AuthMethod, Grant, Secret};
 use tenure_store::MemoryStore;
 use tenure_tokio::{BrowserMode, ClientConfig, Notice, Tenure, Timeouts};
 
@@ -51,7 +55,15 @@ struct Invocation {
     cimd_url: String,
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// The client credentials grant rather than a user's login.
+    machine: bool,
+    /// PKCS#8 PEM text of the key for `private_key_jwt`.
+    private_key_pem: Option<String>,
 }
+
+/// The prefix of the scenarios whose client is a machine using the client credentials grant
+/// (the `io.modelcontextprotocol/oauth-client-credentials` extension, SEP-1046).
+const CLIENT_CREDENTIALS_SCENARIOS: &str = "auth/client-credentials";
 
 fn main() -> ExitCode {
     let invocation = match invocation(std::env::args().skip(1).collect()) {
@@ -114,18 +126,35 @@ fn invocation(args: Vec<String>) -> Result<Invocation, String> {
         Err(_) => Value::Null,
     };
     let text = |name: &str| context.get(name).and_then(Value::as_str).map(str::to_owned);
+    let private_key_pem = text("private_key_pem");
+    if private_key_pem.is_some() {
+        match text("signing_algorithm").as_deref() {
+            None | Some("ES256") => {}
+            Some(other) => {
+                return Err(format!(
+                    "MCP_CONFORMANCE_CONTEXT asks for signing_algorithm {other}; Tenure signs client assertions with ES256 only"
+                ))
+            }
+        }
+    }
+    let machine = text("name").is_some_and(|name| name.starts_with(CLIENT_CREDENTIALS_SCENARIOS));
     Ok(Invocation {
         server_url,
         cimd_url,
         client_id: text("client_id"),
         client_secret: text("client_secret"),
+        machine,
+        private_key_pem,
     })
 }
 
 /// The Tenure configuration: discovery from the MCP server as a protected resource, the
 /// suite's CIMD URL (used only when the authorization server supports CIMD), pre-registered
 /// credentials when the context has them, and the 2025-03-26 fallback for servers that
-/// publish no protected resource metadata.
+/// publish no protected resource metadata. A machine client uses the client credentials
+/// grant with `client_secret_basic`, or `private_key_jwt` with assertions addressed to the
+/// issuer (the suite's server accepts only that audience); it has no CIMD, which is for
+/// public clients.
 fn config(invocation: &Invocation) -> Result<ClientConfig, String> {
     let mut config = ClientConfig::for_resource("mcp-conformance", &invocation.server_url);
     config.client_name = "Tenure MCP conformance client".into();
@@ -135,6 +164,16 @@ fn config(invocation: &Invocation) -> Result<ClientConfig, String> {
     config.client_id = invocation.client_id.clone();
     config.client_secret = invocation.client_secret.clone().map(Secret::new);
     config.legacy_discovery = true;
+    if invocation.machine {
+        config.grant = Grant::ClientCredentials;
+        config.cimd_url = None;
+        config.auth_method = Some(AuthMethod::ClientSecretBasic);
+    }
+    if let Some(pem) = &invocation.private_key_pem {
+        config.private_key = Some(Secret::new(pem.as_str()));
+        config.auth_method = Some(AuthMethod::PrivateKeyJwt);
+        config.assertion_audience = AssertionAudience::Issuer;
+    }
     config
         .validate()
         .map_err(|e| format!("the client configuration is unusable: {e}"))?;
@@ -208,5 +247,17 @@ mod tests {
         assert_eq!(custom.cimd_url, "https://app.example.com/client.json");
         assert!(invocation(vec![]).is_err());
         assert!(invocation(vec!["a".into(), "b".into()]).is_err());
+    }
+
+    #[test]
+    fn a_client_credentials_scenario_makes_a_machine_client() {
+        let mut found = invocation(vec!["http://localhost:1/mcp".into()]).unwrap();
+        found.client_id = Some("conformance-test-client".into());
+        found.client_secret = Some("conformance-test-secret".into());
+        found.machine = true;
+        let config = config(&found).unwrap();
+        assert_eq!(config.grant, Grant::ClientCredentials);
+        assert_eq!(config.auth_method, Some(AuthMethod::ClientSecretBasic));
+        assert_eq!(config.cimd_url, None);
     }
 }

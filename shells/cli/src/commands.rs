@@ -23,13 +23,14 @@ use crate::profile::Profile;
 /// are options. Every message the CLI shows goes through here, so its advice names the
 /// option to pass.
 pub fn in_cli_words(text: &str) -> String {
-    const OPTIONS: [(&str, &str); 8] = [
+    const OPTIONS: [(&str, &str); 9] = [
         ("issuer", "--issuer"),
         ("resource", "--resource"),
         ("cimd_url", "--cimd-url"),
         ("client_id", "--client-id"),
         ("client_secret", "--client-secret-env"),
         ("auth_method", "--auth-method"),
+        ("private_key", "--private-key-file"),
         ("grant", "--grant"),
         ("initial_access_token", "--initial-access-token-env"),
     ];
@@ -178,11 +179,14 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
         ) {
             (Some(_), _) => Some("a client secret (--client-secret-env)"),
             (None, Some(_)) => Some("an initial access token (--initial-access-token-env)"),
+            (None, None) if profile.private_key_file.is_some() || profile.private_key_env.is_some() => {
+                Some("a client assertion signed with the private key (--private-key-file or --private-key-env)")
+            }
             (None, None) => None,
         };
         if let Some(secret) = secret {
             return Err(Failure::usage(format!(
-                "{secret} is sent only to the authorization server it was issued by: name that server with --issuer URL, next to --resource"
+                "{secret} is sent only to the authorization server the client belongs to: name that server with --issuer URL, next to --resource"
             )));
         }
     }
@@ -191,10 +195,17 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
     let mut checked = profile.clone();
     checked.client_secret_env = None;
     checked.initial_access_token_env = None;
-    let config = checked.config().map_err(Failure::other)?;
-    config
-        .validate()
+    // A key file is read now, so a wrong path or format shows at once; a key in a variable
+    // is read when it is used, like a secret.
+    let key_in_variable = checked.private_key_env.take().is_some();
+    let config = checked
+        .config()
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+    match config.validate() {
+        Err(tenure_core::ConfigError::PrivateKeyMissing) if key_in_variable => {}
+        Err(e) => return Err(Failure::new(exit::USAGE, in_cli_words(&e.to_string()))),
+        Ok(()) => {}
+    }
     forget_handout(context, &profile.name)?;
     save(context, &profile).await?;
     if context.json {
@@ -288,6 +299,9 @@ async fn operate_with(
         // way of removing the record.
         profile.client_secret_env = None;
         profile.initial_access_token_env = None;
+        if profile.private_key_file.take().is_some() | profile.private_key_env.take().is_some() {
+            profile.auth_method = None;
+        }
     }
     let tenure = start(context, &profile, browser, flow).await?;
     // A device login says what it waits for once the server has answered (see `start`).

@@ -26,7 +26,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use tenure_core::{AuthMethod, Duration, Grant, LoginFlow, Operation, Timestamp};
+use tenure_core::{
+    AssertionAudience, AuthMethod, Duration, Grant, LoginFlow, Operation, Timestamp,
+};
 use tenure_store::Store;
 use tenure_tokio::{BrowserMode, Clock};
 
@@ -100,7 +102,8 @@ enum Commands {
     /// expiry with a failing renewal. No network, no setup.
     Demo,
     /// Add a named client configuration.
-    Add(AddArgs),
+    // Boxed: its many options would make every other command as large.
+    Add(Box<AddArgs>),
     /// Log in with authorization code + PKCE through the loopback callback (or fetch a
     /// client-credentials token).
     Login {
@@ -195,11 +198,32 @@ struct AddArgs {
     /// The environment variable holding the pre-registered client secret.
     #[arg(long, requires = "client_id", value_name = "VAR")]
     client_secret_env: Option<String>,
+    /// The pre-registered client's private key for `--auth-method private_key_jwt`: a file
+    /// holding an unencrypted PKCS#8 PEM P-256 key (`-----BEGIN PRIVATE KEY-----`). The
+    /// profile keeps the path and reads the file when it is needed.
+    #[arg(
+        long,
+        requires = "client_id",
+        conflicts_with = "private_key_env",
+        value_name = "PATH"
+    )]
+    private_key_file: Option<PathBuf>,
+    /// The environment variable holding that private key's PEM text, instead of a file
+    /// (e.g. TENURE_PRIVATE_KEY).
+    #[arg(long, requires = "client_id", value_name = "VAR")]
+    private_key_env: Option<String>,
+    /// The key id (`kid`) to name in the signed assertions, when the server needs one.
+    #[arg(long, value_name = "KID")]
+    private_key_id: Option<String>,
+    /// What the signed assertions' `aud` claim names: the token endpoint (the default) or
+    /// the server's issuer.
+    #[arg(long, value_parser = parse_audience, value_name = "token_endpoint|issuer")]
+    assertion_audience: Option<AssertionAudience>,
     /// A Client ID Metadata Document URL to use as the client id.
     #[arg(long, value_name = "URL")]
     cimd_url: Option<String>,
     /// How the client authenticates at the token endpoint.
-    #[arg(long, value_parser = parse_auth_method, value_name = "none|client_secret_basic|client_secret_post")]
+    #[arg(long, value_parser = parse_auth_method, value_name = "none|client_secret_basic|client_secret_post|private_key_jwt")]
     auth_method: Option<AuthMethod>,
     /// How tokens are obtained.
     #[arg(long, value_parser = parse_grant, default_value = "authorization_code", value_name = "authorization_code|client_credentials")]
@@ -217,8 +241,18 @@ struct AddArgs {
 
 fn parse_auth_method(text: &str) -> Result<AuthMethod, String> {
     AuthMethod::parse(text).ok_or_else(|| {
-        format!("`{text}` is not one of none, client_secret_basic, client_secret_post")
+        format!(
+            "`{text}` is not one of none, client_secret_basic, client_secret_post, private_key_jwt"
+        )
     })
+}
+
+fn parse_audience(text: &str) -> Result<AssertionAudience, String> {
+    match text {
+        "token_endpoint" => Ok(AssertionAudience::TokenEndpoint),
+        "issuer" => Ok(AssertionAudience::Issuer),
+        _ => Err(format!("`{text}` is not one of token_endpoint, issuer")),
+    }
 }
 
 fn parse_grant(text: &str) -> Result<Grant, String> {
@@ -245,6 +279,13 @@ impl AddArgs {
             scope: self.scopes,
             client_id: self.client_id,
             client_secret_env: self.client_secret_env,
+            // Kept absolute: later commands may run from another directory.
+            private_key_file: self
+                .private_key_file
+                .map(|path| std::path::absolute(&path).unwrap_or(path)),
+            private_key_env: self.private_key_env,
+            private_key_id: self.private_key_id,
+            assertion_audience: self.assertion_audience,
             cimd_url: self.cimd_url,
             auth_method: self.auth_method,
             grant: self.grant,

@@ -1,12 +1,16 @@
 //! Named client configurations (`tenure add NAME …`), kept in the store next to the records.
 //!
 //! A profile holds what the user typed, never a secret: a client secret or an initial access
-//! token is named by the environment variable that holds it and read when it is needed, so
-//! the store does not collect one more copy of it.
+//! token is named by the environment variable that holds it, and a private key by its file
+//! or variable, and read when it is needed, so the store does not collect one more copy of it.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tenure_core::config::{loopback_redirect_uri, DEFAULT_REDIRECT_PORT};
-use tenure_core::{AuthMethod, ClientConfig, ClientKey, Duration, Grant, Secret};
+use tenure_core::{
+    AssertionAudience, AuthMethod, ClientConfig, ClientKey, Duration, Grant, Secret,
+};
 
 /// One `tenure add`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +32,19 @@ pub struct Profile {
     /// `--client-secret-env`: the variable holding the pre-registered secret.
     #[serde(default)]
     pub client_secret_env: Option<String>,
+    /// `--private-key-file`: the PKCS#8 PEM file of the key for `private_key_jwt`, as an
+    /// absolute path.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// `--private-key-env`: the variable holding that key's PEM text instead.
+    #[serde(default)]
+    pub private_key_env: Option<String>,
+    /// `--private-key-id`: the `kid` of the assertions' JWS header.
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    /// `--assertion-audience`: what the assertions' `aud` names.
+    #[serde(default)]
+    pub assertion_audience: Option<AssertionAudience>,
     /// `--cimd-url`.
     #[serde(default)]
     pub cimd_url: Option<String>,
@@ -73,6 +90,16 @@ pub enum ProfileError {
         /// The profile.
         name: String,
     },
+    /// The private key file cannot be read.
+    #[error("cannot read the private key file {path} of `{name}` ({reason}); it must hold a PKCS#8 PEM key (`-----BEGIN PRIVATE KEY-----`): fix --private-key-file with `tenure add {name} …`")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// Why, from the operating system; never the file's content.
+        reason: String,
+        /// The profile.
+        name: String,
+    },
     /// The stored profile does not parse.
     #[error("the stored configuration of `{name}` is unreadable ({reason}); run `tenure add {name} …` again")]
     Corrupt {
@@ -106,6 +133,15 @@ impl Profile {
         config.scopes = self.scope.clone();
         config.client_id = self.client_id.clone();
         config.client_secret = self.secret_from(&self.client_secret_env, "client secret")?;
+        config.private_key = match (&self.private_key_file, &self.private_key_env) {
+            (Some(path), _) => Some(self.key_from_file(path)?),
+            (None, variable @ Some(_)) => self.secret_from(variable, "private key")?,
+            (None, None) => None,
+        };
+        config.private_key_id = self.private_key_id.clone();
+        if let Some(audience) = self.assertion_audience {
+            config.assertion_audience = audience;
+        }
         config.cimd_url = self.cimd_url.clone();
         config.auth_method = self.auth_method;
         config.grant = self.grant;
@@ -155,6 +191,20 @@ impl Profile {
         client
     }
 
+    /// The PEM text of the private key file. Only the operating system's reason goes into an
+    /// error, never a byte of the file.
+    fn key_from_file(&self, path: &std::path::Path) -> Result<Secret, ProfileError> {
+        let error = |reason: String| ProfileError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+            name: self.name.clone(),
+        };
+        let bytes = std::fs::read(path).map_err(|e| error(e.to_string()))?;
+        String::from_utf8(bytes)
+            .map(Secret::new)
+            .map_err(|_| error("it is not text; a DER key must be converted to PEM".into()))
+    }
+
     fn secret_from(
         &self,
         variable: &Option<String>,
@@ -186,6 +236,10 @@ mod tests {
             scope: vec!["read".into()],
             client_id: None,
             client_secret_env: None,
+            private_key_file: None,
+            private_key_env: None,
+            private_key_id: None,
+            assertion_audience: None,
             cimd_url: None,
             auth_method: Some(AuthMethod::ClientSecretPost),
             grant: Grant::ClientCredentials,
@@ -218,6 +272,60 @@ mod tests {
             error.contains("TENURE_TEST_SURELY_UNSET_VARIABLE"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_private_key_file_is_read_when_needed_and_never_shown() {
+        let dir = std::env::temp_dir().join(format!("tenure-key-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("client.pem");
+        // A fixed P-256 key: the scalar 1 is a valid (if useless) private key.
+        let mut scalar = [0u8; 32];
+        scalar[31] = 1;
+        let pem = {
+            use p256::pkcs8::{EncodePrivateKey, LineEnding};
+            p256::ecdsa::SigningKey::from_slice(&scalar)
+                .unwrap()
+                .to_pkcs8_pem(LineEnding::LF)
+                .unwrap()
+                .to_string()
+        };
+        std::fs::write(&path, &pem).unwrap();
+
+        let mut profile = profile();
+        profile.client_id = Some("machine".into());
+        profile.auth_method = Some(AuthMethod::PrivateKeyJwt);
+        profile.private_key_file = Some(path.clone());
+        profile.private_key_id = Some("k1".into());
+        let stored = profile.to_json().to_string();
+        assert!(
+            !stored.contains("PRIVATE KEY"),
+            "the profile keeps the path only"
+        );
+        let config = profile.config().unwrap();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.private_key.as_ref().unwrap().expose(), pem);
+        assert!(!format!("{config:?}").contains("PRIVATE KEY"));
+
+        std::fs::write(&path, "not a key: s3cr3t").unwrap();
+        let error = profile
+            .config()
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("BEGIN PRIVATE KEY") && !error.contains("s3cr3t"),
+            "{error}"
+        );
+
+        std::fs::remove_file(&path).unwrap();
+        let error = profile.config().unwrap_err().to_string();
+        assert!(
+            error.contains("client.pem") && error.contains("PKCS#8"),
+            "{error}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
