@@ -3,9 +3,10 @@
 //! secret.
 //!
 //! Signing stays pure, as the rest of the core: ECDSA P-256 signatures are deterministic
-//! (RFC 6979, the nonce is derived from the key and the message), so the same key, claims and
-//! time always give the same assertion, and nothing reads the operating system's randomness.
-//! The `jti` comes from the client's seeded entropy.
+//! (RFC 6979, the nonce is derived from the key and the message) and RSASSA-PKCS1-v1_5 needs
+//! no randomness at all, so the same key, claims and time always give the same assertion,
+//! and nothing reads the operating system's randomness. The `jti` comes from the client's
+//! seeded entropy.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -56,11 +57,11 @@ pub enum KeyError {
     #[error("the private key is not PKCS#8 PEM text: expected a block that starts with `-----BEGIN PRIVATE KEY-----` ({0}); convert other formats with `openssl pkcs8 -topk8 -nocrypt`")]
     NotPkcs8Pem(&'static str),
     /// A PKCS#8 key of an algorithm Tenure cannot sign with.
-    #[error("the private key is {0}; private_key_jwt needs a P-256 EC key (ES256)")]
+    #[error("the private key is {0}; private_key_jwt needs a P-256 EC key (ES256) or an RSA key of 2048 to 4096 bits (RS256)")]
     UnsupportedAlgorithm(&'static str),
     /// The PKCS#8 structure is well formed but its key is not usable.
-    #[error("the private key is not a usable P-256 EC key (ES256); check that the file holds an unencrypted P-256 key")]
-    BadKey,
+    #[error("the private key is not a usable {0} key; check that the file holds an unencrypted P-256 EC key (ES256) or an RSA key of 2048 to 4096 bits (RS256)")]
+    BadKey(&'static str),
 }
 
 /// A private key that signs client assertions, with its JWS algorithm. Its `Debug` output
@@ -74,6 +75,7 @@ pub struct AssertionKey {
 #[derive(Clone)]
 enum Algorithm {
     Es256(p256::ecdsa::SigningKey),
+    Rs256(rsa::RsaKey),
 }
 
 impl std::fmt::Debug for AssertionKey {
@@ -111,9 +113,9 @@ impl AssertionKey {
         let key = match info.algorithm.oid {
             EC_PUBLIC_KEY => Algorithm::Es256(
                 p256::ecdsa::SigningKey::from_pkcs8_der(document.as_bytes())
-                    .map_err(|_| KeyError::BadKey)?,
+                    .map_err(|_| KeyError::BadKey("P-256 EC"))?,
             ),
-            RSA_ENCRYPTION => return Err(KeyError::UnsupportedAlgorithm("an RSA key (RS256)")),
+            RSA_ENCRYPTION => Algorithm::Rs256(rsa::RsaKey::from_pkcs1_der(info.private_key)?),
             _ => return Err(KeyError::UnsupportedAlgorithm("a key of another algorithm")),
         };
         Ok(AssertionKey {
@@ -126,6 +128,7 @@ impl AssertionKey {
     pub fn alg(&self) -> &'static str {
         match self.key {
             Algorithm::Es256(_) => "ES256",
+            Algorithm::Rs256(_) => "RS256",
         }
     }
 
@@ -156,11 +159,109 @@ impl AssertionKey {
                 let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
                 signature.to_bytes().to_vec()
             }
+            Algorithm::Rs256(key) => key.sign(signing_input.as_bytes()),
         };
         Secret::new(format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature)
         ))
+    }
+}
+
+/// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 8017 §8.2.1, JWS RS256 in RFC 7518 §3.3), with
+/// constant-time Montgomery exponentiation. The signature is `EM^d mod n` without the Chinese
+/// remainder theorem: slower, but a fault in one half of a CRT computation cannot reveal a
+/// factor of `n`, and no randomness is needed for blinding.
+mod rsa {
+    use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
+    use crypto_bigint::{Limb, Uint, U2048, U3072, U4096};
+    use sha2::{Digest, Sha256};
+
+    use super::KeyError;
+
+    /// The DER prefix of a SHA-256 `DigestInfo` (RFC 8017 §9.2, note 1).
+    const SHA256_DIGEST_INFO: [u8; 19] = [
+        0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01,
+        0x05, 0x00, 0x04, 0x20,
+    ];
+    /// RFC 7518 §3.3: RS256 keys are 2048 bits or larger; 4096 is the largest this signs with.
+    const MIN_BYTES: usize = 2048 / 8;
+    const MAX_BYTES: usize = 4096 / 8;
+
+    /// An RSA private key: the modulus and private exponent, big-endian, no leading zeros.
+    #[derive(Clone)]
+    pub(super) struct RsaKey {
+        modulus: Vec<u8>,
+        private_exponent: Vec<u8>,
+    }
+
+    impl RsaKey {
+        /// Reads the PKCS#1 `RSAPrivateKey` that a PKCS#8 key wraps.
+        pub(super) fn from_pkcs1_der(der: &[u8]) -> Result<Self, KeyError> {
+            let key = pkcs1::RsaPrivateKey::try_from(der).map_err(|_| KeyError::BadKey("RSA"))?;
+            let modulus = strip(key.modulus.as_bytes());
+            let private_exponent = strip(key.private_exponent.as_bytes());
+            let odd = modulus.last().is_some_and(|byte| byte & 1 == 1);
+            if !(MIN_BYTES..=MAX_BYTES).contains(&modulus.len())
+                || !odd
+                || private_exponent.is_empty()
+                || private_exponent.len() > modulus.len()
+            {
+                return Err(KeyError::BadKey("RSA"));
+            }
+            Ok(RsaKey {
+                modulus: modulus.to_vec(),
+                private_exponent: private_exponent.to_vec(),
+            })
+        }
+
+        /// The signature of `message`: as many bytes as the modulus.
+        pub(super) fn sign(&self, message: &[u8]) -> Vec<u8> {
+            let k = self.modulus.len();
+            // EM = 0x00 0x01 PS 0x00 T, PS all 0xff (RFC 8017 §9.2); k ≥ 256 leaves room.
+            let digest = Sha256::digest(message);
+            let t_len = SHA256_DIGEST_INFO.len() + digest.len();
+            let mut em = vec![0xff; k];
+            em[0] = 0x00;
+            em[1] = 0x01;
+            em[k - t_len - 1] = 0x00;
+            em[k - t_len..k - digest.len()].copy_from_slice(&SHA256_DIGEST_INFO);
+            em[k - digest.len()..].copy_from_slice(&digest);
+            // The smallest width that holds the modulus; the arithmetic is modulo n anyway.
+            if k <= U2048::BYTES {
+                mod_pow::<{ U2048::LIMBS }>(&em, &self.private_exponent, &self.modulus)
+            } else if k <= U3072::BYTES {
+                mod_pow::<{ U3072::LIMBS }>(&em, &self.private_exponent, &self.modulus)
+            } else {
+                mod_pow::<{ U4096::LIMBS }>(&em, &self.private_exponent, &self.modulus)
+            }
+        }
+    }
+
+    /// The bytes without leading zeros (DER integers carry one before a high bit).
+    fn strip(bytes: &[u8]) -> &[u8] {
+        let zeros = bytes.iter().take_while(|&&byte| byte == 0).count();
+        &bytes[zeros..]
+    }
+
+    /// `base^exponent mod modulus`, big-endian, as many bytes as the modulus. Every bit of the
+    /// exponent's width is processed, so the time does not depend on the private exponent.
+    fn mod_pow<const LIMBS: usize>(base: &[u8], exponent: &[u8], modulus: &[u8]) -> Vec<u8> {
+        let width = LIMBS * Limb::BYTES;
+        let uint = |bytes: &[u8]| {
+            let mut padded = vec![0u8; width];
+            padded[width - bytes.len()..].copy_from_slice(bytes);
+            Uint::<LIMBS>::from_be_slice(&padded)
+        };
+        let params = DynResidueParams::new(&uint(modulus));
+        let result = DynResidue::new(&uint(base), params)
+            .pow(&uint(exponent))
+            .retrieve();
+        let mut out = Vec::with_capacity(width);
+        for word in result.as_words().iter().rev() {
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+        out.split_off(width - modulus.len())
     }
 }
 
@@ -225,6 +326,66 @@ mod tests {
         let input = format!("{}.{}", parts[0], parts[1]);
         public.verify(input.as_bytes(), &signature).unwrap();
         assert!(public.verify(b"something else", &signature).is_err());
+    }
+
+    /// Test-only RSA keys and OpenSSL's signatures with them (`core/tests/keys/README.md`).
+    const RSA_VECTORS: [(usize, &str, &str); 3] = [
+        (
+            256,
+            include_str!("../tests/keys/rsa2048.pem"),
+            include_str!("../tests/keys/rsa2048.sig"),
+        ),
+        (
+            384,
+            include_str!("../tests/keys/rsa3072.pem"),
+            include_str!("../tests/keys/rsa3072.sig"),
+        ),
+        (
+            512,
+            include_str!("../tests/keys/rsa4096.pem"),
+            include_str!("../tests/keys/rsa4096.sig"),
+        ),
+    ];
+
+    #[test]
+    fn rs256_signatures_equal_openssls_byte_for_byte() {
+        for (bytes, pem, expected) in RSA_VECTORS {
+            let key = AssertionKey::from_pkcs8_pem(&Secret::new(pem), None).unwrap();
+            assert_eq!(key.alg(), "RS256");
+            let Algorithm::Rs256(rsa) = &key.key else {
+                panic!("an RSA key")
+            };
+            let signature = rsa.sign(b"tenure RS256 test vector");
+            assert_eq!(signature.len(), bytes);
+            assert_eq!(
+                URL_SAFE_NO_PAD.encode(&signature),
+                expected.trim(),
+                "{bytes}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_rs256_assertion_carries_the_claims_and_a_full_width_signature() {
+        let (_, pem, _) = RSA_VECTORS[0];
+        let key = AssertionKey::from_pkcs8_pem(&Secret::new(pem), Some("rsa-1")).unwrap();
+        let jwt = key.sign(&claims(1_700_000_000));
+        let parts: Vec<&str> = jwt.expose().split('.').collect();
+        let header = decode(parts[0]);
+        assert_eq!(header["alg"], "RS256");
+        assert_eq!(header["kid"], "rsa-1");
+        assert_eq!(decode(parts[1])["iss"], "client-1");
+        assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), 256);
+        let Algorithm::Rs256(rsa) = &key.key else {
+            panic!("an RSA key")
+        };
+        let input = format!("{}.{}", parts[0], parts[1]);
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(rsa.sign(input.as_bytes())),
+            parts[2],
+            "the signature covers header and payload"
+        );
+        assert_eq!(key.sign(&claims(1_700_000_000)), jwt, "deterministic");
     }
 
     #[test]

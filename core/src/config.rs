@@ -140,7 +140,7 @@ pub struct ClientConfig {
     /// The pre-registered client's secret.
     pub client_secret: Option<Secret>,
     /// The pre-registered client's private key for `private_key_jwt`: PKCS#8 PEM text of a
-    /// P-256 EC key (ES256).
+    /// P-256 EC key (ES256) or an RSA key of 2048 to 4096 bits (RS256).
     pub private_key: Option<Secret>,
     /// The key id (`kid`) the JWS header of a client assertion names, when the server needs
     /// one to pick among the client's keys.

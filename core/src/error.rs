@@ -34,7 +34,7 @@ pub enum ConfigError {
     #[error("bad redirect URI: {0}")]
     RedirectUri(String),
     /// `private_key_jwt` without a private key.
-    #[error("the auth method `private_key_jwt` needs the setting `private_key` (PKCS#8 PEM text of a P-256 key)")]
+    #[error("the auth method `private_key_jwt` needs the setting `private_key` (PKCS#8 PEM text of a P-256 EC or RSA key)")]
     PrivateKeyMissing,
     /// A private key with no pre-registered client id.
     #[error("the setting `private_key` needs the setting `client_id`: a key belongs to a pre-registered client")]

@@ -22,7 +22,7 @@
 //!   context's `name` starts with `auth/client-credentials`) the client is a machine: it
 //!   uses the client credentials grant, with `client_secret_basic`, or with
 //!   `private_key_jwt` when the context carries `private_key_pem` (and `signing_algorithm`,
-//!   which must be `ES256`).
+//!   `ES256` or `RS256`, and must be the key's).
 //! - `MCP_CONFORMANCE_SCENARIO`: the scenario's name; only printed.
 //!
 //! Exit status: 0 when every call succeeded, 1 otherwise (the reason on stderr), 2 for a
@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tenure_core::{AssertionAudience, AuthMethod, Grant, Secret};
+use tenure_core::{AssertionAudience, AssertionKey, AuthMethod, Grant, Secret};
 use tenure_store::MemoryStore;
 use tenure_tokio::{BrowserMode, ClientConfig, Notice, Tenure, Timeouts};
 
@@ -127,14 +127,16 @@ fn invocation(args: Vec<String>) -> Result<Invocation, String> {
     };
     let text = |name: &str| context.get(name).and_then(Value::as_str).map(str::to_owned);
     let private_key_pem = text("private_key_pem");
-    if private_key_pem.is_some() {
-        match text("signing_algorithm").as_deref() {
-            None | Some("ES256") => {}
-            Some(other) => {
-                return Err(format!(
-                    "MCP_CONFORMANCE_CONTEXT asks for signing_algorithm {other}; Tenure signs client assertions with ES256 only"
-                ))
-            }
+    if let Some(pem) = &private_key_pem {
+        // The key decides the algorithm; a context that names another one is refused here
+        // rather than answered with an assertion the server will not accept.
+        let key = AssertionKey::from_pkcs8_pem(&Secret::new(pem.as_str()), None)
+            .map_err(|e| format!("MCP_CONFORMANCE_CONTEXT: private_key_pem: {e}"))?;
+        if let Some(asked) = text("signing_algorithm").filter(|alg| alg != key.alg()) {
+            return Err(format!(
+                "MCP_CONFORMANCE_CONTEXT asks for signing_algorithm {asked}, but its private_key_pem signs {}",
+                key.alg()
+            ));
         }
     }
     let machine = text("name").is_some_and(|name| name.starts_with(CLIENT_CREDENTIALS_SCENARIOS));

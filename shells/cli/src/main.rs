@@ -199,7 +199,8 @@ struct AddArgs {
     #[arg(long, requires = "client_id", value_name = "VAR")]
     client_secret_env: Option<String>,
     /// The pre-registered client's private key for `--auth-method private_key_jwt`: a file
-    /// holding an unencrypted PKCS#8 PEM P-256 key (`-----BEGIN PRIVATE KEY-----`). The
+    /// holding an unencrypted PKCS#8 PEM key (`-----BEGIN PRIVATE KEY-----`), P-256 EC for
+    /// ES256 or RSA of 2048 to 4096 bits for RS256. The
     /// profile keeps the path and reads the file when it is needed.
     #[arg(
         long,
