@@ -183,6 +183,25 @@ impl Profile {
                 .map(|_| "recorded-client_secret-0".into()),
         );
         set(
+            "private_key_id",
+            self.private_key_id.clone().map(Into::into),
+        );
+        set(
+            "assertion_audience",
+            self.assertion_audience.map(|audience| {
+                match audience {
+                    AssertionAudience::Issuer => "issuer",
+                    _ => "token_endpoint",
+                }
+                .into()
+            }),
+        );
+        set(
+            "private_key",
+            (self.private_key_file.is_some() || self.private_key_env.is_some())
+                .then(|| "recorded-private_key-0".into()),
+        );
+        set(
             "initial_access_token",
             self.initial_access_token_env
                 .as_ref()

@@ -21,7 +21,9 @@ use std::collections::{HashMap, VecDeque};
 use serde_json::{json, Value};
 use tenure_core::config::loopback_redirect_uri;
 use tenure_core::Timestamp;
-use tenure_core::{AuthMethod, ClientConfig, Duration, Grant, Operation, RequestKind, Secret};
+use tenure_core::{
+    AssertionAudience, AuthMethod, ClientConfig, Duration, Grant, Operation, RequestKind, Secret,
+};
 
 use crate::driver::{Browser, Outcome, Simulation};
 use crate::provider::{Reply, Server};
@@ -249,11 +251,44 @@ pub fn config_of(client: &Value) -> Result<ClientConfig, TraceError> {
         config.renew_within = Duration::from_secs(seconds);
     }
     config.initial_access_token = text("initial_access_token").map(Secret::new);
+    config.private_key = text("private_key").map(Secret::new);
+    config.private_key_id = text("private_key_id");
+    config.assertion_audience = match text("assertion_audience").as_deref() {
+        None | Some("token_endpoint") => AssertionAudience::TokenEndpoint,
+        Some("issuer") => AssertionAudience::Issuer,
+        Some(other) => return Err(fail(format!("unknown assertion_audience `{other}`"))),
+    };
+    // A trace never holds the client's private key, only a placeholder. A replayed server
+    // checks no signature, so any key stands in for it; the requests are the same.
+    let placeholder = config
+        .private_key
+        .as_ref()
+        .is_some_and(|key| !key.expose().contains("-----BEGIN"));
+    if placeholder
+        || (config.auth_method == Some(AuthMethod::PrivateKeyJwt) && config.private_key.is_none())
+    {
+        config.private_key = Some(stand_in_key());
+    }
     config.seed = REPLAY_SEED;
     config
         .validate()
         .map_err(|e| fail(format!("the client configuration is not valid: {e}")))?;
     Ok(config)
+}
+
+/// A fixed P-256 key (PKCS#8 PEM) for replaying a `private_key_jwt` client.
+fn stand_in_key() -> Secret {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let mut scalar = [0u8; 32];
+    scalar[31] = 1;
+    let pem = p256::ecdsa::SigningKey::from_slice(&scalar)
+        .and_then(|key| {
+            key.to_pkcs8_pem(LineEnding::LF)
+                .map_err(|_| p256::ecdsa::Error::new())
+        })
+        .map(|pem| pem.to_string())
+        .unwrap_or_default();
+    Secret::new(pem)
 }
 
 /// An answer and the request headers it requires.
@@ -452,6 +487,22 @@ mod tests {
         assert!(error.reason.contains("token, login"), "{error}");
         assert!(parse("").unwrap_err().reason.contains("empty"));
         assert!(parse("not json").unwrap_err().reason.contains("JSON"));
+    }
+
+    #[test]
+    fn a_private_key_jwt_client_replays_with_a_stand_in_key() {
+        let client = json!({"issuer": "https://as.example.com", "grant": "client_credentials",
+            "client_id": "machine", "auth_method": "private_key_jwt",
+            "private_key": "recorded-private_key-0", "private_key_id": "k1",
+            "assertion_audience": "issuer"});
+        let config = config_of(&client).unwrap();
+        assert_eq!(config.auth_method, Some(AuthMethod::PrivateKeyJwt));
+        assert_eq!(config.assertion_audience, AssertionAudience::Issuer);
+        assert!(config
+            .private_key
+            .unwrap()
+            .expose()
+            .starts_with("-----BEGIN PRIVATE KEY-----"));
     }
 
     #[test]
