@@ -176,6 +176,7 @@ mod rsa {
     use crypto_bigint::modular::runtime_mod::{DynResidue, DynResidueParams};
     use crypto_bigint::{Limb, Uint, U2048, U3072, U4096};
     use sha2::{Digest, Sha256};
+    use zeroize::Zeroizing;
 
     use super::KeyError;
 
@@ -192,7 +193,7 @@ mod rsa {
     #[derive(Clone)]
     pub(super) struct RsaKey {
         modulus: Vec<u8>,
-        private_exponent: Vec<u8>,
+        private_exponent: Zeroizing<Vec<u8>>,
     }
 
     impl RsaKey {
@@ -211,7 +212,7 @@ mod rsa {
             }
             Ok(RsaKey {
                 modulus: modulus.to_vec(),
-                private_exponent: private_exponent.to_vec(),
+                private_exponent: Zeroizing::new(private_exponent.to_vec()),
             })
         }
 
