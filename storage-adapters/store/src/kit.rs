@@ -380,6 +380,16 @@ pub async fn lease_is_exclusive_and_expires(store: Arc<dyn Store>) {
     }
     assert!(taken, "an expired lease could not be taken over");
     assert!(!store.renew_lease(&third, "a", long).await.unwrap());
+
+    // A holder whose lease lapsed may not renew it either, even when nobody took it over:
+    // another replica may be about to, and it would then hold a lease the store calls free.
+    let fourth = test_key("https://as.example.com", "fourth", "r");
+    assert!(store.take_lease(&fourth, "a", short).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        !store.renew_lease(&fourth, "a", long).await.unwrap(),
+        "a lapsed lease was renewed"
+    );
 }
 
 /// Profiles round-trip, list sorted, and delete.
