@@ -520,29 +520,7 @@ pub enum Kind {
 }
 
 fn form(body: &[u8]) -> BTreeMap<String, String> {
-    let decode = |s: &str| {
-        let bytes = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => {
-                    let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                    out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                    i += 2;
-                }
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
+    url::form_urlencoded::parse(body).into_owned().collect()
 }
 
 /// The client id and secret of an `Authorization: Basic` header (RFC 6749 §2.3.1; the
@@ -980,6 +958,15 @@ pub struct Replica {
 }
 
 impl Replica {
+    /// Moves the commands the client emitted into the outbox; events are dropped (used
+    /// where nobody observes them: a process's start and the setup run).
+    fn take_commands(&mut self) {
+        let client = &mut self.client;
+        self.outbox.extend(
+            std::iter::from_fn(|| client.poll_command()).filter(|c| !matches!(c, Command::Emit(_))),
+        );
+    }
+
     /// Recomputes the digest after a change.
     fn seal(&mut self) {
         let mut out = format!(
@@ -1206,10 +1193,7 @@ impl RealFleet {
             retried: 0,
             digest: 0,
         };
-        replica.outbox.extend(
-            std::iter::from_fn(|| replica.client.poll_command())
-                .filter(|c| !matches!(c, Command::Emit(_))),
-        );
+        replica.take_commands();
         replica.seal();
         replica
     }
@@ -1227,11 +1211,13 @@ impl RealFleet {
             if let Some(input) = self.carry_out(state, &command, &mut flags, None) {
                 replica.client.handle(state.now, input);
             }
-            replica
-                .outbox
-                .extend(std::iter::from_fn(|| replica.client.poll_command()));
-            replica.outbox.retain(|c| !matches!(c, Command::Emit(_)));
+            replica.take_commands();
         }
+        // A setup that did not finish would start every model from a wrong state, silently.
+        assert!(
+            replica.outbox.is_empty(),
+            "the setup run did not finish in 100 steps"
+        );
         state.store.leases.clear();
         state.server.unpersisted.clear();
         state.history = History::default();
