@@ -162,12 +162,7 @@ impl Tenure {
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the tenure binary runs");
+        let mut child = spawn_piped(command);
         let drain = |mut pipe: Box<dyn Read + Send>| {
             std::thread::spawn(move || {
                 let mut text = String::new();
@@ -311,4 +306,14 @@ pub fn make_certificates(dir: &std::path::Path) {
         "-out",
         "cert.pem",
     ]);
+}
+
+/// Starts `command` with no stdin and both output pipes open, for tests that read them.
+pub fn spawn_piped(mut command: std::process::Command) -> std::process::Child {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the tenure binary runs")
 }
