@@ -132,6 +132,49 @@ impl AssertionKey {
         }
     }
 
+    /// The public half as a JWK (RFC 7517, RFC 7518 §6.2 and §6.3) with `alg`, `use` and the
+    /// key id: what a dynamic registration sends as `jwks` so the server can check this key's
+    /// assertions (RFC 7591 §2). Holds no private member.
+    pub fn public_jwk(&self) -> serde_json::Value {
+        let mut jwk = match &self.key {
+            Algorithm::Es256(key) => {
+                let point = key.verifying_key().to_encoded_point(false);
+                let coordinate = |c: Option<&p256::FieldBytes>| {
+                    URL_SAFE_NO_PAD.encode(c.map(|c| c.as_slice()).unwrap_or_default())
+                };
+                json!({
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "x": coordinate(point.x()),
+                    "y": coordinate(point.y()),
+                })
+            }
+            Algorithm::Rs256(key) => json!({
+                "kty": "RSA",
+                "n": URL_SAFE_NO_PAD.encode(&key.modulus),
+                "e": URL_SAFE_NO_PAD.encode(&key.public_exponent),
+            }),
+        };
+        jwk["alg"] = json!(self.alg());
+        jwk["use"] = json!("sig");
+        if let Some(kid) = &self.kid {
+            jwk["kid"] = json!(kid);
+        }
+        jwk
+    }
+
+    /// Whether `jwk` is this key's public half: the same key type and public numbers,
+    /// whatever else the JWK carries. Used to see whether the key a server registered is
+    /// still the configured one.
+    pub fn matches_jwk(&self, jwk: &serde_json::Value) -> bool {
+        let own = self.public_jwk();
+        let members: &[&str] = match self.key {
+            Algorithm::Es256(_) => &["kty", "crv", "x", "y"],
+            Algorithm::Rs256(_) => &["kty", "n", "e"],
+        };
+        members.iter().all(|name| jwk.get(*name) == own.get(*name))
+    }
+
     /// A signed client assertion (RFC 7523 §3): `iss` and `sub` are the client id, `aud` the
     /// authorization server, `jti` unique per assertion, `iat` now and `exp` one
     /// [`ASSERTION_LIFETIME`] later.
@@ -192,7 +235,8 @@ mod rsa {
     /// An RSA private key: the modulus and private exponent, big-endian, no leading zeros.
     #[derive(Clone)]
     pub(super) struct RsaKey {
-        modulus: Vec<u8>,
+        pub(super) modulus: Vec<u8>,
+        pub(super) public_exponent: Vec<u8>,
         private_exponent: Zeroizing<Vec<u8>>,
     }
 
@@ -201,10 +245,12 @@ mod rsa {
         pub(super) fn from_pkcs1_der(der: &[u8]) -> Result<Self, KeyError> {
             let key = pkcs1::RsaPrivateKey::try_from(der).map_err(|_| KeyError::BadKey("RSA"))?;
             let modulus = strip(key.modulus.as_bytes());
+            let public_exponent = strip(key.public_exponent.as_bytes());
             let private_exponent = strip(key.private_exponent.as_bytes());
             let odd = modulus.last().is_some_and(|byte| byte & 1 == 1);
             if !(MIN_BYTES..=MAX_BYTES).contains(&modulus.len())
                 || !odd
+                || public_exponent.is_empty()
                 || private_exponent.is_empty()
                 || private_exponent.len() > modulus.len()
             {
@@ -212,6 +258,7 @@ mod rsa {
             }
             Ok(RsaKey {
                 modulus: modulus.to_vec(),
+                public_exponent: public_exponent.to_vec(),
                 private_exponent: Zeroizing::new(private_exponent.to_vec()),
             })
         }
@@ -387,6 +434,34 @@ mod tests {
             "the signature covers header and payload"
         );
         assert_eq!(key.sign(&claims(1_700_000_000)), jwt, "deterministic");
+    }
+
+    #[test]
+    fn the_public_jwk_has_the_public_numbers_only() {
+        let (_, pem, _) = RSA_VECTORS[0];
+        let rsa = AssertionKey::from_pkcs8_pem(&Secret::new(pem), Some("rsa-1")).unwrap();
+        let jwk = rsa.public_jwk();
+        assert_eq!(jwk["kty"], "RSA");
+        assert_eq!(jwk["e"], "AQAB", "65537");
+        let n = URL_SAFE_NO_PAD.decode(jwk["n"].as_str().unwrap()).unwrap();
+        assert_eq!(n.len(), 256);
+        assert_eq!(
+            (jwk["alg"].as_str(), jwk["kid"].as_str()),
+            (Some("RS256"), Some("rsa-1"))
+        );
+        assert!(jwk.get("d").is_none() && jwk.get("p").is_none());
+        assert!(rsa.matches_jwk(&jwk));
+
+        let (pem, public) = key_pem();
+        let ec = AssertionKey::from_pkcs8_pem(&pem, None).unwrap();
+        let jwk = ec.public_jwk();
+        let point = public.to_encoded_point(false);
+        assert_eq!(jwk["x"], URL_SAFE_NO_PAD.encode(point.x().unwrap()));
+        assert_eq!(jwk["y"], URL_SAFE_NO_PAD.encode(point.y().unwrap()));
+        assert!(jwk.get("d").is_none());
+        assert!(ec.matches_jwk(&jwk));
+        assert!(!rsa.matches_jwk(&jwk), "another key");
+        assert!(!ec.matches_jwk(&rsa.public_jwk()));
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub enum AuthMethod {
     /// `client_id` and `client_secret` in the form body.
     ClientSecretPost,
     /// A JWT the client signs with its private key, sent as `client_assertion` (RFC 7523
-    /// §2.2, SEP-1046). Needs a pre-registered client id and [`ClientConfig::private_key`].
+    /// §2.2, SEP-1046). Needs [`ClientConfig::private_key`]: with a pre-registered client id,
+    /// or, registering dynamically, the key's public half is registered with the client.
     PrivateKeyJwt,
 }
 
@@ -147,6 +148,11 @@ pub struct ClientConfig {
     pub private_key_id: Option<String>,
     /// What the `aud` claim of a client assertion names.
     pub assertion_audience: AssertionAudience,
+    /// Where the authorization server finds the public key of a dynamically registered
+    /// `private_key_jwt` client: a JWK Set the embedder publishes at this https URL, sent as
+    /// `jwks_uri` (RFC 7591 §2). When unset, the key's public half is registered inline as
+    /// `jwks`, and a changed key is registered again through RFC 7592.
+    pub jwks_uri: Option<String>,
     /// A Client ID Metadata Document URL (registration priority 2).
     pub cimd_url: Option<String>,
     /// The token endpoint auth method to use (pre-registered) or to request (DCR).
@@ -199,6 +205,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("private_key", &self.private_key)
             .field("private_key_id", &self.private_key_id)
             .field("assertion_audience", &self.assertion_audience)
+            .field("jwks_uri", &self.jwks_uri)
             .field("cimd_url", &self.cimd_url)
             .field("auth_method", &self.auth_method)
             .field("grant", &self.grant)
@@ -248,6 +255,7 @@ impl ClientConfig {
             private_key: None,
             private_key_id: None,
             assertion_audience: AssertionAudience::TokenEndpoint,
+            jwks_uri: None,
             cimd_url: None,
             auth_method: None,
             grant: Grant::AuthorizationCode,
@@ -380,17 +388,22 @@ impl ClientConfig {
         match (self.auth_method, &self.private_key) {
             (Some(AuthMethod::PrivateKeyJwt), None) => return Err(ConfigError::PrivateKeyMissing),
             (Some(AuthMethod::PrivateKeyJwt), Some(pem)) => {
-                // Only a pre-registered client can use a key: registering one dynamically
-                // would need its public key (`jwks`) in the registration, which Tenure
-                // does not send.
-                if self.client_id.is_none() {
-                    return Err(ConfigError::PrivateKeyWithoutId);
+                // A CIMD client is public: its document would have to publish the key, and
+                // this client would never get to use it.
+                if self.client_id.is_none() && self.cimd_url.is_some() {
+                    return Err(ConfigError::PrivateKeyWithCimd);
                 }
                 AssertionKey::from_pkcs8_pem(pem, self.private_key_id.as_deref())
                     .map_err(ConfigError::PrivateKey)?;
             }
             (_, Some(_)) => return Err(ConfigError::PrivateKeyUnused),
             (_, None) => {}
+        }
+        if let Some(uri) = &self.jwks_uri {
+            if self.auth_method != Some(AuthMethod::PrivateKeyJwt) || self.client_id.is_some() {
+                return Err(ConfigError::JwksUriUnused);
+            }
+            secure_endpoint(uri).map_err(ConfigError::JwksUri)?;
         }
         if self.grant == Grant::AuthorizationCode {
             check_redirect_uri(&self.redirect_uri).map_err(ConfigError::RedirectUri)?;

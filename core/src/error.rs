@@ -36,9 +36,15 @@ pub enum ConfigError {
     /// `private_key_jwt` without a private key.
     #[error("the auth method `private_key_jwt` needs the setting `private_key` (PKCS#8 PEM text of a P-256 EC or RSA key)")]
     PrivateKeyMissing,
-    /// A private key with no pre-registered client id.
-    #[error("the setting `private_key` needs the setting `client_id`: a key belongs to a pre-registered client")]
-    PrivateKeyWithoutId,
+    /// A private key for a client that would identify itself with a CIMD URL.
+    #[error("the setting `private_key` cannot be used with the setting `cimd_url`: a CIMD client is public; drop the setting `cimd_url` to register the key dynamically, or give the setting `client_id` of a pre-registered client")]
+    PrivateKeyWithCimd,
+    /// A `jwks_uri` where no key is registered dynamically.
+    #[error("the setting `jwks_uri` is only used to register a `private_key_jwt` client dynamically; drop it, or use the setting `auth_method` private_key_jwt without the setting `client_id`")]
+    JwksUriUnused,
+    /// A `jwks_uri` that is not an https URL.
+    #[error("bad setting `jwks_uri`: {0}")]
+    JwksUri(String),
     /// A private key while another auth method is chosen.
     #[error("the setting `private_key` is only used with the auth method `private_key_jwt`; choose that method or drop the key")]
     PrivateKeyUnused,

@@ -137,6 +137,20 @@ pub fn registration_metadata(
         }
     }
     body.insert("token_endpoint_auth_method".into(), json!(method.as_str()));
+    if method == AuthMethod::PrivateKeyJwt {
+        // RFC 7591 §2: the server checks the client's assertions with the key registered
+        // here, either published by the embedder or sent inline.
+        match (&config.jwks_uri, client_key(config)) {
+            (Some(uri), _) => {
+                body.insert("jwks_uri".into(), json!(uri));
+            }
+            (None, Some(key)) => {
+                body.insert("jwks".into(), json!({ "keys": [key.public_jwk()] }));
+                body.insert("token_endpoint_auth_signing_alg".into(), json!(key.alg()));
+            }
+            (None, None) => {}
+        }
+    }
     body.insert(
         "application_type".into(),
         json!(match config.application_type {
@@ -157,6 +171,46 @@ pub fn registration_metadata(
         }
     }
     Value::Object(body)
+}
+
+/// The configured private key, when it can sign; [`ClientConfig::validate`] has already
+/// refused one that cannot.
+pub fn client_key(config: &ClientConfig) -> Option<crate::assertion::AssertionKey> {
+    let pem = config.private_key.as_ref()?;
+    crate::assertion::AssertionKey::from_pkcs8_pem(pem, config.private_key_id.as_deref()).ok()
+}
+
+/// Whether a registration made with an inline `jwks` still holds the configured key. `None`
+/// when the question does not arise: another method, a `jwks_uri`, or no key.
+pub fn registered_key_current(config: &ClientConfig, registration: &Registration) -> Option<bool> {
+    if registration.token_endpoint_auth_method != AuthMethod::PrivateKeyJwt
+        || config.jwks_uri.is_some()
+    {
+        return None;
+    }
+    let key = client_key(config)?;
+    // A server that does not echo the key set leaves nothing to compare with.
+    let keys = registration
+        .metadata
+        .get("jwks")
+        .and_then(|jwks| jwks.get("keys"))
+        .and_then(Value::as_array)?;
+    Some(keys.iter().any(|jwk| key.matches_jwk(jwk)))
+}
+
+/// `registration` with its registered key set replaced by the configured key's public half:
+/// what an RFC 7592 update sends to rotate the key (RFC 7592 §2.2 replaces every member).
+pub fn with_configured_key(config: &ClientConfig, registration: &Registration) -> Registration {
+    let mut updated = registration.clone();
+    if let Some(key) = client_key(config) {
+        updated
+            .metadata
+            .insert("jwks".into(), json!({ "keys": [key.public_jwk()] }));
+        updated
+            .metadata
+            .insert("token_endpoint_auth_signing_alg".into(), json!(key.alg()));
+    }
+    updated
 }
 
 /// The registration request: a JSON POST, with the initial access token as a bearer token

@@ -322,8 +322,12 @@ impl Client {
             return SecretState::Usable;
         }
         let renewal_failure = job.renewal_failure.clone();
-        let due =
-            op == Operation::Renew || registration.secret_expiring(now, self.config.renew_within);
+        // The operator replaced the private key: the registered one must follow before the
+        // next assertion, which the server would check against the old key.
+        let key_stale = registered_key_current(&self.config, registration) == Some(false);
+        let due = op == Operation::Renew
+            || key_stale
+            || registration.secret_expiring(now, self.config.renew_within);
         if !due {
             // A lease taken to renew is kept if another replica renewed meanwhile: the token
             // step may want it next, and the job's end releases it.
@@ -341,16 +345,15 @@ impl Client {
                     return SecretState::Go(self.take_lease());
                 }
                 self.renewal_attempted = true;
-                return SecretState::Go(
-                    match management_request(registration, http::Method::PUT) {
-                        Ok(request) => {
-                            self.http(RequestKind::RegistrationUpdate, request, HttpPurpose::Renew)
-                        }
-                        Err(failure) => {
-                            Step::Finish(Outcome::Failed(Error::RenewalFailed(failure.to_string())))
-                        }
-                    },
-                );
+                let update = with_configured_key(&self.config, registration);
+                return SecretState::Go(match management_request(&update, http::Method::PUT) {
+                    Ok(request) => {
+                        self.http(RequestKind::RegistrationUpdate, request, HttpPurpose::Renew)
+                    }
+                    Err(failure) => {
+                        Step::Finish(Outcome::Failed(Error::RenewalFailed(failure.to_string())))
+                    }
+                });
             }
             let reason = renewal_failure.unwrap_or_else(|| {
                 "renewal was already attempted since this process started".into()
@@ -376,6 +379,18 @@ impl Client {
                 at,
                 reason: "the server offers no registration management to renew it".into(),
             });
+        }
+        if key_stale && !self.rotation_attempted && self.registration_paused(None, now).is_none() {
+            // Without RFC 7592 the new key can only be registered with a new client.
+            if !self.lease_held {
+                return SecretState::Go(self.take_lease());
+            }
+            self.rotation_attempted = true;
+            return SecretState::Go(self.send_registration(
+                now,
+                server,
+                Some(registration.client_id.clone()),
+            ));
         }
         let Some(at) = registration.secret_expires.at() else {
             return SecretState::Usable;

@@ -41,7 +41,8 @@ use crate::record::{
     AuthServer, Backoff, CimdIdentity, IdentityKind, Record, Registration, Tokens,
 };
 use crate::registration::{
-    choose_method, negotiate_auth_method, parse_registration, registration_request, Method,
+    choose_method, negotiate_auth_method, parse_registration, registered_key_current,
+    registration_request, with_configured_key, Method,
 };
 use crate::renewal::{
     management_request, parse_deletion, parse_management_answer, Deletion, ManagementFailure,

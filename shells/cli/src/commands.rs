@@ -23,7 +23,7 @@ use crate::profile::Profile;
 /// are options. Every message the CLI shows goes through here, so its advice names the
 /// option to pass.
 pub fn in_cli_words(text: &str) -> String {
-    const OPTIONS: [(&str, &str); 9] = [
+    const OPTIONS: [(&str, &str); 10] = [
         ("issuer", "--issuer"),
         ("resource", "--resource"),
         ("cimd_url", "--cimd-url"),
@@ -31,6 +31,7 @@ pub fn in_cli_words(text: &str) -> String {
         ("client_secret", "--client-secret-env"),
         ("auth_method", "--auth-method"),
         ("private_key", "--private-key-file"),
+        ("jwks_uri", "--jwks-uri"),
         ("grant", "--grant"),
         ("initial_access_token", "--initial-access-token-env"),
     ];

@@ -198,21 +198,21 @@ struct AddArgs {
     /// The environment variable holding the pre-registered client secret.
     #[arg(long, requires = "client_id", value_name = "VAR")]
     client_secret_env: Option<String>,
-    /// The pre-registered client's private key for `--auth-method private_key_jwt`: a file
-    /// holding an unencrypted PKCS#8 PEM key (`-----BEGIN PRIVATE KEY-----`), P-256 EC for
-    /// ES256 or RSA of 2048 to 4096 bits for RS256. The
-    /// profile keeps the path and reads the file when it is needed.
-    #[arg(
-        long,
-        requires = "client_id",
-        conflicts_with = "private_key_env",
-        value_name = "PATH"
-    )]
+    /// The client's private key for `--auth-method private_key_jwt`: a file holding an
+    /// unencrypted PKCS#8 PEM key (`-----BEGIN PRIVATE KEY-----`), P-256 EC for ES256 or RSA
+    /// of 2048 to 4096 bits for RS256. The profile keeps the path and reads the file when it
+    /// is needed. With `--client-id` the client is pre-registered; without, its public key is
+    /// registered dynamically, and a replaced file is registered again on the next run.
+    #[arg(long, conflicts_with = "private_key_env", value_name = "PATH")]
     private_key_file: Option<PathBuf>,
     /// The environment variable holding that private key's PEM text, instead of a file
     /// (e.g. TENURE_PRIVATE_KEY).
-    #[arg(long, requires = "client_id", value_name = "VAR")]
+    #[arg(long, value_name = "VAR")]
     private_key_env: Option<String>,
+    /// Registering a `private_key_jwt` client dynamically: the https URL where you publish
+    /// its JWK Set, registered as `jwks_uri` instead of the key itself.
+    #[arg(long, value_name = "URL")]
+    jwks_uri: Option<String>,
     /// The key id (`kid`) to name in the signed assertions, when the server needs one.
     #[arg(long, value_name = "KID")]
     private_key_id: Option<String>,
@@ -286,6 +286,7 @@ impl AddArgs {
                 .map(|path| std::path::absolute(&path).unwrap_or(path)),
             private_key_env: self.private_key_env,
             private_key_id: self.private_key_id,
+            jwks_uri: self.jwks_uri,
             assertion_audience: self.assertion_audience,
             cimd_url: self.cimd_url,
             auth_method: self.auth_method,

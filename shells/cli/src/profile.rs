@@ -42,6 +42,9 @@ pub struct Profile {
     /// `--private-key-id`: the `kid` of the assertions' JWS header.
     #[serde(default)]
     pub private_key_id: Option<String>,
+    /// `--jwks-uri`: where the key of a dynamically registered client is published.
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
     /// `--assertion-audience`: what the assertions' `aud` names.
     #[serde(default)]
     pub assertion_audience: Option<AssertionAudience>,
@@ -139,6 +142,7 @@ impl Profile {
             (None, None) => None,
         };
         config.private_key_id = self.private_key_id.clone();
+        config.jwks_uri = self.jwks_uri.clone();
         if let Some(audience) = self.assertion_audience {
             config.assertion_audience = audience;
         }
@@ -186,6 +190,7 @@ impl Profile {
             "private_key_id",
             self.private_key_id.clone().map(Into::into),
         );
+        set("jwks_uri", self.jwks_uri.clone().map(Into::into));
         set(
             "assertion_audience",
             self.assertion_audience.map(|audience| {
@@ -258,6 +263,7 @@ mod tests {
             private_key_file: None,
             private_key_env: None,
             private_key_id: None,
+            jwks_uri: None,
             assertion_audience: None,
             cimd_url: None,
             auth_method: Some(AuthMethod::ClientSecretPost),

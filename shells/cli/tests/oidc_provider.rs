@@ -561,3 +561,68 @@ fn a_warm_token_is_printed_without_opening_the_store() {
         serde_json::from_str(&tenure.ok(&["--json", "token", "svc"]).stdout).unwrap();
     assert_eq!(json["access_token"].as_str(), Some(second.trim()));
 }
+
+/// Writes a P-256 key made from `seed` as PKCS#8 PEM to `path`; returns the PEM's Base64
+/// body, to look for in output.
+fn write_key(path: &std::path::Path, seed: u8) -> String {
+    use p256::pkcs8::{EncodePrivateKey, LineEnding};
+    let key = p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap();
+    let pem = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+    std::fs::write(path, pem.as_bytes()).unwrap();
+    pem.lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect()
+}
+
+/// A `private_key_jwt` machine client with no client id registers its public key (RFC 7591
+/// `jwks`) and gets tokens for its assertions; when the operator replaces the key file, the
+/// next run registers the new key through RFC 7592 (one PUT, same client), the new key's
+/// assertions are accepted, and no private key material shows in any output (INV-12).
+#[test]
+fn a_key_client_registers_its_key_and_follows_a_replaced_one() {
+    let provider = Provider::start(&[]);
+    let tenure = Tenure::new("keyed");
+    let key_file = tenure.store.with_extension("key.pem");
+    let first_private = write_key(&key_file, 42);
+    tenure.add_machine_client(
+        &provider.issuer,
+        &[
+            "--auth-method",
+            "private_key_jwt",
+            "--private-key-file",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let first = tenure.ok(&["token", "svc"]);
+    assert!(!first.stdout.trim().is_empty());
+    assert_eq!(provider.count("registrations"), 1);
+    assert_eq!(provider.count("token_client_credentials"), 1);
+    let client_id = tenure.record().dcr.expect("registered").client_id;
+
+    // `--refused` sets the held token aside, so the next token needs an assertion.
+    let second_private = write_key(&key_file, 43);
+    let second = tenure.ok(&["token", "svc", "--refused"]);
+    assert!(!second.stdout.trim().is_empty());
+    assert_eq!(provider.count("registrations"), 1, "no new client");
+    assert_eq!(provider.count("updates"), 1, "the key was registered again");
+    assert_eq!(provider.count("token_client_credentials"), 2);
+    assert_eq!(tenure.record().dcr.unwrap().client_id, client_id);
+
+    tenure.ok(&["token", "svc", "--refused"]);
+    assert_eq!(provider.count("token_client_credentials"), 3);
+    assert_eq!(
+        provider.count("updates"),
+        1,
+        "a current key is not sent again"
+    );
+
+    let status = tenure.ok(&["--json", "status", "svc"]);
+    for run in [&first, &second, &status] {
+        for private in [&first_private, &second_private] {
+            assert!(
+                !run.stdout.contains(private.as_str()) && !run.stderr.contains(private.as_str())
+            );
+        }
+        assert!(!run.stdout.contains("PRIVATE KEY") && !run.stderr.contains("PRIVATE KEY"));
+    }
+}

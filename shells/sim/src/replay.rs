@@ -253,6 +253,7 @@ pub fn config_of(client: &Value) -> Result<ClientConfig, TraceError> {
     config.initial_access_token = text("initial_access_token").map(Secret::new);
     config.private_key = text("private_key").map(Secret::new);
     config.private_key_id = text("private_key_id");
+    config.jwks_uri = text("jwks_uri");
     config.assertion_audience = match text("assertion_audience").as_deref() {
         None | Some("token_endpoint") => AssertionAudience::TokenEndpoint,
         Some("issuer") => AssertionAudience::Issuer,
