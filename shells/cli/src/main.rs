@@ -76,8 +76,14 @@ struct Cli {
     /// keychain:PATH keeps secrets and tokens in the OS keychain (Secret Service, macOS
     /// Keychain, Windows Credential Manager) and the rest in the directory PATH (keychain:
     /// alone: a directory under the user's data directory); with no keychain reachable it
-    /// fails, never falling back to files.
-    #[arg(long, global = true, value_name = "PATH|URL|keychain:PATH")]
+    /// fails, never falling back to files. The setting TENURE_STORE gives the same choice
+    /// for every command, e.g. `export TENURE_STORE=keychain:` in a shell profile.
+    #[arg(
+        long,
+        global = true,
+        env = "TENURE_STORE",
+        value_name = "PATH|URL|keychain:PATH"
+    )]
     store: Option<String>,
     /// Append every exchange with the server to FILE as a provider trace (secrets replaced),
     /// for `tenure replay`.

@@ -365,16 +365,7 @@ fn the_cli_keeps_its_credentials_in_redis() {
             String::from_utf8_lossy(&output.stdout).into_owned(),
         )
     };
-    let added = run(&[
-        "add",
-        "svc",
-        "--issuer",
-        &provider.issuer,
-        "--grant",
-        "client_credentials",
-        "--scope",
-        "read",
-    ]);
+    let added = run(&support::add_machine_client_args(&provider.issuer));
     assert_eq!(added.0, Some(0), "{added:?}");
     let first = run(&["token", "svc"]);
     let second = run(&["token", "svc"]);

@@ -86,16 +86,7 @@ impl Tenure {
     /// `tenure add svc --issuer ISSUER --grant client_credentials --scope read EXTRA…`: the
     /// machine client most tests use, with their own options appended.
     pub fn add_machine_client(&self, issuer: &str, extra: &[&str]) {
-        let mut args = vec![
-            "add",
-            "svc",
-            "--issuer",
-            issuer,
-            "--grant",
-            "client_credentials",
-            "--scope",
-            "read",
-        ];
+        let mut args = add_machine_client_args(issuer);
         args.extend_from_slice(extra);
         self.ok(&args);
     }
@@ -316,4 +307,18 @@ pub fn spawn_piped(mut command: std::process::Command) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the tenure binary runs")
+}
+
+/// The arguments of [`Tenure::add_machine_client`], for tests that run the binary another way.
+pub fn add_machine_client_args(issuer: &str) -> Vec<&str> {
+    vec![
+        "add",
+        "svc",
+        "--issuer",
+        issuer,
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "read",
+    ]
 }
