@@ -144,10 +144,7 @@ pub fn registration_metadata(
             (Some(uri), _) => {
                 body.insert("jwks_uri".into(), json!(uri));
             }
-            (None, Some(key)) => {
-                body.insert("jwks".into(), json!({ "keys": [key.public_jwk()] }));
-                body.insert("token_endpoint_auth_signing_alg".into(), json!(key.alg()));
-            }
+            (None, Some(key)) => body.extend(key_metadata(&key)),
             (None, None) => {}
         }
     }
@@ -203,14 +200,18 @@ pub fn registered_key_current(config: &ClientConfig, registration: &Registration
 pub fn with_configured_key(config: &ClientConfig, registration: &Registration) -> Registration {
     let mut updated = registration.clone();
     if let Some(key) = client_key(config) {
-        updated
-            .metadata
-            .insert("jwks".into(), json!({ "keys": [key.public_jwk()] }));
-        updated
-            .metadata
-            .insert("token_endpoint_auth_signing_alg".into(), json!(key.alg()));
+        updated.metadata.extend(key_metadata(&key));
     }
     updated
+}
+
+/// The registration metadata that names `key`: its public half as the client's key set, and
+/// the algorithm its assertions are signed with.
+fn key_metadata(key: &crate::assertion::AssertionKey) -> [(String, Value); 2] {
+    [
+        ("jwks".into(), json!({ "keys": [key.public_jwk()] })),
+        ("token_endpoint_auth_signing_alg".into(), json!(key.alg())),
+    ]
 }
 
 /// The registration request: a JSON POST, with the initial access token as a bearer token
