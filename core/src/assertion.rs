@@ -23,6 +23,9 @@ use crate::time::{Duration, Timestamp};
 pub const JWT_BEARER_ASSERTION_TYPE: &str =
     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
+/// The JWS `typ` of a client assertion (draft-ietf-oauth-rfc7523bis §3.2).
+pub const CLIENT_ASSERTION_TYP: &str = "client-authentication+jwt";
+
 /// How long an assertion is valid: short, since it is made afresh for every request and a
 /// captured one should be useless soon (RFC 7523 §3 item 4 lets the server bound `exp`).
 pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
@@ -40,13 +43,15 @@ const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.1
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AssertionAudience {
-    /// The token endpoint URL, as RFC 7523 §3 suggests; most servers accept it.
+    /// The authorization server's issuer identifier as the sole audience: what the update of
+    /// RFC 7523 (draft-ietf-oauth-rfc7523bis) requires, since an endpoint URL taken from
+    /// metadata can be made to point at another server. oidc-provider, Authlib and the MCP
+    /// conformance suite accept it.
     #[default]
-    TokenEndpoint,
-    /// The authorization server's issuer identifier, for servers that accept only that (the
-    /// MCP conformance suite's, and those following the newer guidance that the issuer is the
-    /// one unambiguous audience).
     Issuer,
+    /// The token endpoint URL, as RFC 7523 §3 allowed: for servers older than that update
+    /// that accept nothing else.
+    TokenEndpoint,
 }
 
 /// Why a private key cannot sign assertions. The messages never contain key material.
@@ -179,7 +184,10 @@ impl AssertionKey {
     /// authorization server, `jti` unique per assertion, `iat` now and `exp` one
     /// [`ASSERTION_LIFETIME`] later.
     pub fn sign(&self, claims: &AssertionClaims<'_>) -> Secret {
-        let mut header = json!({ "alg": self.alg(), "typ": "JWT" });
+        // Explicitly typed, as the update of RFC 7523 asks of clients (draft-ietf-oauth-
+        // rfc7523bis §3.2); servers are told not to reject an untyped one, and none of those
+        // tested checks the type.
+        let mut header = json!({ "alg": self.alg(), "typ": CLIENT_ASSERTION_TYP });
         if let Some(kid) = &self.kid {
             header["kid"] = json!(kid);
         }

@@ -254,7 +254,7 @@ impl ClientConfig {
             client_secret: None,
             private_key: None,
             private_key_id: None,
-            assertion_audience: AssertionAudience::TokenEndpoint,
+            assertion_audience: AssertionAudience::Issuer,
             jwks_uri: None,
             cimd_url: None,
             auth_method: None,
@@ -310,8 +310,8 @@ impl ClientConfig {
         self
     }
 
-    /// What the `aud` claim of a client assertion names: the token endpoint (the default) or
-    /// the issuer.
+    /// What the `aud` claim of a client assertion names: the issuer (the default) or, for an
+    /// older server, the token endpoint.
     pub fn with_assertion_audience(mut self, audience: AssertionAudience) -> Self {
         self.assertion_audience = audience;
         self

@@ -159,7 +159,10 @@ fn a_client_credentials_token_is_granted_for_a_signed_assertion() {
     let claims = verify(&public, jwt).unwrap();
     assert_eq!(claims["iss"], "client-1");
     assert_eq!(claims["sub"], "client-1");
-    assert_eq!(claims["aud"], TOKEN_ENDPOINT);
+    assert_eq!(
+        claims["aud"], AS,
+        "the issuer, the sole audience (rfc7523bis)"
+    );
     assert_eq!(claims["iat"], NOW.unix_seconds());
     assert_eq!(claims["exp"], NOW.unix_seconds() + 60);
     let header: Value = serde_json::from_slice(
@@ -169,6 +172,7 @@ fn a_client_credentials_token_is_granted_for_a_signed_assertion() {
     )
     .unwrap();
     assert_eq!(header["kid"], "key-1");
+    assert_eq!(header["typ"], "client-authentication+jwt");
 
     // INV-12: the assertion is a credential; nothing the embedder sees carries it.
     assert!(!format!("{:?}", world.timeline()).contains(jwt));
@@ -194,15 +198,15 @@ fn every_request_gets_a_fresh_assertion_rfc_7523_3_7() {
 }
 
 #[test]
-fn the_audience_can_be_the_issuer() {
+fn the_audience_can_be_the_token_endpoint_for_an_older_server() {
     let (pem, public) = key();
-    let config = config(pem).with_assertion_audience(AssertionAudience::Issuer);
+    let config = config(pem).with_assertion_audience(AssertionAudience::TokenEndpoint);
     let mut world = world(config, public);
     token_of(world.run(Operation::Token).unwrap());
     let jwt = field(&world.provider.token_requests[0], "client_assertion")
         .unwrap()
         .to_string();
-    assert_eq!(verify(&public, &jwt).unwrap()["aud"], AS);
+    assert_eq!(verify(&public, &jwt).unwrap()["aud"], TOKEN_ENDPOINT);
 }
 
 #[test]

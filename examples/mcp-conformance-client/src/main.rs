@@ -34,7 +34,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tenure_core::{AssertionAudience, AssertionKey, AuthMethod, Grant, Secret};
+use tenure_core::{AssertionKey, AuthMethod, Grant, Secret};
 use tenure_store::MemoryStore;
 use tenure_tokio::{BrowserMode, ClientConfig, Notice, Tenure, Timeouts};
 
@@ -174,7 +174,6 @@ fn config(invocation: &Invocation) -> Result<ClientConfig, String> {
     if let Some(pem) = &invocation.private_key_pem {
         config.private_key = Some(Secret::new(pem.as_str()));
         config.auth_method = Some(AuthMethod::PrivateKeyJwt);
-        config.assertion_audience = AssertionAudience::Issuer;
     }
     config
         .validate()

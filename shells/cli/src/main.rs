@@ -222,8 +222,8 @@ struct AddArgs {
     /// The key id (`kid`) to name in the signed assertions, when the server needs one.
     #[arg(long, value_name = "KID")]
     private_key_id: Option<String>,
-    /// What the signed assertions' `aud` claim names: the token endpoint (the default) or
-    /// the server's issuer.
+    /// What the signed assertions' `aud` claim names: the server's issuer (the default) or,
+    /// for an older server that accepts nothing else, its token endpoint.
     #[arg(long, value_parser = parse_audience, value_name = "token_endpoint|issuer")]
     assertion_audience: Option<AssertionAudience>,
     /// A Client ID Metadata Document URL to use as the client id.

@@ -254,11 +254,12 @@ pub fn config_of(client: &Value) -> Result<ClientConfig, TraceError> {
     config.private_key = text("private_key").map(Secret::new);
     config.private_key_id = text("private_key_id");
     config.jwks_uri = text("jwks_uri");
-    config.assertion_audience = match text("assertion_audience").as_deref() {
-        None | Some("token_endpoint") => AssertionAudience::TokenEndpoint,
-        Some("issuer") => AssertionAudience::Issuer,
+    match text("assertion_audience").as_deref() {
+        None => {}
+        Some("token_endpoint") => config.assertion_audience = AssertionAudience::TokenEndpoint,
+        Some("issuer") => config.assertion_audience = AssertionAudience::Issuer,
         Some(other) => return Err(fail(format!("unknown assertion_audience `{other}`"))),
-    };
+    }
     // A trace never holds the client's private key, only a placeholder. A replayed server
     // checks no signature, so any key stands in for it; the requests are the same.
     let placeholder = config
