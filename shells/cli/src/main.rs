@@ -180,8 +180,13 @@ enum Commands {
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("server").required(true).args(["issuer", "resource"])))]
-#[command(group(clap::ArgGroup::new("workload_token").args(["assertion_file", "assertion_env", "assertion_command"])))]
-#[command(group(clap::ArgGroup::new("id_token").args(["id_token_file", "id_token_env", "id_token_command"])))]
+#[command(group(clap::ArgGroup::new("workload_token")
+    .args(["assertion_file", "assertion_env", "assertion_command"])
+    .requires("client_id")
+    .conflicts_with("idp_token_endpoint")))]
+#[command(group(clap::ArgGroup::new("id_token")
+    .args(["id_token_file", "id_token_env", "id_token_command"])
+    .requires("idp_token_endpoint")))]
 struct AddArgs {
     /// The client's name.
     name: String,
@@ -243,29 +248,14 @@ struct AddArgs {
     /// For `--grant jwt-bearer` with workload identity: the file holding the platform's JWT
     /// (e.g. a Kubernetes projected service account token), read afresh for every token
     /// request.
-    #[arg(
-        long,
-        requires = "client_id",
-        conflicts_with = "idp_token_endpoint",
-        value_name = "PATH"
-    )]
+    #[arg(long, value_name = "PATH")]
     assertion_file: Option<PathBuf>,
     /// The environment variable holding the workload's JWT, instead of a file.
-    #[arg(
-        long,
-        requires = "client_id",
-        conflicts_with = "idp_token_endpoint",
-        value_name = "VAR"
-    )]
+    #[arg(long, value_name = "VAR")]
     assertion_env: Option<String>,
     /// A command that prints the workload's JWT, instead of a file: a program and its
     /// arguments separated by spaces, run without a shell, within 15 s.
-    #[arg(
-        long,
-        requires = "client_id",
-        conflicts_with = "idp_token_endpoint",
-        value_name = "CMD"
-    )]
+    #[arg(long, value_name = "CMD")]
     assertion_command: Option<String>,
     /// For `--grant jwt-bearer` with enterprise-managed authorization: the token endpoint of
     /// the enterprise identity provider, which exchanges the user's ID token for an ID-JAG
@@ -283,14 +273,14 @@ struct AddArgs {
     #[arg(long, requires = "idp_token_endpoint", value_name = "VAR")]
     idp_client_secret_env: Option<String>,
     /// The file holding the user's ID token from the identity provider.
-    #[arg(long, requires = "idp_token_endpoint", value_name = "PATH")]
+    #[arg(long, value_name = "PATH")]
     id_token_file: Option<PathBuf>,
     /// The environment variable holding the user's ID token, instead of a file.
-    #[arg(long, requires = "idp_token_endpoint", value_name = "VAR")]
+    #[arg(long, value_name = "VAR")]
     id_token_env: Option<String>,
     /// A command that prints the user's ID token, instead of a file (as
     /// `--assertion-command`).
-    #[arg(long, requires = "idp_token_endpoint", value_name = "CMD")]
+    #[arg(long, value_name = "CMD")]
     id_token_command: Option<String>,
 }
 

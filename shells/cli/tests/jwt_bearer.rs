@@ -54,6 +54,24 @@ fn granted() -> Answer {
     )
 }
 
+/// `tenure add wif`: a public workload client of `server` whose JWT is at `source`.
+fn add_workload(tenure: &Tenure, server: &FakeServer, source: &[&str]) {
+    let mut args = vec![
+        "add",
+        "wif",
+        "--issuer",
+        &server.origin,
+        "--client-id",
+        "workload",
+        "--auth-method",
+        "none",
+        "--grant",
+        "jwt-bearer",
+    ];
+    args.extend_from_slice(source);
+    tenure.ok(&args);
+}
+
 /// Every byte the store holds, as text, to look for a value that must not be in it.
 fn store_bytes(tenure: &Tenure) -> String {
     fn walk(dir: &std::path::Path, out: &mut Vec<u8>) {
@@ -79,20 +97,7 @@ fn a_workload_token_file_is_read_for_the_grant_and_never_stored() {
         .join(format!("workload-{}.jwt", std::process::id()));
     std::fs::write(&file, format!("{WORKLOAD_JWT}\n")).unwrap();
     let path = file.display().to_string();
-    tenure.ok(&[
-        "add",
-        "wif",
-        "--issuer",
-        &server.origin,
-        "--client-id",
-        "workload",
-        "--auth-method",
-        "none",
-        "--grant",
-        "jwt-bearer",
-        "--assertion-file",
-        &path,
-    ]);
+    add_workload(&tenure, &server, &["--assertion-file", &path]);
     let run = tenure.ok(&["token", "wif"]);
     assert_eq!(run.stdout.trim(), ACCESS_TOKEN);
     assert!(!run.stderr.contains(WORKLOAD_JWT), "{run:?}");
@@ -157,20 +162,11 @@ fn a_refused_assertion_is_reported_once_without_a_retry() {
         &json!({"error": "invalid_grant", "error_description": "audience mismatch"}),
     ));
     let tenure = Tenure::new("jwt-bearer-refused");
-    tenure.ok(&[
-        "add",
-        "wif",
-        "--issuer",
-        &server.origin,
-        "--client-id",
-        "workload",
-        "--auth-method",
-        "none",
-        "--grant",
-        "jwt-bearer",
-        "--assertion-env",
-        "TENURE_TEST_WORKLOAD_JWT",
-    ]);
+    add_workload(
+        &tenure,
+        &server,
+        &["--assertion-env", "TENURE_TEST_WORKLOAD_JWT"],
+    );
     let run = tenure.run_with(
         &["token", "wif"],
         &[("TENURE_TEST_WORKLOAD_JWT", WORKLOAD_JWT)],
