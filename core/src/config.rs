@@ -471,11 +471,22 @@ impl ClientConfig {
                 match assertion {
                     BearerAssertion::Workload(source) => check_source(source),
                     BearerAssertion::Enterprise(idp) => {
-                        secure_endpoint(&idp.token_endpoint).map_err(|e| {
-                            ConfigError::BearerAssertion(format!(
-                                "bad identity provider token endpoint: {e}"
-                            ))
-                        })?;
+                        let bad = |what: &str, e: String| {
+                            ConfigError::BearerAssertion(format!("bad identity provider {what}: {e}"))
+                        };
+                        match (&idp.token_endpoint, &idp.issuer) {
+                            (Some(endpoint), _) => {
+                                secure_endpoint(endpoint).map_err(|e| bad("token endpoint", e))?;
+                            }
+                            (None, Some(issuer)) => {
+                                check_issuer(issuer).map_err(|e| bad("issuer", e))?
+                            }
+                            (None, None) => {
+                                return Err(ConfigError::BearerAssertion(
+                                    "the identity provider needs its token endpoint or its issuer".into(),
+                                ))
+                            }
+                        }
                         if idp.client_id.trim().is_empty() {
                             return Err(ConfigError::BearerAssertion(
                                 "the client id at the identity provider is empty".into(),

@@ -93,8 +93,12 @@ pub enum BearerAssertion {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct IdentityProvider {
-    /// The identity provider's token endpoint.
-    pub token_endpoint: String,
+    /// The identity provider's token endpoint, when configured.
+    pub token_endpoint: Option<String>,
+    /// The identity provider's issuer: without a configured token endpoint, its metadata
+    /// (RFC 8414 or OpenID discovery, with an exact `issuer` match) names the endpoint, once
+    /// per process.
+    pub issuer: Option<String>,
     /// The client id this client has at the identity provider.
     pub client_id: String,
     /// Its secret there, sent with HTTP Basic; without one the client id goes in the body.
@@ -104,8 +108,8 @@ pub struct IdentityProvider {
 }
 
 impl IdentityProvider {
-    /// An identity provider at `token_endpoint`, where this client is `client_id`, whose ID
-    /// token comes from `id_token`.
+    /// An identity provider whose token endpoint is `token_endpoint`, where this client is
+    /// `client_id`, whose ID token comes from `id_token`.
     pub fn new(
         token_endpoint: impl Into<String>,
         client_id: impl Into<String>,
@@ -113,7 +117,24 @@ impl IdentityProvider {
         id_token: AssertionSource,
     ) -> Self {
         IdentityProvider {
-            token_endpoint: token_endpoint.into(),
+            token_endpoint: Some(token_endpoint.into()),
+            issuer: None,
+            client_id: client_id.into(),
+            client_secret,
+            id_token,
+        }
+    }
+
+    /// An identity provider known by its `issuer`, whose metadata names its token endpoint.
+    pub fn discovered(
+        issuer: impl Into<String>,
+        client_id: impl Into<String>,
+        client_secret: Option<Secret>,
+        id_token: AssertionSource,
+    ) -> Self {
+        IdentityProvider {
+            token_endpoint: None,
+            issuer: Some(issuer.into()),
             client_id: client_id.into(),
             client_secret,
             id_token,
@@ -134,9 +155,10 @@ pub struct ExchangeParams<'a> {
     pub scopes: &'a [String],
 }
 
-/// The RFC 8693 token exchange at the identity provider: the ID token for an ID-JAG whose
-/// audience is the authorization server (SEP-990).
+/// The RFC 8693 token exchange at the identity provider's token endpoint `endpoint`: the ID
+/// token for an ID-JAG whose audience is the authorization server (SEP-990).
 pub fn token_exchange_request(
+    endpoint: &str,
     idp: &IdentityProvider,
     params: &ExchangeParams<'_>,
 ) -> Result<http::Request<Vec<u8>>, String> {
@@ -155,7 +177,7 @@ pub fn token_exchange_request(
         fields.push(("scope", &joined));
     }
     fields.push(("client_id", &idp.client_id));
-    let mut builder = http::Request::post(&idp.token_endpoint)
+    let mut builder = http::Request::post(endpoint)
         .header(ACCEPT, JSON)
         .header(CONTENT_TYPE, FORM);
     if let Some(secret) = &idp.client_secret {
@@ -241,6 +263,7 @@ mod tests {
         let id_token = Secret::new("the-id-token");
         let scopes = vec!["read".to_string(), "write".to_string()];
         let request = token_exchange_request(
+            "https://idp.example.com/token",
             &idp,
             &ExchangeParams {
                 id_token: &id_token,

@@ -402,6 +402,81 @@ fn no_retry_and_no_other_grant_after_a_refusal_sep_1933() {
     }
 }
 
+/// An enterprise client whose identity provider is known by its issuer only.
+fn enterprise_by_issuer(metadata: Value) -> World {
+    let idp = IdentityProvider::discovered(
+        "https://idp.example.com",
+        "idp-client",
+        None,
+        id_token_source(),
+    );
+    let mut config = ClientConfig::for_resource("xaa", RESOURCE)
+        .with_jwt_bearer("as-client", BearerAssertion::Enterprise(idp));
+    config.client_secret = Some(Secret::new(AS_SECRET));
+    config.seed = [5; 32];
+    let mut world = world(config);
+    world
+        .assertions
+        .insert(id_token_source(), ID_TOKEN.to_string());
+    // RFC 8414's location answers 404; OpenID discovery's has the document.
+    world.provider.script.answer(
+        "GET",
+        "https://idp.example.com/.well-known/openid-configuration",
+        200,
+        metadata,
+    );
+    world
+}
+
+#[test]
+fn an_identity_provider_known_by_its_issuer_is_discovered_once() {
+    let mut world = enterprise_by_issuer(json!({
+        "issuer": "https://idp.example.com",
+        "token_endpoint": IDP_TOKEN,
+    }));
+    assert!(run(&mut world, Operation::Token).is_token());
+    let [exchange, bearer] = world.provider.seen.as_slice() else {
+        panic!(
+            "expected an exchange and a grant: {:?}",
+            world.provider.seen
+        );
+    };
+    assert_eq!(exchange.url, IDP_TOKEN);
+    assert_eq!(exchange.field("subject_token"), Some(ID_TOKEN));
+    assert_eq!(exchange.authorization, None);
+    assert_eq!(bearer.field("assertion"), Some(ID_JAG));
+    assert_eq!(idp_metadata_reads(&world), 2);
+    // The next grant request in this process uses the endpoint it found.
+    assert!(run(&mut world, Operation::Login).is_token());
+    assert_eq!(world.count(RequestKind::TokenExchange), 2);
+    assert_eq!(idp_metadata_reads(&world), 2);
+}
+
+/// How many requests went to the identity provider's metadata locations.
+fn idp_metadata_reads(world: &World) -> usize {
+    world
+        .requests()
+        .iter()
+        .filter(|r| r.url.starts_with("https://idp.example.com/.well-known/"))
+        .count()
+}
+
+#[test]
+fn identity_provider_metadata_for_another_issuer_is_not_used() {
+    let mut world = enterprise_by_issuer(json!({
+        "issuer": "https://evil.example.com",
+        "token_endpoint": "https://evil.example.com/token",
+    }));
+    let outcome = run(&mut world, Operation::Token);
+    let Some(Error::Discovery(reason)) = outcome.error() else {
+        panic!("expected a discovery failure, got {outcome:?}");
+    };
+    assert!(reason.contains("identity provider"), "{reason}");
+    // Nothing was sent anywhere: no exchange, no grant, and the ID token was not even read.
+    assert!(world.provider.seen.is_empty());
+    assert_eq!(reads(&world), 0);
+}
+
 #[test]
 fn the_grant_needs_its_settings() {
     let config =

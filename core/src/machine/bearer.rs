@@ -8,6 +8,9 @@
 //!   workload:    ReadAssertion ──▶ jwt-bearer grant (assertion = what the shell read)
 //!   enterprise:  ReadAssertion ──▶ token exchange at the IdP ──▶ jwt-bearer grant
 //!                (the ID token)     (ID token for an ID-JAG)     (assertion = the ID-JAG)
+//!
+//! An identity provider configured by its issuer has its metadata read first, once per
+//! process, for its token endpoint.
 //! ```
 //!
 //! What the shell read and what the identity provider issued live in the job until sent,
@@ -17,7 +20,7 @@
 use super::*;
 use crate::jwt_bearer::{
     assertion_text, parse_token_exchange, token_exchange_request, AssertionSource, BearerAssertion,
-    ExchangeFailure, ExchangeParams,
+    ExchangeFailure, ExchangeParams, IdentityProvider,
 };
 
 impl Client {
@@ -51,10 +54,19 @@ impl Client {
             _ => None,
         };
         match (bearer, id_token) {
+            (BearerAssertion::Enterprise(idp), id_token) if self.idp_endpoint(&idp).is_none() => {
+                // The ID token waits (if it was read already) until the endpoint is known.
+                if let (Some(job), Some(id_token)) = (self.jobs.front_mut(), id_token) {
+                    job.assertion = Some(id_token);
+                }
+                self.begin_idp_discovery(&idp)
+            }
             (BearerAssertion::Enterprise(idp), Some(id_token)) => {
                 // SEP-990: the ID-JAG names the authorization server as its audience and the
                 // resource it is for; the identity provider's credentials go to it alone.
+                let endpoint = self.idp_endpoint(&idp).unwrap_or_default();
                 let request = token_exchange_request(
+                    &endpoint,
                     &idp,
                     &ExchangeParams {
                         id_token: &id_token,
@@ -74,6 +86,83 @@ impl Client {
             }
             (BearerAssertion::Enterprise(idp), None) => self.read_assertion(idp.id_token),
             (BearerAssertion::Workload(source), _) => self.read_assertion(source),
+        }
+    }
+
+    /// The identity provider's token endpoint: as configured, or as its metadata named it.
+    fn idp_endpoint(&self, idp: &IdentityProvider) -> Option<String> {
+        idp.token_endpoint
+            .clone()
+            .or_else(|| self.idp_token_endpoint.clone())
+    }
+
+    /// Fetches the identity provider's metadata for its token endpoint, at the well-known
+    /// locations of its issuer in turn (RFC 8414, OpenID discovery).
+    fn begin_idp_discovery(&mut self, idp: &IdentityProvider) -> Step {
+        let issuer = idp.issuer.clone().unwrap_or_default();
+        match metadata_candidates(&issuer) {
+            Ok(candidates) => self.next_idp_candidate(issuer, candidates.into(), Vec::new()),
+            Err(reason) => Step::Finish(Outcome::Failed(Error::Discovery(format!(
+                "identity provider {}: {reason}",
+                sanitize(&issuer)
+            )))),
+        }
+    }
+
+    fn next_idp_candidate(
+        &mut self,
+        issuer: String,
+        mut candidates: VecDeque<String>,
+        failures: Vec<String>,
+    ) -> Step {
+        let Some(current) = candidates.pop_front() else {
+            return Step::Finish(Outcome::Failed(Error::Discovery(format!(
+                "no usable metadata for the identity provider {}: {}; give its token endpoint instead",
+                sanitize(&issuer),
+                failures.join("; ")
+            ))));
+        };
+        let request = http::Request::get(&current)
+            .header(http::header::ACCEPT, crate::wire::JSON)
+            .body(Vec::new());
+        match request {
+            Ok(request) => self.http(
+                RequestKind::ServerMetadata,
+                request,
+                HttpPurpose::IdpMetadata {
+                    issuer,
+                    candidates,
+                    current,
+                    failures,
+                },
+            ),
+            Err(e) => Step::Finish(Outcome::Failed(Error::Protocol(e.to_string()))),
+        }
+    }
+
+    /// One answer of the identity provider's metadata: its token endpoint when the document
+    /// is for exactly the configured issuer, else the next location.
+    pub(super) fn handle_idp_metadata(
+        &mut self,
+        issuer: String,
+        candidates: VecDeque<String>,
+        current: String,
+        mut failures: Vec<String>,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
+        let found = answer.and_then(|(status, body)| {
+            if status != 200 {
+                return Err(format!("HTTP {status}"));
+            }
+            parse_server_metadata(&json_object(&body)?, &issuer)
+        });
+        match found {
+            Ok(metadata) => self.idp_token_endpoint = Some(metadata.token_endpoint),
+            Err(reason) => {
+                failures.push(format!("{}: {reason}", sanitize(&current)));
+                let step = self.next_idp_candidate(issuer, candidates, failures);
+                self.apply(step);
+            }
         }
     }
 
@@ -118,7 +207,9 @@ impl Client {
     /// jwt-bearer grant that follows, or the end of the operation.
     pub(super) fn handle_exchange_answer(&mut self, answer: Result<(u16, Vec<u8>), String>) {
         let endpoint = match &self.config.bearer_assertion {
-            Some(BearerAssertion::Enterprise(idp)) => sanitize(&idp.token_endpoint),
+            Some(BearerAssertion::Enterprise(idp)) => {
+                sanitize(&self.idp_endpoint(idp).unwrap_or_default())
+            }
             _ => String::new(),
         };
         let (status, body) = match answer {

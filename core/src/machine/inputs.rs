@@ -319,6 +319,12 @@ impl Client {
             }
             HttpPurpose::DevicePoll => self.handle_device_poll(now, answer),
             HttpPurpose::TokenExchange => self.handle_exchange_answer(answer),
+            HttpPurpose::IdpMetadata {
+                issuer,
+                candidates,
+                current,
+                failures,
+            } => self.handle_idp_metadata(issuer, candidates, current, failures, answer),
         }
     }
 

@@ -126,6 +126,9 @@ pub struct Client {
     next_id: u64,
     reported: Option<Lifecycle>,
     just_renewed: bool,
+    /// The enterprise identity provider's token endpoint, read from its metadata in this
+    /// process when only its issuer is configured (SEP-990).
+    idp_token_endpoint: Option<String>,
 }
 
 /// One operation being worked on, and the callers waiting for it (single flight).
@@ -263,6 +266,13 @@ enum HttpPurpose {
     DevicePoll,
     /// An RFC 8693 token exchange at the enterprise identity provider (SEP-990).
     TokenExchange,
+    /// The enterprise identity provider's metadata, for its token endpoint.
+    IdpMetadata {
+        issuer: String,
+        candidates: VecDeque<String>,
+        current: String,
+        failures: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -541,6 +551,7 @@ impl Client {
             next_id: 0,
             reported: None,
             just_renewed: false,
+            idp_token_endpoint: None,
         }
     }
 

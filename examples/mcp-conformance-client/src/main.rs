@@ -461,7 +461,10 @@ mod tests {
         let Some(BearerAssertion::Enterprise(idp)) = &config.bearer_assertion else {
             panic!("no identity provider in {config:?}");
         };
-        assert_eq!(idp.token_endpoint, "http://localhost:2/token");
+        assert_eq!(
+            idp.token_endpoint.as_deref(),
+            Some("http://localhost:2/token")
+        );
         assert_eq!(idp.client_id, "idp-client");
         assert_eq!(idp.client_secret, None);
         // A context that names an identity provider without its ID token is refused.

@@ -182,7 +182,11 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
             (None, None) if profile.private_key_file.is_some() || profile.private_key_env.is_some() => {
                 Some("a client assertion signed with the private key (--private-key-file or --private-key-env)")
             }
-            (None, None) if profile.assertion.is_some() || profile.idp_token_endpoint.is_some() => {
+            (None, None)
+                if profile.assertion.is_some()
+                    || profile.idp_token_endpoint.is_some()
+                    || profile.idp_issuer.is_some() =>
+            {
                 Some("a jwt-bearer assertion (a workload token, or an ID-JAG for the server)")
             }
             (None, None) => None,

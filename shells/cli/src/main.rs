@@ -183,10 +183,13 @@ enum Commands {
 #[command(group(clap::ArgGroup::new("workload_token")
     .args(["assertion_file", "assertion_env", "assertion_command"])
     .requires("client_id")
-    .conflicts_with("idp_token_endpoint")))]
+    .conflicts_with("idp")))]
+#[command(group(clap::ArgGroup::new("idp")
+    .args(["idp_token_endpoint", "idp_issuer"])
+    .requires_all(["client_id", "idp_client_id", "id_token"])))]
 #[command(group(clap::ArgGroup::new("id_token")
     .args(["id_token_file", "id_token_env", "id_token_command"])
-    .requires("idp_token_endpoint")))]
+    .requires("idp")))]
 struct AddArgs {
     /// The client's name.
     name: String,
@@ -260,17 +263,17 @@ struct AddArgs {
     /// For `--grant jwt-bearer` with enterprise-managed authorization: the token endpoint of
     /// the enterprise identity provider, which exchanges the user's ID token for an ID-JAG
     /// (RFC 8693).
-    #[arg(
-        long,
-        requires_all = ["client_id", "idp_client_id", "id_token"],
-        value_name = "URL"
-    )]
+    #[arg(long, value_name = "URL")]
     idp_token_endpoint: Option<String>,
+    /// The enterprise identity provider's issuer, instead of its token endpoint: its
+    /// metadata names the endpoint.
+    #[arg(long, value_name = "URL")]
+    idp_issuer: Option<String>,
     /// The client id this client has at the identity provider.
-    #[arg(long, requires = "idp_token_endpoint", value_name = "ID")]
+    #[arg(long, requires = "idp", value_name = "ID")]
     idp_client_id: Option<String>,
     /// The environment variable holding the client secret at the identity provider.
-    #[arg(long, requires = "idp_token_endpoint", value_name = "VAR")]
+    #[arg(long, requires = "idp", value_name = "VAR")]
     idp_client_secret_env: Option<String>,
     /// The file holding the user's ID token from the identity provider.
     #[arg(long, value_name = "PATH")]
@@ -364,6 +367,7 @@ impl AddArgs {
                 self.assertion_command,
             ),
             idp_token_endpoint: self.idp_token_endpoint,
+            idp_issuer: self.idp_issuer,
             idp_client_id: self.idp_client_id,
             idp_client_secret_env: self.idp_client_secret_env,
             id_token: assertion_source(

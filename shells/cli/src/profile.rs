@@ -74,6 +74,10 @@ pub struct Profile {
     /// for an ID-JAG (SEP-990).
     #[serde(default)]
     pub idp_token_endpoint: Option<String>,
+    /// `--idp-issuer`: that identity provider's issuer instead, whose metadata names its
+    /// token endpoint.
+    #[serde(default)]
+    pub idp_issuer: Option<String>,
     /// `--idp-client-id`: the client id at that identity provider.
     #[serde(default)]
     pub idp_client_id: Option<String>,
@@ -182,7 +186,7 @@ impl Profile {
     /// one is named, else the workload token. Only the identity provider's secret is read
     /// here; the tokens themselves are read by the client when it needs them.
     fn bearer_assertion(&self) -> Result<Option<BearerAssertion>, ProfileError> {
-        if let Some(endpoint) = &self.idp_token_endpoint {
+        if self.idp_token_endpoint.is_some() || self.idp_issuer.is_some() {
             let secret = self.secret_from(
                 &self.idp_client_secret_env,
                 "client secret at the identity provider",
@@ -193,12 +197,11 @@ impl Profile {
                 .clone()
                 .unwrap_or(AssertionSource::File(String::new()));
             let client_id = self.idp_client_id.clone().unwrap_or_default();
-            return Ok(Some(BearerAssertion::Enterprise(IdentityProvider::new(
-                endpoint.as_str(),
-                client_id,
-                secret,
-                id_token,
-            ))));
+            // Known by its token endpoint, its issuer, or both (the endpoint is then used).
+            let mut idp = IdentityProvider::discovered(String::new(), client_id, secret, id_token);
+            idp.issuer = self.idp_issuer.clone();
+            idp.token_endpoint = self.idp_token_endpoint.clone();
+            return Ok(Some(BearerAssertion::Enterprise(idp)));
         }
         Ok(self.assertion.clone().map(BearerAssertion::Workload))
     }
@@ -314,6 +317,7 @@ mod tests {
             initial_access_token_env: None,
             assertion: None,
             idp_token_endpoint: None,
+            idp_issuer: None,
             idp_client_id: None,
             idp_client_secret_env: None,
             id_token: None,
@@ -438,6 +442,16 @@ mod tests {
             idp.id_token,
             AssertionSource::Command(vec!["get-id-token".into()])
         );
+
+        // Known by its issuer instead, the identity provider's endpoint is discovered.
+        profile.idp_token_endpoint = None;
+        profile.idp_issuer = Some("https://idp.example.com".into());
+        let Some(BearerAssertion::Enterprise(idp)) = profile.config().unwrap().bearer_assertion
+        else {
+            panic!("no identity provider");
+        };
+        assert_eq!(idp.token_endpoint, None);
+        assert_eq!(idp.issuer.as_deref(), Some("https://idp.example.com"));
 
         // An identity provider without an ID token source is refused by the core's check.
         profile.id_token = None;

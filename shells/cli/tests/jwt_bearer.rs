@@ -33,6 +33,13 @@ fn servers(token: Answer) -> FakeServer {
             ),
             ("POST /token".into(), token),
             (
+                "GET /idp/.well-known/openid-configuration".into(),
+                Answer::json(
+                    200,
+                    &json!({"issuer": format!("{origin}/idp"), "token_endpoint": format!("{origin}/idp/token")}),
+                ),
+            ),
+            (
                 "POST /idp/token".into(),
                 Answer::json(
                     200,
@@ -116,43 +123,59 @@ fn a_workload_token_file_is_read_for_the_grant_and_never_stored() {
 #[test]
 fn an_id_token_is_exchanged_at_the_identity_provider_first() {
     let server = servers(granted());
-    let tenure = Tenure::new("jwt-bearer-enterprise");
-    let idp = format!("{}/idp/token", server.origin);
-    tenure.ok(&[
-        "add",
-        "xaa",
-        "--issuer",
-        &server.origin,
-        "--client-id",
-        "xaa-client",
-        "--client-secret-env",
-        "TENURE_TEST_AS_SECRET",
-        "--grant",
-        "jwt-bearer",
-        "--idp-token-endpoint",
-        &idp,
-        "--idp-client-id",
-        "idp-client",
-        "--id-token-env",
-        "TENURE_TEST_ID_TOKEN",
-    ]);
-    let run = tenure.run_with(
-        &["token", "xaa"],
-        &[
-            ("TENURE_TEST_ID_TOKEN", ID_TOKEN),
-            ("TENURE_TEST_AS_SECRET", AS_SECRET),
-        ],
-    );
-    assert_eq!(run.code, 0, "{run:?}");
-    assert_eq!(run.stdout.trim(), ACCESS_TOKEN);
-    let hits = server.hits();
-    assert_eq!(hits[1..], ["POST /idp/token", "POST /token"], "{hits:?}");
-    let stored = store_bytes(&tenure);
-    assert!(stored.contains("TENURE_TEST_ID_TOKEN"));
-    for planted in [ID_TOKEN, ID_JAG, AS_SECRET] {
-        assert!(!stored.contains(planted), "{planted} is stored");
-        assert!(!run.stderr.contains(planted), "{planted} is shown: {run:?}");
+    let endpoint = format!("{}/idp/token", server.origin);
+    let issuer = format!("{}/idp", server.origin);
+    // The identity provider named by its token endpoint, or by its issuer (whose metadata
+    // names the endpoint).
+    for (name, idp) in [
+        ("by-endpoint", ["--idp-token-endpoint", &endpoint]),
+        ("by-issuer", ["--idp-issuer", &issuer]),
+    ] {
+        let tenure = Tenure::new(&format!("jwt-bearer-enterprise-{name}"));
+        let mut args = vec![
+            "add",
+            "xaa",
+            "--issuer",
+            &server.origin,
+            "--client-id",
+            "xaa-client",
+            "--client-secret-env",
+            "TENURE_TEST_AS_SECRET",
+            "--grant",
+            "jwt-bearer",
+            "--idp-client-id",
+            "idp-client",
+            "--id-token-env",
+            "TENURE_TEST_ID_TOKEN",
+        ];
+        args.extend(idp);
+        tenure.ok(&args);
+        let before = server.hits().len();
+        let run = tenure.run_with(
+            &["token", "xaa"],
+            &[
+                ("TENURE_TEST_ID_TOKEN", ID_TOKEN),
+                ("TENURE_TEST_AS_SECRET", AS_SECRET),
+            ],
+        );
+        assert_eq!(run.code, 0, "{name}: {run:?}");
+        assert_eq!(run.stdout.trim(), ACCESS_TOKEN);
+        let hits = server.hits()[before..].to_vec();
+        assert_eq!(
+            hits[hits.len() - 2..],
+            ["POST /idp/token", "POST /token"],
+            "{name}: {hits:?}"
+        );
+        let stored = store_bytes(&tenure);
+        assert!(stored.contains("TENURE_TEST_ID_TOKEN"));
+        for planted in [ID_TOKEN, ID_JAG, AS_SECRET] {
+            assert!(!stored.contains(planted), "{planted} is stored");
+            assert!(!run.stderr.contains(planted), "{planted} is shown: {run:?}");
+        }
     }
+    assert!(server
+        .hits()
+        .contains(&"GET /idp/.well-known/openid-configuration".to_string()));
 }
 
 #[test]
