@@ -179,7 +179,9 @@ enum Commands {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("server").required(true).args(["issuer", "resource"])))]
+// Both may be given: a client that sends a secret or an assertion names its authorization
+// server with --issuer next to the --resource it is for.
+#[command(group(clap::ArgGroup::new("server").required(true).multiple(true).args(["issuer", "resource"])))]
 #[command(group(clap::ArgGroup::new("workload_token")
     .args(["assertion_file", "assertion_env", "assertion_command"])
     .requires("client_id")

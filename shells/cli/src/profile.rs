@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tenure_core::config::{loopback_redirect_uri, DEFAULT_REDIRECT_PORT};
 use tenure_core::{
     AssertionAudience, AssertionSource, AuthMethod, BearerAssertion, ClientConfig, ClientKey,
@@ -209,10 +210,15 @@ impl Profile {
     /// The `client` object of a trace's `config` line (design §7): the options of `tenure add`
     /// with dashes as underscores. Secrets are not written; placeholders stand in for them.
     pub fn trace_config(&self) -> serde_json::Value {
+        let grant = match self.grant {
+            // The option's value, not the grant type's URN.
+            Grant::JwtBearer => "jwt_bearer",
+            other => other.as_str(),
+        };
         let mut client = serde_json::json!({
             "name": self.name,
             "scope": self.scope,
-            "grant": self.grant.as_str(),
+            "grant": grant,
             "redirect_port": self.redirect_port,
         });
         let mut set = |name: &str, value: Option<serde_json::Value>| {
@@ -256,6 +262,36 @@ impl Profile {
             self.initial_access_token_env
                 .as_ref()
                 .map(|_| "recorded-initial_access_token-0".into()),
+        );
+        // Where the jwt-bearer tokens are read names no secret; the tokens are not written.
+        let source = |prefix: &str, source: &Option<AssertionSource>| match source {
+            Some(AssertionSource::File(path)) => Some((format!("{prefix}_file"), json!(path))),
+            Some(AssertionSource::Env(name)) => Some((format!("{prefix}_env"), json!(name))),
+            Some(AssertionSource::Command(argv)) => {
+                Some((format!("{prefix}_command"), json!(argv.join(" "))))
+            }
+            _ => None,
+        };
+        for (name, value) in [
+            source("assertion", &self.assertion),
+            source("id_token", &self.id_token),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            set(&name, Some(value));
+        }
+        set(
+            "idp_token_endpoint",
+            self.idp_token_endpoint.clone().map(Into::into),
+        );
+        set("idp_issuer", self.idp_issuer.clone().map(Into::into));
+        set("idp_client_id", self.idp_client_id.clone().map(Into::into));
+        set(
+            "idp_client_secret",
+            self.idp_client_secret_env
+                .as_ref()
+                .map(|_| "recorded-idp_client_secret-0".into()),
         );
         client
     }
