@@ -146,12 +146,17 @@ fn workload() -> World {
 /// An enterprise client with a secret at each of the identity provider and the
 /// authorization server.
 fn enterprise() -> World {
-    let idp = IdentityProvider::new(
+    enterprise_with(IdentityProvider::new(
         IDP_TOKEN,
         "idp-client",
         Some(Secret::new(IDP_SECRET)),
         id_token_source(),
-    );
+    ))
+}
+
+/// An enterprise client of the authorization server, with a secret there, and of `idp`,
+/// whose ID token source holds the planted ID token.
+fn enterprise_with(idp: IdentityProvider) -> World {
     let mut config = ClientConfig::for_resource("xaa", RESOURCE)
         .with_jwt_bearer("as-client", BearerAssertion::Enterprise(idp));
     config.client_secret = Some(Secret::new(AS_SECRET));
@@ -404,20 +409,12 @@ fn no_retry_and_no_other_grant_after_a_refusal_sep_1933() {
 
 /// An enterprise client whose identity provider is known by its issuer only.
 fn enterprise_by_issuer(metadata: Value) -> World {
-    let idp = IdentityProvider::discovered(
+    let mut world = enterprise_with(IdentityProvider::discovered(
         "https://idp.example.com",
         "idp-client",
         None,
         id_token_source(),
-    );
-    let mut config = ClientConfig::for_resource("xaa", RESOURCE)
-        .with_jwt_bearer("as-client", BearerAssertion::Enterprise(idp));
-    config.client_secret = Some(Secret::new(AS_SECRET));
-    config.seed = [5; 32];
-    let mut world = world(config);
-    world
-        .assertions
-        .insert(id_token_source(), ID_TOKEN.to_string());
+    ));
     // RFC 8414's location answers 404; OpenID discovery's has the document.
     world.provider.script.answer(
         "GET",

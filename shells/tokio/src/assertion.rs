@@ -60,8 +60,9 @@ async fn read_capped(
 }
 
 /// Runs the program without a shell and takes its standard output; it must exit with
-/// status 0 within [`COMMAND_TIME_LIMIT`]. Its standard error is left to the terminal, so a
-/// person sees why a helper program failed; it is never captured into Tenure's errors.
+/// status 0 within [`COMMAND_TIME_LIMIT`]. Its standard error is discarded: Tenure may run
+/// in a server whose error output is logged, and a helper that prints its token there would
+/// put a credential in the log. Errors name the program and its exit status only.
 async fn run_command(argv: &[String], source: &AssertionSource) -> Result<Vec<u8>, String> {
     let (program, args) = argv
         .split_first()
@@ -70,7 +71,7 @@ async fn run_command(argv: &[String], source: &AssertionSource) -> Result<Vec<u8
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", source.describe()))?;
