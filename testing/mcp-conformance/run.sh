@@ -101,11 +101,12 @@ use_packages() {
 # The extension scenarios (on no revision's timeline) that Tenure implements: the client
 # credentials grant with client_secret_basic and with private_key_jwt (SEP-1046), and the
 # jwt-bearer grants: workload identity federation (SEP-1933) and enterprise-managed
-# authorization (SEP-990). The suite runs them but never scores them; here they are scored
-# like any other, so that a regression fails the run. Each is run only where the pinned
-# suite lists it.
+# authorization (SEP-990; `cross-app-access-complete-flow` in 0.1.16). The suite runs them
+# but never scores them; here they are scored like any other, so that a regression fails
+# the run. Each is run only where the pinned suite lists it.
 supported_extensions=(auth/client-credentials-basic auth/client-credentials-jwt
-  auth/wif-jwt-bearer auth/enterprise-managed-authorization)
+  auth/wif-jwt-bearer auth/enterprise-managed-authorization
+  auth/cross-app-access-complete-flow)
 is_supported_extension() {
   local name
   for name in "${supported_extensions[@]}"; do [ "$name" = "$1" ] && return 0; done
