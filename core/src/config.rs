@@ -6,6 +6,7 @@ use url::Url;
 use crate::assertion::{AssertionAudience, AssertionKey};
 use crate::endpoint::{is_loopback, secure_endpoint};
 use crate::error::ConfigError;
+use crate::jwt_bearer::BearerAssertion;
 use crate::key::ClientKey;
 use crate::secret::Secret;
 use crate::time::Duration;
@@ -67,6 +68,12 @@ pub enum Grant {
     AuthorizationCode,
     /// A machine client with no user.
     ClientCredentials,
+    /// The JWT bearer grant (RFC 7523 §2.1) with an assertion the client holds but does
+    /// not sign: a workload identity token (MCP SEP-1933) or an ID-JAG from the enterprise
+    /// identity provider (MCP SEP-990), as [`ClientConfig::bearer_assertion`] says. No user
+    /// and no browser; like client credentials, a new token is asked for with a fresh
+    /// assertion when the old one expires.
+    JwtBearer,
 }
 
 impl Grant {
@@ -75,6 +82,7 @@ impl Grant {
         match self {
             Grant::AuthorizationCode => "authorization_code",
             Grant::ClientCredentials => "client_credentials",
+            Grant::JwtBearer => crate::jwt_bearer::JWT_BEARER_GRANT,
         }
     }
 }
@@ -191,6 +199,10 @@ pub struct ClientConfig {
     /// How [`crate::Operation::Login`] logs a user in. Not part of the client key: the same
     /// stored client logs in either way.
     pub login_flow: LoginFlow,
+    /// What [`Grant::JwtBearer`] presents and where the shell reads it: set with that grant
+    /// and only with it. A description of a source, never an assertion: assertions are
+    /// short-lived and read afresh for every grant request.
+    pub bearer_assertion: Option<BearerAssertion>,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -222,6 +234,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("lease_ttl", &self.lease_ttl)
             .field("legacy_discovery", &self.legacy_discovery)
             .field("login_flow", &self.login_flow)
+            .field("bearer_assertion", &self.bearer_assertion)
             .finish()
     }
 }
@@ -271,6 +284,7 @@ impl ClientConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             legacy_discovery: false,
             login_flow: LoginFlow::Browser,
+            bearer_assertion: None,
         }
     }
 
@@ -307,6 +321,21 @@ impl ClientConfig {
         self.private_key = Some(private_key_pem);
         self.private_key_id = key_id;
         self.auth_method = Some(AuthMethod::PrivateKeyJwt);
+        self
+    }
+
+    /// A pre-registered client that obtains tokens with the JWT bearer grant, presenting
+    /// `assertion` (RFC 7523 §2.1): a workload identity token or an ID-JAG from an enterprise
+    /// identity provider. The client authenticates at the token endpoint as set otherwise
+    /// (a secret, a key, or `none` with the client id in the body).
+    pub fn with_jwt_bearer(
+        mut self,
+        client_id: impl Into<String>,
+        assertion: BearerAssertion,
+    ) -> Self {
+        self.client_id = Some(client_id.into());
+        self.grant = Grant::JwtBearer;
+        self.bearer_assertion = Some(assertion);
         self
     }
 
@@ -415,7 +444,76 @@ impl ClientConfig {
                 "a CIMD client is public and cannot use client_credentials".into(),
             ));
         }
-        Ok(())
+        self.validate_bearer_assertion()
+    }
+
+    /// The jwt-bearer grant's own settings: an assertion source with the grant and only with
+    /// it, a pre-registered client (the server must know beforehand which assertions it
+    /// trusts for which client), and a usable identity provider.
+    fn validate_bearer_assertion(&self) -> Result<(), ConfigError> {
+        use crate::jwt_bearer::AssertionSource;
+        let check_source = |source: &AssertionSource| match source {
+            AssertionSource::File(path) if path.trim().is_empty() => Err(
+                ConfigError::BearerAssertion("the assertion file path is empty".into()),
+            ),
+            AssertionSource::Env(name) if name.trim().is_empty() => Err(
+                ConfigError::BearerAssertion("the assertion variable name is empty".into()),
+            ),
+            AssertionSource::Command(argv) if argv.first().is_none_or(|p| p.trim().is_empty()) => {
+                Err(ConfigError::BearerAssertion(
+                    "the assertion command names no program".into(),
+                ))
+            }
+            _ => Ok(()),
+        };
+        match (self.grant, &self.bearer_assertion) {
+            (Grant::JwtBearer, None) => Err(ConfigError::BearerAssertion(
+                "the grant jwt-bearer needs an assertion: a workload identity token source or an enterprise identity provider".into(),
+            )),
+            (Grant::JwtBearer, Some(assertion)) => {
+                if self.client_id.is_none() {
+                    return Err(ConfigError::BearerAssertion(
+                        "the grant jwt-bearer needs the setting `client_id`: the authorization server must know the client beforehand".into(),
+                    ));
+                }
+                if self.cimd_url.is_some() {
+                    return Err(ConfigError::CimdUrl(
+                        "a CIMD client cannot use the jwt-bearer grant; give the setting `client_id`".into(),
+                    ));
+                }
+                match assertion {
+                    BearerAssertion::Workload(source) => check_source(source),
+                    BearerAssertion::Enterprise(idp) => {
+                        let bad = |what: &str, e: String| {
+                            ConfigError::BearerAssertion(format!("bad identity provider {what}: {e}"))
+                        };
+                        match (&idp.token_endpoint, &idp.issuer) {
+                            (Some(endpoint), _) => {
+                                secure_endpoint(endpoint).map_err(|e| bad("token endpoint", e))?;
+                            }
+                            (None, Some(issuer)) => {
+                                check_issuer(issuer).map_err(|e| bad("issuer", e))?
+                            }
+                            (None, None) => {
+                                return Err(ConfigError::BearerAssertion(
+                                    "the identity provider needs its token endpoint or its issuer".into(),
+                                ))
+                            }
+                        }
+                        if idp.client_id.trim().is_empty() {
+                            return Err(ConfigError::BearerAssertion(
+                                "the client id at the identity provider is empty".into(),
+                            ));
+                        }
+                        check_source(&idp.id_token)
+                    }
+                }
+            }
+            (_, Some(_)) => Err(ConfigError::BearerAssertion(
+                "an assertion source is only used with the grant jwt-bearer; choose that grant or drop the source".into(),
+            )),
+            (_, None) => Ok(()),
+        }
     }
 
     /// The upstream component of the client key.

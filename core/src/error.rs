@@ -51,6 +51,9 @@ pub enum ConfigError {
     /// The private key cannot sign.
     #[error("bad setting `private_key`: {0}")]
     PrivateKey(crate::assertion::KeyError),
+    /// The jwt-bearer grant's assertion settings are unusable.
+    #[error("bad jwt-bearer setting: {0}")]
+    BearerAssertion(String),
 }
 
 /// An OAuth error as the server sent it: the HTTP status and, when the body was a JSON object
@@ -193,6 +196,28 @@ pub enum Error {
     /// The registration management endpoint refused or is missing.
     #[error("registration management failed: {0}")]
     Management(String),
+    /// The shell could not read the assertion of the jwt-bearer grant (a workload identity
+    /// token or an ID token); nothing was sent.
+    #[error("cannot read the assertion for the jwt-bearer grant: {0}; check that the source is configured and that the platform or the login provides a current token")]
+    AssertionUnavailable(String),
+    /// The enterprise identity provider refused the token exchange (RFC 8693, SEP-990).
+    #[error("the identity provider's token endpoint {endpoint} refused the token exchange: {cause}{hint}")]
+    TokenExchangeRejected {
+        /// The sanitized endpoint.
+        endpoint: String,
+        /// What the identity provider said.
+        cause: ServerError,
+        /// What to do next, starting with `; ` when present.
+        hint: String,
+    },
+    /// The identity provider answered the token exchange with no usable ID-JAG.
+    #[error("the identity provider's token endpoint {endpoint} gave no usable ID-JAG: {reason}; check that it supports the token exchange for the token type urn:ietf:params:oauth:token-type:id-jag")]
+    TokenExchangeUnusable {
+        /// The sanitized endpoint.
+        endpoint: String,
+        /// What was wrong with the answer.
+        reason: String,
+    },
     /// A resource refused the token for insufficient scope, and authorizing again would not
     /// help or was tried too often (MCP-18). The text says which.
     #[error("step-up authorization refused: {0}")]
@@ -231,13 +256,14 @@ impl Error {
             | Error::PkceUnsupported { .. }
             | Error::InsecureEndpoint(_)
             | Error::NoRegistrationMethod { .. }
-            | Error::AuthMethodUnsupported { .. } => ErrorClass::Configuration,
+            | Error::AuthMethodUnsupported { .. }
+            | Error::AssertionUnavailable(_) => ErrorClass::Configuration,
             Error::LoginRequired(_) | Error::CallbackTimeout(_) | Error::DeviceCodeExpired(_) => {
                 ErrorClass::LoginRequired
             }
-            Error::RegistrationRejected { cause, .. } | Error::TokenRejected { cause, .. } => {
-                by_status(cause)
-            }
+            Error::RegistrationRejected { cause, .. }
+            | Error::TokenRejected { cause, .. }
+            | Error::TokenExchangeRejected { cause, .. } => by_status(cause),
             Error::SecretExpired { .. }
             | Error::RegistrationPaused { .. }
             | Error::RenewalFailed(_)
@@ -249,7 +275,8 @@ impl Error {
             | Error::AuthorizationDenied(_)
             | Error::Protocol(_)
             | Error::Management(_)
-            | Error::StepUpRefused(_) => ErrorClass::Refused,
+            | Error::StepUpRefused(_)
+            | Error::TokenExchangeUnusable { .. } => ErrorClass::Refused,
         }
     }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::Error;
+use crate::jwt_bearer::AssertionSource;
 use crate::key::ClientKey;
 use crate::record::Record;
 use crate::secret::Secret;
@@ -15,6 +16,10 @@ pub struct RequestId(pub u64);
 /// Identifies a store operation the machine asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StoreOpId(pub u64);
+
+/// Identifies a read of an assertion the machine asked for ([`Command::ReadAssertion`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssertionId(pub u64);
 
 /// Identifies a user operation, so its outcome can be matched to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -131,6 +136,15 @@ pub enum Input {
         /// is not marked refused: another caller already replaced the one the resource saw.
         token: Option<Secret>,
     },
+    /// The answer to [`Command::ReadAssertion`]: the assertion text as read (the machine
+    /// trims it), or why it could not be read, in words that name the source but not its
+    /// content.
+    Assertion {
+        /// The read's id.
+        id: AssertionId,
+        /// The text read, or why there is none.
+        result: Result<Secret, String>,
+    },
     /// Time passed; see [`crate::Client::poll_timeout`].
     Tick,
 }
@@ -225,6 +239,11 @@ pub enum RequestKind {
     DeviceAuthorization,
     /// RFC 8628 device access token request: one poll of the token endpoint.
     DeviceToken,
+    /// RFC 8693 token exchange at an enterprise identity provider: an ID token for an
+    /// ID-JAG (SEP-990).
+    TokenExchange,
+    /// RFC 7523 JWT bearer grant at the token endpoint (SEP-990, SEP-1933).
+    JwtBearer,
 }
 
 impl RequestKind {
@@ -273,6 +292,16 @@ pub enum Command {
     OpenBrowser {
         /// The authorization URL.
         url: String,
+    },
+    /// Read the current assertion of the jwt-bearer grant from `source` and answer with
+    /// [`Input::Assertion`]. The core reads nothing itself (it has no files, environment or
+    /// processes); asked once per grant request, since the assertion is short-lived and the
+    /// platform rotates it.
+    ReadAssertion {
+        /// Echo it back.
+        id: AssertionId,
+        /// Where the assertion is.
+        source: AssertionSource,
     },
     /// Tell the embedder something.
     Emit(Event),
@@ -502,6 +531,11 @@ impl fmt::Debug for Command {
                 .debug_struct("OpenBrowser")
                 .field("url", &crate::endpoint::sanitize(url))
                 .finish(),
+            Command::ReadAssertion { id, source } => f
+                .debug_struct("ReadAssertion")
+                .field("id", id)
+                .field("source", source)
+                .finish(),
             Command::Emit(event) => f.debug_tuple("Emit").field(event).finish(),
         }
     }
@@ -545,6 +579,11 @@ impl fmt::Debug for Input {
                 .debug_struct("ResourceChallenge")
                 .field("headers", headers)
                 .field("token", token)
+                .finish(),
+            Input::Assertion { id, result } => f
+                .debug_struct("Assertion")
+                .field("id", id)
+                .field("result", result)
                 .finish(),
             Input::Tick => f.write_str("Tick"),
         }

@@ -37,6 +37,7 @@ pub mod endpoint;
 mod entropy;
 pub mod error;
 pub mod io;
+pub mod jwt_bearer;
 pub mod key;
 mod machine;
 pub mod record;
@@ -52,9 +53,10 @@ pub use assertion::{AssertionAudience, AssertionKey, KeyError};
 pub use config::{AuthMethod, ClientConfig, Grant, LoginFlow};
 pub use error::{ConfigError, Error, ErrorClass, ServerError};
 pub use io::{
-    ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, Outcome, RequestId,
-    RequestKind, StoreOp, StoreOpId, StoreResult,
+    AssertionId, ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, Outcome,
+    RequestId, RequestKind, StoreOp, StoreOpId, StoreResult,
 };
+pub use jwt_bearer::{AssertionSource, BearerAssertion, IdentityProvider};
 pub use key::ClientKey;
 pub use machine::{Client, Handout, Status};
 pub use record::{IdentityKind, Record, Registration, SecretExpiry, Tokens};

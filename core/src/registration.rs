@@ -135,6 +135,15 @@ pub fn registration_metadata(
             body.insert("grant_types".into(), json!(["client_credentials"]));
             body.insert("response_types".into(), json!([]));
         }
+        // Not reached today (the grant needs a pre-registered client), but a registration
+        // for it would ask for nothing else.
+        Grant::JwtBearer => {
+            body.insert(
+                "grant_types".into(),
+                json!([crate::jwt_bearer::JWT_BEARER_GRANT]),
+            );
+            body.insert("response_types".into(), json!([]));
+        }
     }
     body.insert("token_endpoint_auth_method".into(), json!(method.as_str()));
     if method == AuthMethod::PrivateKeyJwt {

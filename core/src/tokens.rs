@@ -70,6 +70,13 @@ pub enum GrantRequest<'a> {
         /// The `device_code` of the device authorization answer.
         device_code: &'a Secret,
     },
+    /// Present a JWT as the grant (RFC 7523 §2.1): a workload identity token or an ID-JAG.
+    JwtBearer {
+        /// The JWT, read or obtained for this one request.
+        assertion: &'a Secret,
+        /// Scopes to request.
+        scopes: &'a [String],
+    },
 }
 
 impl GrantRequest<'_> {
@@ -80,6 +87,7 @@ impl GrantRequest<'_> {
             GrantRequest::Refresh { .. } => "refresh_token",
             GrantRequest::ClientCredentials { .. } => "client_credentials",
             GrantRequest::DeviceCode { .. } => crate::device::DEVICE_CODE_GRANT,
+            GrantRequest::JwtBearer { .. } => crate::jwt_bearer::JWT_BEARER_GRANT,
         }
     }
 }
@@ -114,14 +122,21 @@ pub fn token_request(
         GrantRequest::Refresh { refresh_token } => {
             fields.push(("refresh_token", refresh_token.expose()));
         }
-        GrantRequest::ClientCredentials { scopes } => {
-            if !scopes.is_empty() {
-                joined_scopes = scopes.join(" ");
-                fields.push(("scope", &joined_scopes));
-            }
+        GrantRequest::JwtBearer { assertion, .. } => {
+            fields.push(("assertion", assertion.expose()));
         }
+        GrantRequest::ClientCredentials { .. } => {}
         GrantRequest::DeviceCode { device_code } => {
             fields.push(("device_code", device_code.expose()));
+        }
+    }
+    // The grants without a user name their scopes in the token request itself.
+    if let GrantRequest::ClientCredentials { scopes } | GrantRequest::JwtBearer { scopes, .. } =
+        grant
+    {
+        if !scopes.is_empty() {
+            joined_scopes = scopes.join(" ");
+            fields.push(("scope", &joined_scopes));
         }
     }
     if let Some(resource) = resource {

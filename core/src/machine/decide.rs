@@ -192,10 +192,14 @@ impl Client {
             }
         }
         match self.config.grant {
-            Grant::ClientCredentials => {
-                // One token request among the processes sharing the store, as for a refresh.
+            Grant::ClientCredentials | Grant::JwtBearer => {
+                // One token request among the processes sharing the store, as for a refresh;
+                // a jwt-bearer assertion is read only under the lease, after the record.
                 if !self.lease_held {
                     return self.take_lease();
+                }
+                if self.config.grant == Grant::JwtBearer {
+                    return self.step_jwt_bearer(now, server);
                 }
                 let scopes = self.scopes_to_request(server);
                 self.scopes.requested = Some(scopes.clone());
@@ -406,6 +410,9 @@ impl Client {
                 ),
                 Grant::AuthorizationCode => format!(
                     "the client secret expires at {at} and the server cannot renew it; after that, logging in again registers a new client"
+                ),
+                Grant::JwtBearer => format!(
+                    "the client secret expires at {at} and the server cannot renew it"
                 ),
             });
             return SecretState::Usable;
@@ -710,6 +717,13 @@ impl Client {
                 },
             ),
             GrantRequest::DeviceCode { .. } => (RequestKind::DeviceToken, HttpPurpose::DevicePoll),
+            GrantRequest::JwtBearer { .. } => (
+                RequestKind::JwtBearer,
+                HttpPurpose::Token {
+                    grant: grant_type,
+                    refresh_token: None,
+                },
+            ),
             _ => (
                 RequestKind::ClientCredentials,
                 HttpPurpose::Token {

@@ -51,6 +51,8 @@ impl Client {
             lease_waits: 0,
             login: None,
             device: None,
+            assertion: None,
+            id_jag: None,
         });
     }
 
@@ -316,6 +318,13 @@ impl Client {
                 self.handle_device_authorization(now, client_id, answer)
             }
             HttpPurpose::DevicePoll => self.handle_device_poll(now, answer),
+            HttpPurpose::TokenExchange => self.handle_exchange_answer(answer),
+            HttpPurpose::IdpMetadata {
+                issuer,
+                candidates,
+                current,
+                failures,
+            } => self.handle_idp_metadata(issuer, candidates, current, failures, answer),
         }
     }
 
@@ -605,6 +614,8 @@ impl Client {
             return;
         }
         let hint = match (cause.code.as_deref(), identity) {
+            // SEP-1933: no retry and no other grant; the error says what to check.
+            _ if self.config.grant == Grant::JwtBearer => self.bearer_refusal_hint(&cause),
             (Some("invalid_client"), IdentityKind::PreRegistered) => {
                 "; check the setting `client_id` and the secret".to_string()
             }

@@ -33,8 +33,8 @@ use crate::endpoint::sanitize;
 use crate::entropy::Entropy;
 use crate::error::{ConfigError, Error, ServerError};
 use crate::io::{
-    ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, RequestId, RequestKind,
-    StoreOp, StoreOpId, StoreResult,
+    AssertionId, ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, RequestId,
+    RequestKind, StoreOp, StoreOpId, StoreResult,
 };
 use crate::key::ClientKey;
 use crate::record::{
@@ -53,6 +53,7 @@ use crate::time::{Duration, Timestamp};
 use crate::tokens::{parse_token_answer, token_request, ClientAuth, GrantRequest, TokenFailure};
 use crate::wire::json_object;
 
+mod bearer;
 mod decide;
 mod discover;
 mod effects;
@@ -126,6 +127,9 @@ pub struct Client {
     next_id: u64,
     reported: Option<Lifecycle>,
     just_renewed: bool,
+    /// The enterprise identity provider's token endpoint, read from its metadata in this
+    /// process when only its issuer is configured (SEP-990).
+    idp_token_endpoint: Option<String>,
 }
 
 /// One operation being worked on, and the callers waiting for it (single flight).
@@ -151,6 +155,12 @@ struct Job {
     login: Option<PendingLogin>,
     /// The device login (RFC 8628) being polled for, if any.
     device: Option<PendingDevice>,
+    /// The assertion the shell read for the jwt-bearer grant (a workload token or an ID
+    /// token), until it is sent; never persisted, and taken when sent, so every grant
+    /// request reads a fresh one.
+    assertion: Option<Secret>,
+    /// The ID-JAG the identity provider issued, until it is sent to the token endpoint.
+    id_jag: Option<Secret>,
 }
 
 /// What the client learned about scopes from the resource and the authorization server in
@@ -207,6 +217,8 @@ enum Wait {
     Until(Timestamp),
     /// The next poll of a device login (RFC 8628 §3.4): due at this instant.
     DevicePoll(Timestamp),
+    /// The shell reads the jwt-bearer grant's assertion.
+    Assertion(AssertionId),
     /// A lease release is still in flight: taking the lease again now could let that late
     /// release free the new lease (INV-1, INV-8), so the answer is awaited first.
     Release,
@@ -253,6 +265,15 @@ enum HttpPurpose {
     },
     /// One poll of the token endpoint for a device login (RFC 8628 §3.4).
     DevicePoll,
+    /// An RFC 8693 token exchange at the enterprise identity provider (SEP-990).
+    TokenExchange,
+    /// The enterprise identity provider's metadata, for its token endpoint.
+    IdpMetadata {
+        issuer: String,
+        candidates: VecDeque<String>,
+        current: String,
+        failures: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -531,6 +552,7 @@ impl Client {
             next_id: 0,
             reported: None,
             just_renewed: false,
+            idp_token_endpoint: None,
         }
     }
 
@@ -587,6 +609,7 @@ impl Client {
             Input::ResourceChallenge { headers, token } => {
                 self.handle_challenge(&headers, token.as_ref())
             }
+            Input::Assertion { id, result } => self.handle_assertion(id, result),
             Input::Tick => self.handle_tick(now),
         }
         self.advance(now);

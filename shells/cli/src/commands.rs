@@ -183,6 +183,13 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
             (None, None) if profile.private_key_file.is_some() || profile.private_key_env.is_some() => {
                 Some("a client assertion signed with the private key (--private-key-file or --private-key-env)")
             }
+            (None, None)
+                if profile.assertion.is_some()
+                    || profile.idp_token_endpoint.is_some()
+                    || profile.idp_issuer.is_some() =>
+            {
+                Some("a jwt-bearer assertion (a workload token, or an ID-JAG for the server)")
+            }
             (None, None) => None,
         };
         if let Some(secret) = secret {
@@ -196,6 +203,7 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
     let mut checked = profile.clone();
     checked.client_secret_env = None;
     checked.initial_access_token_env = None;
+    checked.idp_client_secret_env = None;
     // A key file is read now, so a wrong path or format shows at once; a key in a variable
     // is read when it is used, like a secret.
     let key_in_variable = checked.private_key_env.take().is_some();
@@ -300,6 +308,7 @@ async fn operate_with(
         // way of removing the record.
         profile.client_secret_env = None;
         profile.initial_access_token_env = None;
+        profile.idp_client_secret_env = None;
         if profile.private_key_file.take().is_some() | profile.private_key_env.take().is_some() {
             profile.auth_method = None;
         }

@@ -185,7 +185,19 @@ enum Commands {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("server").required(true).args(["issuer", "resource"])))]
+// Both may be given: a client that sends a secret or an assertion names its authorization
+// server with --issuer next to the --resource it is for.
+#[command(group(clap::ArgGroup::new("server").required(true).multiple(true).args(["issuer", "resource"])))]
+#[command(group(clap::ArgGroup::new("workload_token")
+    .args(["assertion_file", "assertion_env", "assertion_command"])
+    .requires("client_id")
+    .conflicts_with("idp")))]
+#[command(group(clap::ArgGroup::new("idp")
+    .args(["idp_token_endpoint", "idp_issuer"])
+    .requires_all(["client_id", "idp_client_id", "id_token"])))]
+#[command(group(clap::ArgGroup::new("id_token")
+    .args(["id_token_file", "id_token_env", "id_token_command"])
+    .requires("idp")))]
 struct AddArgs {
     /// The client's name.
     name: String,
@@ -233,7 +245,7 @@ struct AddArgs {
     #[arg(long, value_parser = parse_auth_method, value_name = "none|client_secret_basic|client_secret_post|private_key_jwt")]
     auth_method: Option<AuthMethod>,
     /// How tokens are obtained.
-    #[arg(long, value_parser = parse_grant, default_value = "authorization_code", value_name = "authorization_code|client_credentials")]
+    #[arg(long, value_parser = parse_grant, default_value = "authorization_code", value_name = "authorization_code|client_credentials|jwt_bearer")]
     grant: Grant,
     /// The loopback callback port (1 to 65535).
     #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
@@ -244,6 +256,63 @@ struct AddArgs {
     /// The environment variable holding an RFC 7591 initial access token.
     #[arg(long, value_name = "VAR")]
     initial_access_token_env: Option<String>,
+    /// For `--grant jwt-bearer` with workload identity: the file holding the platform's JWT
+    /// (e.g. a Kubernetes projected service account token), read afresh for every token
+    /// request.
+    #[arg(long, value_name = "PATH")]
+    assertion_file: Option<PathBuf>,
+    /// The environment variable holding the workload's JWT, instead of a file.
+    #[arg(long, value_name = "VAR")]
+    assertion_env: Option<String>,
+    /// A command that prints the workload's JWT, instead of a file: a program and its
+    /// arguments separated by spaces, run without a shell, within 15 s.
+    #[arg(long, value_name = "CMD")]
+    assertion_command: Option<String>,
+    /// For `--grant jwt-bearer` with enterprise-managed authorization: the token endpoint of
+    /// the enterprise identity provider, which exchanges the user's ID token for an ID-JAG
+    /// (RFC 8693).
+    #[arg(long, value_name = "URL")]
+    idp_token_endpoint: Option<String>,
+    /// The enterprise identity provider's issuer, instead of its token endpoint: its
+    /// metadata names the endpoint.
+    #[arg(long, value_name = "URL")]
+    idp_issuer: Option<String>,
+    /// The client id this client has at the identity provider.
+    #[arg(long, requires = "idp", value_name = "ID")]
+    idp_client_id: Option<String>,
+    /// The environment variable holding the client secret at the identity provider.
+    #[arg(long, requires = "idp", value_name = "VAR")]
+    idp_client_secret_env: Option<String>,
+    /// The file holding the user's ID token from the identity provider.
+    #[arg(long, value_name = "PATH")]
+    id_token_file: Option<PathBuf>,
+    /// The environment variable holding the user's ID token, instead of a file.
+    #[arg(long, value_name = "VAR")]
+    id_token_env: Option<String>,
+    /// A command that prints the user's ID token, instead of a file (as
+    /// `--assertion-command`).
+    #[arg(long, value_name = "CMD")]
+    id_token_command: Option<String>,
+}
+
+/// An assertion source from `--…-file`, `--…-env` or `--…-command`, whichever was given; a
+/// file is kept as an absolute path, since later commands may run from another directory.
+fn assertion_source(
+    file: Option<PathBuf>,
+    env: Option<String>,
+    command: Option<String>,
+) -> Option<tenure_core::AssertionSource> {
+    use tenure_core::AssertionSource;
+    file.map(|path| AssertionSource::File(absolute(path).display().to_string()))
+        .or(env.map(AssertionSource::Env))
+        .or(command.map(|line| {
+            AssertionSource::Command(line.split_whitespace().map(str::to_owned).collect())
+        }))
+}
+
+/// `path` made absolute against the current directory, or as it is when that fails.
+fn absolute(path: PathBuf) -> PathBuf {
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 fn parse_auth_method(text: &str) -> Result<AuthMethod, String> {
@@ -266,8 +335,9 @@ fn parse_grant(text: &str) -> Result<Grant, String> {
     match text {
         "authorization_code" => Ok(Grant::AuthorizationCode),
         "client_credentials" => Ok(Grant::ClientCredentials),
+        "jwt_bearer" | "jwt-bearer" => Ok(Grant::JwtBearer),
         _ => Err(format!(
-            "`{text}` is not one of authorization_code, client_credentials"
+            "`{text}` is not one of authorization_code, client_credentials, jwt_bearer"
         )),
     }
 }
@@ -287,9 +357,7 @@ impl AddArgs {
             client_id: self.client_id,
             client_secret_env: self.client_secret_env,
             // Kept absolute: later commands may run from another directory.
-            private_key_file: self
-                .private_key_file
-                .map(|path| std::path::absolute(&path).unwrap_or(path)),
+            private_key_file: self.private_key_file.map(absolute),
             private_key_env: self.private_key_env,
             private_key_id: self.private_key_id,
             jwks_uri: self.jwks_uri,
@@ -302,6 +370,20 @@ impl AddArgs {
                 .unwrap_or(tenure_core::config::DEFAULT_REDIRECT_PORT),
             renew_within_secs: self.renew_within.map(Duration::as_secs),
             initial_access_token_env: self.initial_access_token_env,
+            assertion: assertion_source(
+                self.assertion_file,
+                self.assertion_env,
+                self.assertion_command,
+            ),
+            idp_token_endpoint: self.idp_token_endpoint,
+            idp_issuer: self.idp_issuer,
+            idp_client_id: self.idp_client_id,
+            idp_client_secret_env: self.idp_client_secret_env,
+            id_token: assertion_source(
+                self.id_token_file,
+                self.id_token_env,
+                self.id_token_command,
+            ),
             key: None,
         }
     }

@@ -3,13 +3,17 @@
 //! A profile holds what the user typed, never a secret: a client secret or an initial access
 //! token is named by the environment variable that holds it, and a private key by its file
 //! or variable, and read when it is needed, so the store does not collect one more copy of it.
+//! A jwt-bearer client's assertion (a workload token, an ID token) is named by its file,
+//! variable or command as well, and read afresh by the client at every grant request.
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tenure_core::config::{loopback_redirect_uri, DEFAULT_REDIRECT_PORT};
 use tenure_core::{
-    AssertionAudience, AuthMethod, ClientConfig, ClientKey, Duration, Grant, Secret,
+    AssertionAudience, AssertionSource, AuthMethod, BearerAssertion, ClientConfig, ClientKey,
+    Duration, Grant, IdentityProvider, Secret,
 };
 
 /// One `tenure add`.
@@ -66,6 +70,28 @@ pub struct Profile {
     /// `--initial-access-token-env`: the variable holding the initial access token.
     #[serde(default)]
     pub initial_access_token_env: Option<String>,
+    /// `--assertion-file`, `--assertion-env` or `--assertion-command`: where the workload
+    /// identity token of `--grant jwt-bearer` is read (SEP-1933).
+    #[serde(default)]
+    pub assertion: Option<AssertionSource>,
+    /// `--idp-token-endpoint`: the enterprise identity provider that exchanges the ID token
+    /// for an ID-JAG (SEP-990).
+    #[serde(default)]
+    pub idp_token_endpoint: Option<String>,
+    /// `--idp-issuer`: that identity provider's issuer instead, whose metadata names its
+    /// token endpoint.
+    #[serde(default)]
+    pub idp_issuer: Option<String>,
+    /// `--idp-client-id`: the client id at that identity provider.
+    #[serde(default)]
+    pub idp_client_id: Option<String>,
+    /// `--idp-client-secret-env`: the variable holding the secret there.
+    #[serde(default)]
+    pub idp_client_secret_env: Option<String>,
+    /// `--id-token-file`, `--id-token-env` or `--id-token-command`: where the user's ID
+    /// token is read.
+    #[serde(default)]
+    pub id_token: Option<AssertionSource>,
     /// The key the record was last stored under, so a client configured by resource finds
     /// its record again without discovering first.
     #[serde(default)]
@@ -157,16 +183,46 @@ impl Profile {
             self.secret_from(&self.initial_access_token_env, "initial access token")?;
         config.software_id = Some("tenure-cli".into());
         config.software_version = Some(env!("CARGO_PKG_VERSION").into());
+        config.bearer_assertion = self.bearer_assertion()?;
         Ok(config)
+    }
+
+    /// The jwt-bearer grant's assertion: an ID token exchanged at the identity provider when
+    /// one is named, else the workload token. Only the identity provider's secret is read
+    /// here; the tokens themselves are read by the client when it needs them.
+    fn bearer_assertion(&self) -> Result<Option<BearerAssertion>, ProfileError> {
+        if self.idp_token_endpoint.is_some() || self.idp_issuer.is_some() {
+            let secret = self.secret_from(
+                &self.idp_client_secret_env,
+                "client secret at the identity provider",
+            )?;
+            // A missing ID token source or client id is the core's to report, in its words.
+            let id_token = self
+                .id_token
+                .clone()
+                .unwrap_or(AssertionSource::File(String::new()));
+            let client_id = self.idp_client_id.clone().unwrap_or_default();
+            // Known by its token endpoint, its issuer, or both (the endpoint is then used).
+            let mut idp = IdentityProvider::discovered(String::new(), client_id, secret, id_token);
+            idp.issuer = self.idp_issuer.clone();
+            idp.token_endpoint = self.idp_token_endpoint.clone();
+            return Ok(Some(BearerAssertion::Enterprise(idp)));
+        }
+        Ok(self.assertion.clone().map(BearerAssertion::Workload))
     }
 
     /// The `client` object of a trace's `config` line (design §7): the options of `tenure add`
     /// with dashes as underscores. Secrets are not written; placeholders stand in for them.
     pub fn trace_config(&self) -> serde_json::Value {
+        let grant = match self.grant {
+            // The option's value, not the grant type's URN.
+            Grant::JwtBearer => "jwt_bearer",
+            other => other.as_str(),
+        };
         let mut client = serde_json::json!({
             "name": self.name,
             "scope": self.scope,
-            "grant": self.grant.as_str(),
+            "grant": grant,
             "redirect_port": self.redirect_port,
         });
         let mut set = |name: &str, value: Option<serde_json::Value>| {
@@ -211,6 +267,36 @@ impl Profile {
             self.initial_access_token_env
                 .as_ref()
                 .map(|_| "recorded-initial_access_token-0".into()),
+        );
+        // Where the jwt-bearer tokens are read names no secret; the tokens are not written.
+        let source = |prefix: &str, source: &Option<AssertionSource>| match source {
+            Some(AssertionSource::File(path)) => Some((format!("{prefix}_file"), json!(path))),
+            Some(AssertionSource::Env(name)) => Some((format!("{prefix}_env"), json!(name))),
+            Some(AssertionSource::Command(argv)) => {
+                Some((format!("{prefix}_command"), json!(argv.join(" "))))
+            }
+            _ => None,
+        };
+        for (name, value) in [
+            source("assertion", &self.assertion),
+            source("id_token", &self.id_token),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            set(&name, Some(value));
+        }
+        set(
+            "idp_token_endpoint",
+            self.idp_token_endpoint.clone().map(Into::into),
+        );
+        set("idp_issuer", self.idp_issuer.clone().map(Into::into));
+        set("idp_client_id", self.idp_client_id.clone().map(Into::into));
+        set(
+            "idp_client_secret",
+            self.idp_client_secret_env
+                .as_ref()
+                .map(|_| "recorded-idp_client_secret-0".into()),
         );
         client
     }
@@ -271,6 +357,12 @@ mod tests {
             redirect_port: 9123,
             renew_within_secs: Some(3600),
             initial_access_token_env: None,
+            assertion: None,
+            idp_token_endpoint: None,
+            idp_issuer: None,
+            idp_client_id: None,
+            idp_client_secret_env: None,
+            id_token: None,
             key: None,
         }
     }
@@ -351,6 +443,61 @@ mod tests {
             "{error}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_jwt_bearer_profile_names_its_sources_and_holds_no_token() {
+        let mut profile = profile();
+        profile.client_id = Some("workload".into());
+        profile.auth_method = Some(AuthMethod::None);
+        profile.grant = Grant::JwtBearer;
+        profile.assertion = Some(AssertionSource::File("/var/run/token".into()));
+        let back = Profile::from_json("reg", profile.to_json()).unwrap();
+        assert_eq!(back, profile);
+        let config = back.config().unwrap();
+        assert!(config.validate().is_ok());
+        assert_eq!(
+            config.bearer_assertion,
+            Some(BearerAssertion::Workload(AssertionSource::File(
+                "/var/run/token".into()
+            )))
+        );
+
+        profile.assertion = None;
+        profile.idp_token_endpoint = Some("https://idp.example.com/token".into());
+        profile.idp_client_id = Some("idp-client".into());
+        profile.idp_client_secret_env = Some("TENURE_TEST_IDP_SECRET_SURELY_UNSET".into());
+        profile.id_token = Some(AssertionSource::Command(vec!["get-id-token".into()]));
+        let error = profile.config().unwrap_err().to_string();
+        assert!(
+            error.contains("TENURE_TEST_IDP_SECRET_SURELY_UNSET"),
+            "{error}"
+        );
+        profile.idp_client_secret_env = None;
+        let config = profile.config().unwrap();
+        assert!(config.validate().is_ok());
+        let Some(BearerAssertion::Enterprise(idp)) = config.bearer_assertion else {
+            panic!("no identity provider");
+        };
+        assert_eq!(idp.client_id, "idp-client");
+        assert_eq!(
+            idp.id_token,
+            AssertionSource::Command(vec!["get-id-token".into()])
+        );
+
+        // Known by its issuer instead, the identity provider's endpoint is discovered.
+        profile.idp_token_endpoint = None;
+        profile.idp_issuer = Some("https://idp.example.com".into());
+        let Some(BearerAssertion::Enterprise(idp)) = profile.config().unwrap().bearer_assertion
+        else {
+            panic!("no identity provider");
+        };
+        assert_eq!(idp.token_endpoint, None);
+        assert_eq!(idp.issuer.as_deref(), Some("https://idp.example.com"));
+
+        // An identity provider without an ID token source is refused by the core's check.
+        profile.id_token = None;
+        assert!(profile.config().unwrap().validate().is_err());
     }
 
     #[test]

@@ -17,12 +17,13 @@
 //!   handle_reply(..)  browser are still carried out here, and outcome(op) says how op ended
 //! ```
 
+use std::collections::HashMap;
 use std::fmt;
 
 pub use tenure_core::Outcome;
 use tenure_core::{
-    Client, ClientConfig, Command, Duration, Event, Input, Lifecycle, OpId, Operation, Record,
-    RequestId, RequestKind, Timestamp,
+    AssertionSource, Client, ClientConfig, Command, Duration, Event, Input, Lifecycle, OpId,
+    Operation, Record, RequestId, RequestKind, Secret, Timestamp,
 };
 
 use crate::provider::{Reply, Server, SimulatedProvider};
@@ -133,6 +134,8 @@ pub enum What {
         /// The user code.
         user_code: String,
     },
+    /// The client read the jwt-bearer grant's assertion from this source.
+    Assertion(String),
     /// The lifecycle moved.
     State(Lifecycle),
     /// The client warned.
@@ -170,6 +173,7 @@ impl fmt::Display for Entry {
                 f,
                 "device     user asked to enter {user_code} at {verification_uri}"
             ),
+            What::Assertion(source) => write!(f, "assertion  read from {source}"),
             What::State(state) => write!(f, "state      {}", state.as_str()),
             What::Warning(message) => write!(f, "warning    {message}"),
             What::Outcome(text) => write!(f, "outcome    {text}"),
@@ -206,6 +210,10 @@ pub struct Simulation<S = SimulatedProvider> {
     pub request_timeout: Duration,
     /// The most steps one operation may take.
     pub step_limit: usize,
+    /// What the platform provides at each assertion source (a workload token, a user's ID
+    /// token); a read of a source not in it fails as an unset variable would. A test
+    /// replaces a value to model the platform rotating it.
+    pub assertions: HashMap<AssertionSource, String>,
     timeline: Vec<Entry>,
     requests: Vec<SentRequest>,
     /// How operations ended, until `run` collects them.
@@ -226,6 +234,7 @@ impl<S: Server> Simulation<S> {
             browser: Browser::Follow,
             request_timeout: Duration::from_secs(30),
             step_limit: DEFAULT_STEP_LIMIT,
+            assertions: HashMap::new(),
             timeline: Vec::new(),
             requests: Vec::new(),
             outcomes: Vec::new(),
@@ -453,6 +462,14 @@ impl<S: Server> Simulation<S> {
             Command::OpenBrowser { url } => {
                 self.note(What::Browser);
                 self.browse(&url);
+            }
+            Command::ReadAssertion { id, source } => {
+                self.note(What::Assertion(source.describe()));
+                let result = match self.assertions.get(&source) {
+                    Some(text) => Ok(Secret::new(text.clone())),
+                    None => Err(format!("{} is not set", source.describe())),
+                };
+                self.handle(Input::Assertion { id, result });
             }
             Command::Emit(event) => self.observe(event),
             _ => {}

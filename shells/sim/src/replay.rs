@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use tenure_core::config::loopback_redirect_uri;
 use tenure_core::Timestamp;
 use tenure_core::{
-    AssertionAudience, AuthMethod, ClientConfig, Duration, Grant, Operation, RequestKind, Secret,
+    AssertionAudience, AssertionSource, AuthMethod, BearerAssertion, ClientConfig, Duration, Grant,
+    IdentityProvider, Operation, RequestKind, Secret,
 };
 
 use crate::driver::{Browser, Outcome, Simulation};
@@ -241,8 +242,12 @@ pub fn config_of(client: &Value) -> Result<ClientConfig, TraceError> {
     config.grant = match text("grant").as_deref() {
         None | Some("authorization_code") => Grant::AuthorizationCode,
         Some("client_credentials") => Grant::ClientCredentials,
+        Some("jwt_bearer") => Grant::JwtBearer,
         Some(other) => return Err(fail(format!("unknown grant `{other}`"))),
     };
+    if config.grant == Grant::JwtBearer {
+        config.bearer_assertion = Some(bearer_assertion_of(client));
+    }
     if let Some(port) = client["redirect_port"].as_u64() {
         let port = u16::try_from(port).map_err(|_| fail("redirect_port is not a port".into()))?;
         config.redirect_uri = loopback_redirect_uri(port);
@@ -277,6 +282,42 @@ pub fn config_of(client: &Value) -> Result<ClientConfig, TraceError> {
         .map_err(|e| fail(format!("the client configuration is not valid: {e}")))?;
     Ok(config)
 }
+
+/// The jwt-bearer assertion of a trace's client: an identity provider when the trace names
+/// one (`idp_token_endpoint` or `idp_issuer`, `idp_client_id`, `idp_client_secret`), else a
+/// workload token. Where the token was read does not matter to a replay, which hands the
+/// client [`REPLAYED_ASSERTION`] from whatever source it names.
+fn bearer_assertion_of(client: &Value) -> BearerAssertion {
+    let text = |name: &str| client[name].as_str().map(str::to_string);
+    let source = |prefix: &str| {
+        let named = |kind: &str| text(&format!("{prefix}_{kind}"));
+        named("file")
+            .map(AssertionSource::File)
+            .or_else(|| named("env").map(AssertionSource::Env))
+            .or_else(|| {
+                named("command").map(|line| {
+                    AssertionSource::Command(line.split_whitespace().map(str::to_owned).collect())
+                })
+            })
+            .unwrap_or_else(|| AssertionSource::Env(prefix.to_uppercase()))
+    };
+    if text("idp_token_endpoint").is_none() && text("idp_issuer").is_none() {
+        return BearerAssertion::Workload(source("assertion"));
+    }
+    let mut idp = IdentityProvider::discovered(
+        String::new(),
+        text("idp_client_id").unwrap_or_default(),
+        text("idp_client_secret").map(Secret::new),
+        source("id_token"),
+    );
+    idp.issuer = text("idp_issuer");
+    idp.token_endpoint = text("idp_token_endpoint");
+    BearerAssertion::Enterprise(idp)
+}
+
+/// What a replayed jwt-bearer client reads as its assertion (or ID token): a trace never
+/// holds one, and a replayed server checks none.
+pub const REPLAYED_ASSERTION: &str = "recorded-assertion";
 
 /// A fixed P-256 key (PKCS#8 PEM) for replaying a `private_key_jwt` client.
 fn stand_in_key() -> Secret {
@@ -417,7 +458,17 @@ pub fn replay(trace: &Trace) -> Result<Summary, TraceError> {
             reason: "the trace has no `start` or `op` line, so there is nothing to replay".into(),
         });
     };
+    let source = match &config.bearer_assertion {
+        Some(BearerAssertion::Workload(source)) => Some(source.clone()),
+        Some(BearerAssertion::Enterprise(idp)) => Some(idp.id_token.clone()),
+        _ => None,
+    };
     let mut simulation = Simulation::new(config, RecordedServer::from_trace(trace), start);
+    if let Some(source) = source {
+        simulation
+            .assertions
+            .insert(source, REPLAYED_ASSERTION.into());
+    }
     let mut last: Option<Outcome> = None;
     let mut started = false;
     for (index, line) in trace.lines.iter().enumerate() {

@@ -209,3 +209,53 @@ fn authlib_a_refused_registration_is_sent_once_per_backoff() {
         summary.error
     );
 }
+
+/// Recorded with `tenure --record` against the MCP conformance suite's servers (0.2.0-alpha.12,
+/// `auth/wif-jwt-bearer`): the workload JWT is the assertion, one grant request, no
+/// registration (SEP-1933). The replay hands the client a stand-in JWT.
+#[test]
+fn conformance_workload_identity_is_one_jwt_bearer_request() {
+    let summary = run("conformance-wif-jwt-bearer");
+    assert_eq!(summary.outcome, "ok", "{:?}", summary.error);
+    assert_eq!(summary.registrations, 0);
+    assert_eq!(methods(&summary), ["GET", "POST"]);
+}
+
+/// The suite's `auth/enterprise-managed-authorization`, the identity provider known by its
+/// issuer: its metadata (the RFC 8414 location answers 404, OpenID discovery's has it), the
+/// token exchange there, then the jwt-bearer grant at the authorization server (SEP-990).
+#[test]
+fn conformance_enterprise_flow_discovers_the_idp_then_exchanges_then_presents_the_id_jag() {
+    let summary = run("conformance-enterprise-managed-authorization");
+    assert_eq!(summary.outcome, "ok", "{:?}", summary.error);
+    assert_eq!(summary.requests.len(), 6, "{:?}", summary.requests);
+    assert!(summary.requests[3].ends_with("/.well-known/openid-configuration"));
+    let posts: Vec<_> = summary
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("POST"))
+        .collect();
+    assert_eq!(posts.len(), 2);
+    // The exchange at the identity provider, then the grant at the authorization server.
+    assert_ne!(posts[0], posts[1]);
+}
+
+/// The same identity provider refuses an exchange without `resource` (a client configured
+/// by issuer alone has none to send): the operation ends there, with nothing sent to the
+/// authorization server's token endpoint and no retry.
+#[test]
+fn conformance_identity_provider_refusal_ends_the_operation() {
+    let summary = run("conformance-idp-exchange-needs-resource");
+    assert_eq!(summary.outcome, "error");
+    let error = summary.error.unwrap_or_default();
+    assert!(error.contains("refused the token exchange"), "{error}");
+    assert!(error.contains("resource"), "{error}");
+    assert_eq!(
+        summary
+            .requests
+            .iter()
+            .filter(|r| r.starts_with("POST"))
+            .count(),
+        1
+    );
+}

@@ -317,6 +317,13 @@ impl Driver {
                     }
                 }
             }
+            Command::ReadAssertion { id, source } => {
+                tracing::info!(source = %source.describe(), "reading the assertion");
+                in_flight.spawn(async move {
+                    let result = crate::assertion::read_assertion(&source).await;
+                    Input::Assertion { id, result }
+                });
+            }
             Command::Emit(event) => self.observe(event).await,
             _ => {}
         }

@@ -17,6 +17,7 @@
 //!   driver task: tenure_core::Client ──Command::Http────────▶ http::HttpClient (reqwest)
 //!          ▲                         ──Command::OpenBrowser─▶ browser + callback listener
 //!          │                         ──Command::Store───────▶ a store adapter
+//!          │                         ──Command::ReadAssertion▶ a file, a variable or a program
 //!          └──── Input (answers, callback query, ticks at poll_timeout) ◀───┘
 //! ```
 //!
@@ -24,6 +25,7 @@
 //! are all the core's. The shell enforces the transport rules of design §4 (no redirects,
 //! https except loopback, timeouts, body caps, a 127.0.0.1-only callback listener).
 
+pub mod assertion;
 pub mod browser;
 pub mod callback;
 mod clock;
