@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::assertion::{AssertionAudience, AssertionKey};
+use crate::dpop::DpopMode;
 use crate::endpoint::{is_loopback, secure_endpoint};
 use crate::error::ConfigError;
 use crate::key::ClientKey;
@@ -185,6 +186,9 @@ pub struct ClientConfig {
     /// How [`crate::Operation::Login`] logs a user in. Not part of the client key: the same
     /// stored client logs in either way.
     pub login_flow: LoginFlow,
+    /// When token requests carry a DPoP proof, so that the tokens are bound to the client's
+    /// key (RFC 9449). [`DpopMode::Never`] by default; see there why.
+    pub dpop: DpopMode,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -215,6 +219,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("lease_ttl", &self.lease_ttl)
             .field("legacy_discovery", &self.legacy_discovery)
             .field("login_flow", &self.login_flow)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -263,6 +268,7 @@ impl ClientConfig {
             lease_ttl: DEFAULT_LEASE_TTL,
             legacy_discovery: false,
             login_flow: LoginFlow::Browser,
+            dpop: DpopMode::Never,
         }
     }
 
@@ -326,6 +332,13 @@ impl ClientConfig {
     /// The loopback port the browser comes back to after a login.
     pub fn with_redirect_port(mut self, port: u16) -> Self {
         self.redirect_uri = loopback_redirect_uri(port);
+        self
+    }
+
+    /// When token requests carry a DPoP proof (RFC 9449): [`DpopMode::IfOffered`] binds
+    /// tokens to the client's key wherever the server supports it.
+    pub fn with_dpop(mut self, mode: DpopMode) -> Self {
+        self.dpop = mode;
         self
     }
 

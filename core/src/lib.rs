@@ -33,6 +33,7 @@ mod challenge;
 pub mod config;
 mod device;
 mod discovery;
+pub mod dpop;
 pub mod endpoint;
 mod entropy;
 pub mod error;
@@ -50,6 +51,7 @@ mod wire;
 
 pub use assertion::{AssertionAudience, AssertionKey, KeyError};
 pub use config::{AuthMethod, ClientConfig, Grant, LoginFlow};
+pub use dpop::{DpopKey, DpopMode, TokenScheme};
 pub use error::{ConfigError, Error, ErrorClass, ServerError};
 pub use io::{
     ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, Outcome, RequestId,

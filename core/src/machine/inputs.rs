@@ -311,12 +311,72 @@ impl Client {
             HttpPurpose::Token {
                 grant,
                 refresh_token,
-            } => self.handle_token_answer(now, grant, refresh_token, answer),
+                dpop,
+            } => self.handle_token_answer(now, grant, refresh_token, dpop.is_some(), answer),
             HttpPurpose::DeviceAuthorization { client_id } => {
                 self.handle_device_authorization(now, client_id, answer)
             }
-            HttpPurpose::DevicePoll => self.handle_device_poll(now, answer),
+            HttpPurpose::DevicePoll { dpop } => {
+                self.handle_device_poll(now, dpop.is_some(), answer)
+            }
         }
+    }
+
+    /// Keeps the token endpoint's latest `DPoP-Nonce` (RFC 9449 §8.2: any answer may bring
+    /// a new one) for the next proof to that server.
+    pub(super) fn note_dpop_nonce(&mut self, headers: &http::HeaderMap) {
+        let nonce = headers
+            .get(crate::dpop::DPOP_NONCE_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|nonce| !nonce.is_empty());
+        if let (Some(nonce), Some(server)) = (nonce, &self.server) {
+            self.dpop_nonce = Some((server.issuer.clone(), nonce.to_owned()));
+        }
+    }
+
+    /// A token request that carried a DPoP proof and was answered `use_dpop_nonce` (RFC 9449
+    /// §8) is sent once more, with the nonce the answer brought; the answer is consumed.
+    /// A second such answer ends the operation with an error that says so: the refresh token
+    /// sent stays stored (INV-10), as for any refusal other than `invalid_grant`. Returns the
+    /// purpose for every other answer.
+    pub(super) fn retry_with_dpop_nonce(
+        &mut self,
+        now: Timestamp,
+        purpose: HttpPurpose,
+        status: u16,
+        body: &[u8],
+    ) -> Option<HttpPurpose> {
+        let Some(sent) = purpose.dpop() else {
+            return Some(purpose);
+        };
+        let cause = crate::wire::server_error(status, body);
+        if !(400..500).contains(&status) || !cause.is(crate::dpop::USE_DPOP_NONCE) {
+            return Some(purpose);
+        }
+        let issuer = self.server.as_ref().map(|s| s.issuer.clone());
+        let nonce_known = self
+            .dpop_nonce
+            .as_ref()
+            .is_some_and(|(from, _)| Some(from) == issuer.as_ref());
+        let grant = match &purpose {
+            HttpPurpose::Token { grant, .. } => *grant,
+            _ => DEVICE_CODE_GRANT,
+        };
+        let hint = match (&sent.retry, nonce_known) {
+            (Some(retry), true) => {
+                let step = self.send_token_request_with(now, retry.request(), true);
+                self.apply(step);
+                return None;
+            }
+            (Some(_), false) => "; the server asked for a DPoP nonce (use_dpop_nonce) but sent none in a DPoP-Nonce header, so the request cannot be repeated with one",
+            (None, _) => "; the server asked for a DPoP nonce (use_dpop_nonce) again after the request was repeated with the nonce it gave; its nonces may expire too fast, so try again",
+        };
+        self.finish(Outcome::Failed(Error::TokenRejected {
+            grant: grant.into(),
+            cause,
+            hint: hint.into(),
+        }));
+        None
     }
 
     /// The device authorization answer (RFC 8628 §3.2): the user is told where to go and
@@ -390,7 +450,12 @@ impl Client {
     /// `authorization_pending` waits another interval, `slow_down` five seconds more from now
     /// on; `access_denied` and `expired_token` end the login; anything else is a token
     /// endpoint refusal like any other.
-    fn handle_device_poll(&mut self, now: Timestamp, answer: Result<(u16, Vec<u8>), String>) {
+    fn handle_device_poll(
+        &mut self,
+        now: Timestamp,
+        dpop_sent: bool,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
         let Some(device) = self.jobs.front_mut().and_then(|job| job.device.as_mut()) else {
             return;
         };
@@ -405,7 +470,7 @@ impl Client {
                 return;
             }
         };
-        match parse_token_answer(status, &body, now, None) {
+        match parse_token_answer(status, &body, now, None, dpop_sent) {
             Ok(tokens) => {
                 if let Some(job) = self.jobs.front_mut() {
                     job.device = None;
@@ -496,6 +561,7 @@ impl Client {
         now: Timestamp,
         grant: &'static str,
         sent_refresh_token: Option<Secret>,
+        dpop_sent: bool,
         answer: Result<(u16, Vec<u8>), String>,
     ) {
         let token_endpoint = self
@@ -513,7 +579,7 @@ impl Client {
                 return;
             }
         };
-        match parse_token_answer(status, &body, now, sent_refresh_token.as_ref()) {
+        match parse_token_answer(status, &body, now, sent_refresh_token.as_ref(), dpop_sent) {
             Ok(tokens) => {
                 if let Some(job) = self.jobs.front_mut() {
                     job.obtained_tokens = true;

@@ -29,6 +29,7 @@ use crate::discovery::{
     parse_legacy_server_metadata, parse_protected_resource, parse_server_metadata, prm_candidates,
     server_scopes, PrmCandidate, ProtectedResource,
 };
+use crate::dpop::{DpopKey, TokenScheme};
 use crate::endpoint::sanitize;
 use crate::entropy::Entropy;
 use crate::error::{ConfigError, Error, ServerError};
@@ -49,7 +50,9 @@ use crate::renewal::{
 use crate::scope::{requested_scopes, split, step_up, ScopeSources, StepUp};
 use crate::secret::Secret;
 use crate::time::{Duration, Timestamp};
-use crate::tokens::{parse_token_answer, token_request, ClientAuth, GrantRequest, TokenFailure};
+use crate::tokens::{
+    parse_token_answer, token_request, ClientAuth, GrantRequest, OwnedGrant, TokenFailure,
+};
 use crate::wire::json_object;
 
 mod decide;
@@ -125,6 +128,9 @@ pub struct Client {
     next_id: u64,
     reported: Option<Lifecycle>,
     just_renewed: bool,
+    /// The latest `DPoP-Nonce` of the token endpoint, with the issuer it came from (RFC 9449
+    /// §8): every proof to that server carries it. Not persisted; nonces are short-lived.
+    dpop_nonce: Option<(String, String)>,
 }
 
 /// One operation being worked on, and the callers waiting for it (single flight).
@@ -245,13 +251,36 @@ enum HttpPurpose {
         grant: &'static str,
         /// The refresh token sent, for a refresh: a refusal may drop only that one.
         refresh_token: Option<Secret>,
+        /// Set when the request carried a DPoP proof.
+        dpop: Option<DpopSent>,
     },
     /// A device authorization request for this client id (RFC 8628 §3.1).
     DeviceAuthorization {
         client_id: String,
     },
     /// One poll of the token endpoint for a device login (RFC 8628 §3.4).
-    DevicePoll,
+    DevicePoll {
+        /// Set when the poll carried a DPoP proof.
+        dpop: Option<DpopSent>,
+    },
+}
+
+/// A token request that carried a DPoP proof (RFC 9449 §5).
+#[derive(Clone, Debug)]
+struct DpopSent {
+    /// The grant, to send once more with the nonce the server asks for (RFC 9449 §8);
+    /// `None` when this request is that second one.
+    retry: Option<Box<OwnedGrant>>,
+}
+
+impl HttpPurpose {
+    /// The DPoP proof a token request carried, if any.
+    fn dpop(&self) -> Option<&DpopSent> {
+        match self {
+            HttpPurpose::Token { dpop, .. } | HttpPurpose::DevicePoll { dpop } => dpop.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -302,6 +331,9 @@ enum Patch {
     /// A resource refused this access token: it is stored as expired (the refresh token
     /// stays), while it is still the stored one.
     ExpireAccessToken(Secret),
+    /// The client's DPoP key, stored before any proof made with it is sent (INV-4): a token
+    /// bound to a key that a crash lost would be useless. Only where none is stored yet.
+    SetDpopKey(DpopKey),
 }
 
 impl Patch {
@@ -342,6 +374,8 @@ impl Patch {
             Patch::ExpireAccessToken(refused) => current
                 .and_then(|r| r.tokens.as_ref())
                 .is_some_and(|t| &t.access_token == refused),
+            // Another writer's key wins: tokens may already be bound to it.
+            Patch::SetDpopKey(_) => current.is_some_and(|r| r.dpop_key.is_none()),
             Patch::SetPreRegistered(_) | Patch::SetTokens(_) | Patch::ClearTokens => true,
         }
     }
@@ -426,6 +460,9 @@ impl Patch {
                     }
                 }
             }
+            Patch::SetDpopKey(key) => {
+                record.dpop_key.get_or_insert_with(|| key.clone());
+            }
         }
     }
 }
@@ -465,6 +502,9 @@ pub struct Handout {
     /// The instant from which the machine must be asked again (`None`: never, for a token
     /// with no known expiry and no expiring secret).
     pub until: Option<Timestamp>,
+    /// How the token is presented: a DPoP token needs a proof with every request
+    /// ([`Client::resource_proof`]).
+    pub scheme: TokenScheme,
 }
 
 /// What `tenure status` shows about a client.
@@ -530,6 +570,7 @@ impl Client {
             next_id: 0,
             reported: None,
             just_renewed: false,
+            dpop_nonce: None,
         }
     }
 
@@ -558,7 +599,13 @@ impl Client {
             Input::HttpResponse { id, response } => {
                 if let Some(purpose) = self.take_http(id) {
                     let status = response.status().as_u16();
-                    self.handle_http(now, purpose, Ok((status, response.into_body())));
+                    if purpose.dpop().is_some() {
+                        self.note_dpop_nonce(response.headers());
+                    }
+                    let body = response.into_body();
+                    if let Some(purpose) = self.retry_with_dpop_nonce(now, purpose, status, &body) {
+                        self.handle_http(now, purpose, Ok((status, body)));
+                    }
                 }
             }
             Input::HttpFailed { id, error } => {
@@ -656,10 +703,45 @@ impl Client {
             (a, b) => a.or(b),
         };
         Some(Handout {
+            scheme: tokens.scheme(),
             access_token: tokens.access_token,
             expires_at: tokens.expires_at,
             until,
         })
+    }
+
+    /// A DPoP proof (RFC 9449 §4.2, §7.1) for a request to a protected resource that
+    /// carries `access_token`: signed with the stored key, with a fresh `jti` from the
+    /// client's entropy, `ath` the token's hash, and the resource's latest `nonce` when it
+    /// asked for one (§9). The value of the request's `DPoP` header.
+    pub fn resource_proof(
+        &mut self,
+        method: &str,
+        url: &str,
+        access_token: &Secret,
+        nonce: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Secret, Error> {
+        let key = self
+            .record
+            .as_ref()
+            .and_then(|r| r.dpop_key.clone())
+            .ok_or_else(|| {
+                Error::Protocol(
+                    "no DPoP key is held, so no proof can be made; only a DPoP token needs one"
+                        .into(),
+                )
+            })?;
+        let jti = self.entropy.token();
+        key.proof(&crate::dpop::ProofClaims {
+            method,
+            url,
+            jti: &jti,
+            now,
+            nonce,
+            access_token: Some(access_token),
+        })
+        .map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// The operation being worked on, if any.

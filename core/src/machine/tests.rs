@@ -39,6 +39,7 @@ fn stored_with(dcr: Option<Registration>, cimd: Option<(&str, bool)>) -> Record 
         token_endpoint_auth_methods: None,
         resource_scopes: None,
         resource: None,
+        dpop_es256: false,
     };
     let mut record = Record::new(key, server);
     record.dcr = dcr;
