@@ -1,0 +1,142 @@
+//! DPoP-bound tokens (RFC 9449) against a real authorization server that requires nonces
+//! everywhere: oidc-provider with `--dpop`. The login's code exchange is answered
+//! `use_dpop_nonce` and repeated with the nonce, the token is DPoP-bound, its userinfo
+//! endpoint (a resource that checks proofs, `ath` and the key binding) is reached through the
+//! middleware after its own nonce challenge, and a later process refreshes with the same
+//! stored key. No token and no key shows in any output.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest_middleware::ClientBuilder;
+use serde_json::Value;
+use tenure_reqwest::BearerAuth;
+use tenure_store::{MemoryStore, Store};
+use tenure_test_harness::{complete_login, free_port, Provider};
+use tenure_tokio::core::Duration as CoreDuration;
+use tenure_tokio::{BrowserMode, ClientConfig, Clock, DpopMode, Tenure, TokenScheme};
+
+/// The requests the server saw to `path`, as `METHOD STATUS`.
+fn seen(provider: &Provider, path: &str) -> Vec<String> {
+    provider.counts()["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"] == path)
+        .map(|r| format!("{} {}", r["method"].as_str().unwrap(), r["status"]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_nonces() {
+    let provider = Provider::start(&["--dpop"]);
+    let port = free_port();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let config = || {
+        ClientConfig::for_issuer("dpop", &provider.issuer)
+            .with_redirect_port(port)
+            .with_scopes(["openid", "offline_access", "read"])
+            .with_dpop(DpopMode::IfOffered)
+    };
+
+    let (urls, url) = std::sync::mpsc::channel::<String>();
+    let first = Tenure::builder(config(), store.clone())
+        .browser(BrowserMode::Print)
+        .on_login_url(move |url| {
+            let _ = urls.send(url.to_string());
+        })
+        .build()
+        .await
+        .expect("built");
+    let callback = format!("http://127.0.0.1:{port}/callback");
+    let browser = std::thread::spawn(move || {
+        let url = url
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a login URL");
+        complete_login(&url, &callback);
+    });
+    let token = first.login().await.expect("logged in");
+    browser.join().expect("the login completed");
+    assert_eq!(token.scheme(), TokenScheme::Dpop);
+    assert!(token.header_value().starts_with("DPoP "));
+    // RFC 9449 §8: the first code exchange lacked the nonce the server requires.
+    assert_eq!(seen(&provider, "/token"), ["POST 400", "POST 200"]);
+
+    let (_, record) = first.status().await.unwrap();
+    let record = record.expect("a record");
+    let tokens = record.tokens.clone().expect("tokens");
+    assert_eq!(tokens.token_type, "DPoP");
+    let refresh_token = tokens.refresh_token.clone().expect("a refresh token");
+    let key = record.dpop_key.clone().expect("a DPoP key");
+
+    // The userinfo endpoint checks the proof, its `ath` and the token's binding to the key;
+    // it asks for its own nonce first (RFC 9449 §9), which the middleware sends it.
+    let http = ClientBuilder::new(reqwest::Client::new())
+        .with(BearerAuth::new(first.clone()))
+        .build();
+    let userinfo = format!("{}/me", provider.issuer);
+    let answer = http.get(&userinfo).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let claims: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(claims["sub"], "test-user");
+    assert_eq!(seen(&provider, "/me"), ["GET 401", "GET 200"]);
+    // The nonce is remembered for the origin: the next request needs no repetition.
+    let answer = http.get(&userinfo).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(seen(&provider, "/me").len(), 3);
+
+    // A later process on the same store (a restart, or another replica) refreshes the
+    // expired token with the stored key, which stays the same.
+    let later = Tenure::builder(config(), store.clone())
+        .clock(Clock::starting_at(
+            Clock::system().now() + CoreDuration::from_hours(2),
+        ))
+        .build()
+        .await
+        .expect("built");
+    let refreshed = later.token().await.expect("refreshed");
+    assert_eq!(refreshed.scheme(), TokenScheme::Dpop);
+    assert_ne!(refreshed, token);
+    // A new process knows no nonce yet: its refresh is repeated once with the server's.
+    assert_eq!(provider.count("token_refresh_token"), 2);
+    assert_eq!(
+        seen(&provider, "/token"),
+        ["POST 400", "POST 200", "POST 400", "POST 200"]
+    );
+    let (_, record) = later.status().await.unwrap();
+    let record = record.expect("a record");
+    assert_eq!(record.dpop_key.as_ref(), Some(&key), "the same key");
+    assert_eq!(
+        record.tokens.as_ref().map(|t| t.token_type.as_str()),
+        Some("DPoP")
+    );
+    let http_later = ClientBuilder::new(reqwest::Client::new())
+        .with(BearerAuth::new(later.clone()))
+        .build();
+    let answer = http_later.get(&userinfo).send().await.unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "the refreshed token is bound to the key"
+    );
+
+    // INV-12: no token, refresh token or private key in any Debug output or in what is
+    // shown of the record.
+    let shown = format!(
+        "{first:?} {later:?} {token:?} {refreshed:?} {http:?} {record:?} {} {:?}",
+        record.redacted(),
+        record.tokens
+    );
+    let refreshed_rt = record.tokens.as_ref().and_then(|t| t.refresh_token.clone());
+    for secret in [
+        token.secret(),
+        refreshed.secret(),
+        refresh_token.expose(),
+        key.secret().expose(),
+    ]
+    .into_iter()
+    .chain(refreshed_rt.as_ref().map(|s| s.expose()))
+    {
+        assert!(!shown.contains(secret), "a secret in the output: {shown}");
+    }
+}
