@@ -3,7 +3,8 @@
 //! `use_dpop_nonce` and repeated with the nonce, the token is DPoP-bound, its userinfo
 //! endpoint (a resource that checks proofs, `ath` and the key binding) is reached through the
 //! middleware after its own nonce challenge, and a later process refreshes with the same
-//! stored key. No token and no key shows in any output.
+//! stored key. No token and no key shows in any output. The exchanges are recorded as a
+//! provider trace, which replays against the core without a network.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tenure_reqwest::BearerAuth;
 use tenure_store::{MemoryStore, Store};
 use tenure_test_harness::{complete_login, free_port, Provider};
 use tenure_tokio::core::Duration as CoreDuration;
-use tenure_tokio::{BrowserMode, ClientConfig, Clock, DpopMode, Tenure, TokenScheme};
+use tenure_tokio::{BrowserMode, ClientConfig, Clock, DpopMode, Recorder, Tenure, TokenScheme};
 
 /// The requests the server saw to `path`, as `METHOD STATUS`.
 fn seen(provider: &Provider, path: &str) -> Vec<String> {
@@ -38,9 +39,18 @@ async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_n
             .with_scopes(["openid", "offline_access", "read"])
             .with_dpop(DpopMode::IfOffered)
     };
+    let trace = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dpop-nonces-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&trace);
+    let recorder = Recorder::open(&trace).expect("a trace file");
+    recorder.config(serde_json::json!({
+        "name": "dpop", "issuer": provider.issuer, "scope": ["openid", "offline_access", "read"],
+        "redirect_port": port, "dpop": "if_offered",
+    }));
 
     let (urls, url) = std::sync::mpsc::channel::<String>();
     let first = Tenure::builder(config(), store.clone())
+        .recorder(recorder.clone())
         .browser(BrowserMode::Print)
         .on_login_url(move |url| {
             let _ = urls.send(url.to_string());
@@ -88,6 +98,7 @@ async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_n
     // A later process on the same store (a restart, or another replica) refreshes the
     // expired token with the stored key, which stays the same.
     let later = Tenure::builder(config(), store.clone())
+        .recorder(recorder)
         .clock(Clock::starting_at(
             Clock::system().now() + CoreDuration::from_hours(2),
         ))
@@ -120,10 +131,23 @@ async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_n
         "the refreshed token is bound to the key"
     );
 
-    // INV-12: no token, refresh token or private key in any Debug output or in what is
-    // shown of the record.
+    // The trace replays: the same requests, each nonce dance included, and a DPoP token.
+    let recorded = std::fs::read_to_string(&trace).unwrap();
+    let summary = tenure_sim::replay::replay(&tenure_sim::replay::parse(&recorded).unwrap())
+        .expect("the trace replays");
+    assert_eq!(summary.diverged, None);
+    assert_eq!(summary.outcome, "ok", "{:?}", summary.error);
+    let token_requests = summary.requests.iter().filter(|r| r.ends_with("/token"));
+    assert_eq!(token_requests.count(), 4);
+    assert_eq!(summary.refreshes, 2);
+    let replayed = summary.record.clone().expect("a record");
+    assert_eq!(replayed["tokens"]["token_type"], "DPoP");
+    assert_eq!(replayed["dpop_key"], "[redacted]");
+
+    // INV-12: no token, refresh token or private key in any Debug output, in what is
+    // shown of the record, or in the trace.
     let shown = format!(
-        "{first:?} {later:?} {token:?} {refreshed:?} {http:?} {record:?} {} {:?}",
+        "{first:?} {later:?} {token:?} {refreshed:?} {http:?} {record:?} {} {:?} {recorded}",
         record.redacted(),
         record.tokens
     );
