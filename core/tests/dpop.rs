@@ -11,7 +11,6 @@ use tenure_core::{
     ClientConfig, DpopMode, Duration, Error, Operation, Outcome, Secret, Timestamp, TokenScheme,
 };
 use tenure_sim::{Reply, Scripted, Server, Simulation};
-use url::Url;
 
 const AS: &str = "https://as.example.com";
 const TOKEN_ENDPOINT: &str = "https://as.example.com/token";
@@ -46,19 +45,7 @@ impl Server for DpopServer {
     fn handle(&mut self, now: Timestamp, request: &http::Request<Vec<u8>>) -> Reply {
         let url = request.uri().to_string();
         if url.starts_with("https://as.example.com/authorize") {
-            let url = Url::parse(&url).unwrap();
-            let param = |name: &str| {
-                url.query_pairs()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap()
-            };
-            let back = format!(
-                "{}?code=the-code&state={}",
-                param("redirect_uri"),
-                param("state")
-            );
-            return Reply::redirect(&back);
+            return Reply::approve(&url, "the-code");
         }
         if url != TOKEN_ENDPOINT {
             return self.script.handle(now, request);

@@ -791,31 +791,13 @@ impl Client {
         if !self.dpop_for(server, grant) {
             return Ok(None);
         }
-        let key = self
-            .record
-            .as_ref()
-            .and_then(|r| r.dpop_key.clone())
-            .ok_or_else(|| {
-                Error::Protocol(
-                    "the DPoP key was not stored before the token request; try again".into(),
-                )
-            })?;
         let nonce = self
             .dpop_nonce
             .as_ref()
             .filter(|(issuer, _)| *issuer == server.issuer)
             .map(|(_, nonce)| nonce.clone());
-        let jti = self.entropy.token();
-        key.proof(&crate::dpop::ProofClaims {
-            method: "POST",
-            url: &server.token_endpoint,
-            jti: &jti,
-            now,
-            nonce: nonce.as_deref(),
-            access_token: None,
-        })
-        .map(Some)
-        .map_err(|e| Error::Protocol(e.to_string()))
+        self.sign_proof("POST", &server.token_endpoint, now, nonce.as_deref(), None)
+            .map(Some)
     }
 
     /// Stores a DPoP key before the first token request that would carry a proof made with

@@ -722,13 +722,25 @@ impl Client {
         nonce: Option<&str>,
         now: Timestamp,
     ) -> Result<Secret, Error> {
+        self.sign_proof(method, url, now, nonce, Some(access_token))
+    }
+
+    /// A proof signed with the stored DPoP key, with a fresh `jti` from the client's entropy.
+    fn sign_proof(
+        &mut self,
+        method: &str,
+        url: &str,
+        now: Timestamp,
+        nonce: Option<&str>,
+        access_token: Option<&Secret>,
+    ) -> Result<Secret, Error> {
         let key = self
             .record
             .as_ref()
             .and_then(|r| r.dpop_key.clone())
             .ok_or_else(|| {
                 Error::Protocol(
-                    "no DPoP key is held, so no proof can be made; only a DPoP token needs one"
+                    "no DPoP key is stored, so no proof can be made; only a DPoP token needs one"
                         .into(),
                 )
             })?;
@@ -739,7 +751,7 @@ impl Client {
             jti: &jti,
             now,
             nonce,
-            access_token: Some(access_token),
+            access_token,
         })
         .map_err(|e| Error::Protocol(e.to_string()))
     }

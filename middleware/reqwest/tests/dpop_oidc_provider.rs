@@ -7,14 +7,13 @@
 //! provider trace, which replays against the core without a network.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest_middleware::ClientBuilder;
 use serde_json::Value;
 use tenure_reqwest::BearerAuth;
 use tenure_store::{MemoryStore, Store};
-use tenure_test_harness::{complete_login, free_port, Provider};
-use tenure_tokio::core::Duration as CoreDuration;
+use tenure_test_harness::{browser_thread, free_port, Provider};
+use tenure_tokio::core::Duration;
 use tenure_tokio::{BrowserMode, ClientConfig, Clock, DpopMode, Recorder, Tenure, TokenScheme};
 
 /// The requests the server saw to `path`, as `METHOD STATUS`.
@@ -48,23 +47,14 @@ async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_n
         "redirect_port": port, "dpop": "if_offered",
     }));
 
-    let (urls, url) = std::sync::mpsc::channel::<String>();
+    let (show_url, browser) = browser_thread(format!("http://127.0.0.1:{port}/callback"));
     let first = Tenure::builder(config(), store.clone())
         .recorder(recorder.clone())
         .browser(BrowserMode::Print)
-        .on_login_url(move |url| {
-            let _ = urls.send(url.to_string());
-        })
+        .on_login_url(show_url)
         .build()
         .await
         .expect("built");
-    let callback = format!("http://127.0.0.1:{port}/callback");
-    let browser = std::thread::spawn(move || {
-        let url = url
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a login URL");
-        complete_login(&url, &callback);
-    });
     let token = first.login().await.expect("logged in");
     browser.join().expect("the login completed");
     assert_eq!(token.scheme(), TokenScheme::Dpop);
@@ -100,7 +90,7 @@ async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_n
     let later = Tenure::builder(config(), store.clone())
         .recorder(recorder)
         .clock(Clock::starting_at(
-            Clock::system().now() + CoreDuration::from_hours(2),
+            Clock::system().now() + Duration::from_hours(2),
         ))
         .build()
         .await
