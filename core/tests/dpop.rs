@@ -8,7 +8,8 @@ use p256::ecdsa::signature::Verifier;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tenure_core::{
-    ClientConfig, DpopMode, Duration, Error, Operation, Outcome, Secret, Timestamp, TokenScheme,
+    ClientConfig, DpopMode, Duration, Error, Input, Operation, Outcome, Secret, Timestamp,
+    TokenScheme,
 };
 use tenure_sim::{Reply, Scripted, Server, Simulation};
 
@@ -381,6 +382,30 @@ fn a_dpop_token_type_without_a_proof_is_refused_oauth_12() {
         panic!("expected a refusal, got {outcome:?}");
     };
     assert!(reason.contains("DPoP proof"), "{reason}");
+}
+
+#[test]
+fn a_resource_nonce_challenge_refuses_no_token_rfc_9449_9() {
+    let mut world = offered();
+    let (token, _) = token_of(world.run(Operation::Login).unwrap());
+    let sent = world.requests().len();
+    world.handle(Input::ResourceChallenge {
+        headers: vec![
+            r#"DPoP error="use_dpop_nonce", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource""#.into(),
+        ],
+        token: Some(Secret::new(token.as_str())),
+    });
+    let (again, _) = token_of(world.run(Operation::Token).unwrap());
+    assert_eq!(again, token, "the same token, not a refresh");
+    assert_eq!(world.requests().len(), sent, "no discovery, no refresh");
+
+    // Any other refusal of a DPoP token is one: the next call refreshes.
+    world.handle(Input::ResourceChallenge {
+        headers: vec![r#"DPoP error="invalid_token""#.into()],
+        token: Some(Secret::new(token.as_str())),
+    });
+    let (refreshed, _) = token_of(world.run(Operation::Token).unwrap());
+    assert_ne!(refreshed, token);
 }
 
 #[test]

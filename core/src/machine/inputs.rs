@@ -63,9 +63,19 @@ impl Client {
     ///   union of the earlier and the challenged scopes, or reports why it will not
     ///   (MCP-18, MCP26-8); the token stays in use for requests it suffices for;
     /// - any other challenge (a 401) means the token sent was not accepted: it is never
-    ///   handed out again, so the next token request refreshes or asks for a login.
+    ///   handed out again, so the next token request refreshes or asks for a login;
+    /// - except a DPoP nonce challenge (`use_dpop_nonce`), which refuses only the proof.
     pub(super) fn handle_challenge(&mut self, headers: &[String], sent: Option<&Secret>) {
         let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        if crate::dpop::asks_for_nonce(&refs) {
+            // RFC 9449 §9: the resource wants its nonce in the proof. The token was not
+            // refused and the resource has not moved: the caller sends the request again
+            // with the same token and a proof that carries the nonce.
+            self.out.push_back(Command::Emit(Event::Challenged(
+                ChallengeVerdict::TokenAgain,
+            )));
+            return;
+        }
         let challenge = resource_challenge(&refs);
         if challenge.resource_metadata.is_some() && self.resource.is_some() {
             // PRM-9: fetch the metadata again; the AS may have changed.
