@@ -38,6 +38,8 @@ struct DpopServer {
     nonce: Option<String>,
     /// Asks for a new nonce on every request, whatever the proof carried.
     nonce_every_time: bool,
+    /// Asks for a nonce without giving one (no `DPoP-Nonce` header).
+    nonce_withheld: bool,
     /// Answers `token_type: DPoP` to a request with a proof; Bearer otherwise.
     binds: bool,
 }
@@ -65,6 +67,9 @@ impl Server for DpopServer {
             .and_then(|p| p.claims["nonce"].as_str().map(str::to_owned));
         let has_proof = proof.is_some();
         self.proofs.push(proof);
+        if has_proof && self.nonce_withheld {
+            return Reply::json(400, &json!({"error": "use_dpop_nonce"}));
+        }
         if has_proof && self.nonce_every_time {
             let nonce = format!("nonce-{}", self.proofs.len());
             return use_dpop_nonce(&nonce);
@@ -173,6 +178,7 @@ fn world(config: ClientConfig, dpop_algs: Option<&[&str]>) -> Simulation<DpopSer
         grants: Vec::new(),
         nonce: None,
         nonce_every_time: false,
+        nonce_withheld: false,
         binds: true,
     };
     Simulation::new(config, server, NOW)
@@ -273,6 +279,18 @@ fn a_second_use_dpop_nonce_ends_the_login_with_a_clear_error() {
     );
     assert_eq!(world.provider.grants.len(), 2, "one repetition, not a loop");
     assert_eq!(proof(&world, 1).claims["nonce"], "nonce-1");
+}
+
+#[test]
+fn a_use_dpop_nonce_without_a_nonce_is_not_repeated() {
+    let mut world = offered();
+    world.provider.nonce_withheld = true;
+    let outcome = world.run(Operation::Login).unwrap();
+    let Outcome::Failed(error @ Error::TokenRejected { .. }) = outcome else {
+        panic!("expected a token refusal, got {outcome:?}");
+    };
+    assert!(error.to_string().contains("sent none"), "{error}");
+    assert_eq!(world.provider.grants.len(), 1);
 }
 
 #[test]

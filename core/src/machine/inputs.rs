@@ -333,19 +333,24 @@ impl Client {
     }
 
     /// Keeps the token endpoint's latest `DPoP-Nonce` (RFC 9449 §8.2: any answer may bring
-    /// a new one) for the next proof to that server.
-    pub(super) fn note_dpop_nonce(&mut self, headers: &http::HeaderMap) {
+    /// a new one) for the next proof to that server. Returns whether the answer had one.
+    pub(super) fn note_dpop_nonce(&mut self, headers: &http::HeaderMap) -> bool {
         let nonce = headers
             .get(crate::dpop::DPOP_NONCE_HEADER)
             .and_then(|value| value.to_str().ok())
             .filter(|nonce| !nonce.is_empty());
-        if let (Some(nonce), Some(server)) = (nonce, &self.server) {
-            self.dpop_nonce = Some((server.issuer.clone(), nonce.to_owned()));
+        match (nonce, &self.server) {
+            (Some(nonce), Some(server)) => {
+                self.dpop_nonce = Some((server.issuer.clone(), nonce.to_owned()));
+                true
+            }
+            _ => false,
         }
     }
 
     /// A token request that carried a DPoP proof and was answered `use_dpop_nonce` (RFC 9449
-    /// §8) is sent once more, with the nonce the answer brought; the answer is consumed.
+    /// §8) is sent once more, with the nonce the answer brought (`nonce_given`); the answer
+    /// is consumed.
     /// A second such answer ends the operation with an error that says so: the refresh token
     /// sent stays stored (INV-10), as for any refusal other than `invalid_grant`. Returns the
     /// purpose for every other answer.
@@ -355,6 +360,7 @@ impl Client {
         purpose: HttpPurpose,
         status: u16,
         body: &[u8],
+        nonce_given: bool,
     ) -> Option<HttpPurpose> {
         let Some(sent) = purpose.dpop() else {
             return Some(purpose);
@@ -363,16 +369,11 @@ impl Client {
         if !(400..500).contains(&status) || !cause.is(crate::dpop::USE_DPOP_NONCE) {
             return Some(purpose);
         }
-        let issuer = self.server.as_ref().map(|s| s.issuer.clone());
-        let nonce_known = self
-            .dpop_nonce
-            .as_ref()
-            .is_some_and(|(from, _)| Some(from) == issuer.as_ref());
         let grant = match &purpose {
             HttpPurpose::Token { grant, .. } => *grant,
             _ => DEVICE_CODE_GRANT,
         };
-        let hint = match (&sent.retry, nonce_known) {
+        let hint = match (&sent.retry, nonce_given) {
             (Some(retry), true) => {
                 let step = self.send_token_request_with(now, retry.request(), true);
                 self.apply(step);

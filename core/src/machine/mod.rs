@@ -599,11 +599,12 @@ impl Client {
             Input::HttpResponse { id, response } => {
                 if let Some(purpose) = self.take_http(id) {
                     let status = response.status().as_u16();
-                    if purpose.dpop().is_some() {
-                        self.note_dpop_nonce(response.headers());
-                    }
+                    let nonce_given =
+                        purpose.dpop().is_some() && self.note_dpop_nonce(response.headers());
                     let body = response.into_body();
-                    if let Some(purpose) = self.retry_with_dpop_nonce(now, purpose, status, &body) {
+                    let retried =
+                        self.retry_with_dpop_nonce(now, purpose, status, &body, nonce_given);
+                    if let Some(purpose) = retried {
                         self.handle_http(now, purpose, Ok((status, body)));
                     }
                 }
