@@ -12,7 +12,7 @@ use reqwest_middleware::ClientBuilder;
 use serde_json::Value;
 use tenure_reqwest::BearerAuth;
 use tenure_store::{MemoryStore, Store};
-use tenure_test_harness::{browser_thread, free_port, Provider};
+use tenure_test_harness::{browser_thread, free_port, Answer, FakeServer, Provider};
 use tenure_tokio::core::Duration;
 use tenure_tokio::{BrowserMode, ClientConfig, Clock, DpopMode, Recorder, Tenure, TokenScheme};
 
@@ -120,6 +120,32 @@ async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_n
         200,
         "the refreshed token is bound to the key"
     );
+
+    // A resource that asks for a nonce again right after it was given one: the caller gets
+    // the refusal after one repetition, and the token is not taken for refused.
+    let fussy = FakeServer::start(|_| {
+        let challenge = Answer {
+            status: 401,
+            headers: vec![
+                (
+                    "WWW-Authenticate".into(),
+                    r#"DPoP error="use_dpop_nonce""#.into(),
+                ),
+                ("DPoP-Nonce".into(), "always-another".into()),
+            ],
+            body: Vec::new(),
+        };
+        vec![("GET /api".into(), challenge)]
+    });
+    let answer = http_later
+        .get(format!("{}/api", fussy.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 401);
+    assert_eq!(fussy.hits(), ["GET /api", "GET /api"]);
+    assert_eq!(later.token().await.unwrap(), refreshed);
+    assert_eq!(seen(&provider, "/token").len(), 4, "no refresh");
 
     // The trace replays: the same requests, each nonce dance included, and a DPoP token.
     let recorded = std::fs::read_to_string(&trace).unwrap();
