@@ -3,10 +3,10 @@
 //! `use_dpop_nonce` and repeated with the nonce, the token is DPoP-bound, its userinfo
 //! endpoint (a resource that checks proofs, `ath` and the key binding) is reached through the
 //! middleware after its own nonce challenge, and a later process refreshes with the same
-//! stored key. No token and no key shows in any output. The exchanges are recorded as a
-//! provider trace, which replays against the core without a network.
+//! stored key. No token and no key shows in any output or log line. The exchanges are
+//! recorded as a provider trace, which replays against the core without a network.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use reqwest_middleware::ClientBuilder;
 use serde_json::Value;
@@ -15,6 +15,29 @@ use tenure_store::{MemoryStore, Store};
 use tenure_test_harness::{browser_thread, free_port, Answer, FakeServer, Provider};
 use tenure_tokio::core::Duration;
 use tenure_tokio::{BrowserMode, ClientConfig, Clock, DpopMode, Recorder, Tenure, TokenScheme};
+
+/// Every log line of the process at every level, kept for inspection.
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Sink(lines.clone());
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("the only test here sets it");
+    lines
+}
 
 /// The requests the server saw to `path`, as `METHOD STATUS`.
 fn seen(provider: &Provider, path: &str) -> Vec<String> {
@@ -29,6 +52,7 @@ fn seen(provider: &Provider, path: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_nonces() {
+    let logs = capture_logs();
     let provider = Provider::start(&["--dpop"]);
     let port = free_port();
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
@@ -161,9 +185,11 @@ async fn a_dpop_login_reaches_userinfo_and_refreshes_with_the_same_key_despite_n
     assert_eq!(replayed["dpop_key"], "[redacted]");
 
     // INV-12: no token, refresh token or private key in any Debug output, in what is
-    // shown of the record, or in the trace.
+    // shown of the record, in the trace, or in any log line.
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(logged.contains("request"), "the log was captured: {logged}");
     let shown = format!(
-        "{first:?} {later:?} {token:?} {refreshed:?} {http:?} {record:?} {} {:?} {recorded}",
+        "{first:?} {later:?} {token:?} {refreshed:?} {http:?} {record:?} {} {:?} {recorded} {logged}",
         record.redacted(),
         record.tokens
     );
