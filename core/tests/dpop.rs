@@ -8,10 +8,10 @@ use p256::ecdsa::signature::Verifier;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tenure_core::{
-    ClientConfig, DpopMode, Duration, Error, Input, Operation, Outcome, Secret, Timestamp,
-    TokenScheme,
+    ClientConfig, DpopMode, Duration, Error, Grant, Input, LoginFlow, Operation, Outcome, Secret,
+    Timestamp, TokenScheme,
 };
-use tenure_sim::{Reply, Scripted, Server, Simulation};
+use tenure_sim::{Browser, Reply, Scripted, Server, Simulation};
 
 const AS: &str = "https://as.example.com";
 const TOKEN_ENDPOINT: &str = "https://as.example.com/token";
@@ -148,7 +148,8 @@ fn metadata(dpop_algs: Option<&[&str]>) -> Value {
         "authorization_endpoint": "https://as.example.com/authorize",
         "token_endpoint": TOKEN_ENDPOINT,
         "code_challenge_methods_supported": ["S256"],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic"],
+        "device_authorization_endpoint": "https://as.example.com/device/auth",
     });
     if let Some(algs) = dpop_algs {
         document["dpop_signing_alg_values_supported"] = json!(algs);
@@ -171,6 +172,13 @@ fn world(config: ClientConfig, dpop_algs: Option<&[&str]>) -> Simulation<DpopSer
         "https://as.example.com/.well-known/oauth-authorization-server",
         200,
         metadata(dpop_algs),
+    );
+    script.answer(
+        "POST",
+        "https://as.example.com/device/auth",
+        200,
+        json!({"device_code": "the-device-code", "user_code": "WDJB-MJHT",
+               "verification_uri": "https://as.example.com/device", "expires_in": 600}),
     );
     let server = DpopServer {
         script,
@@ -262,6 +270,32 @@ fn a_use_dpop_nonce_answer_is_retried_once_with_the_nonce_rfc_9449_8() {
     token_of(world.run(Operation::Token).unwrap());
     assert_eq!(world.provider.grants.len(), 3);
     assert_eq!(proof(&world, 2).claims["nonce"], "server-nonce-1");
+}
+
+#[test]
+fn client_credentials_and_device_polls_carry_proofs_and_nonces_too() {
+    let mut machine = config(DpopMode::IfOffered)
+        .with_grant(Grant::ClientCredentials)
+        .with_client("machine", Some(Secret::new("machine-secret")));
+    machine.seed = [6; 32];
+    let mut world = world(machine, Some(&["ES256"]));
+    world.provider.nonce = Some("cc-nonce".into());
+    let (_, scheme) = token_of(world.run(Operation::Token).unwrap());
+    assert_eq!(scheme, TokenScheme::Dpop);
+    assert_eq!(world.provider.grants, ["client_credentials"; 2]);
+    assert_eq!(proof(&world, 1).claims["nonce"], "cc-nonce");
+
+    let mut device = config(DpopMode::IfOffered);
+    device.login_flow = LoginFlow::Device;
+    let mut world = self::world(device, Some(&["ES256"]));
+    world.browser = Browser::Never;
+    world.provider.nonce = Some("device-nonce".into());
+    let (_, scheme) = token_of(world.run(Operation::Login).unwrap());
+    assert_eq!(scheme, TokenScheme::Dpop);
+    let device_grant = "urn:ietf:params:oauth:grant-type:device_code";
+    assert_eq!(world.provider.grants, [device_grant; 2]);
+    assert!(proof(&world, 0).claims.get("nonce").is_none());
+    assert_eq!(proof(&world, 1).claims["nonce"], "device-nonce");
 }
 
 #[test]
