@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::assertion::{AssertionAudience, AssertionKey};
+use crate::dpop::DpopMode;
 use crate::endpoint::{is_loopback, secure_endpoint};
 use crate::error::ConfigError;
 use crate::jwt_bearer::BearerAssertion;
@@ -203,6 +204,9 @@ pub struct ClientConfig {
     /// and only with it. A description of a source, never an assertion: assertions are
     /// short-lived and read afresh for every grant request.
     pub bearer_assertion: Option<BearerAssertion>,
+    /// When token requests carry a DPoP proof, so that the tokens are bound to the client's
+    /// key (RFC 9449). [`DpopMode::Never`] by default; see there why.
+    pub dpop: DpopMode,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -235,6 +239,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("legacy_discovery", &self.legacy_discovery)
             .field("login_flow", &self.login_flow)
             .field("bearer_assertion", &self.bearer_assertion)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -285,6 +290,7 @@ impl ClientConfig {
             legacy_discovery: false,
             login_flow: LoginFlow::Browser,
             bearer_assertion: None,
+            dpop: DpopMode::Never,
         }
     }
 
@@ -363,6 +369,13 @@ impl ClientConfig {
     /// The loopback port the browser comes back to after a login.
     pub fn with_redirect_port(mut self, port: u16) -> Self {
         self.redirect_uri = loopback_redirect_uri(port);
+        self
+    }
+
+    /// When token requests carry a DPoP proof (RFC 9449): [`DpopMode::IfOffered`] binds
+    /// tokens to the client's key wherever the server supports it.
+    pub fn with_dpop(mut self, mode: DpopMode) -> Self {
+        self.dpop = mode;
         self
     }
 

@@ -197,6 +197,8 @@ pub fn parse_server_metadata(
         token_endpoint_auth_methods: strings(document, "token_endpoint_auth_methods_supported"),
         resource_scopes: None,
         resource: None,
+        dpop_es256: strings(document, "dpop_signing_alg_values_supported")
+            .is_some_and(|algs| algs.iter().any(|alg| alg == crate::dpop::DPOP_ALG)),
     })
 }
 
@@ -252,6 +254,7 @@ pub fn legacy_default_server(origin: &str) -> AuthServer {
         token_endpoint_auth_methods: None,
         resource_scopes: None,
         resource: None,
+        dpop_es256: false,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::dpop::TokenScheme;
 use crate::error::Error;
 use crate::jwt_bearer::AssertionSource;
 use crate::key::ClientKey;
@@ -359,6 +360,8 @@ pub enum Event {
         access_token: Secret,
         /// When it expires, if known.
         expires_at: Option<Timestamp>,
+        /// How it is presented (a DPoP token needs a proof with every request).
+        scheme: TokenScheme,
     },
     /// An operation needs a browser login first.
     LoginRequired {
@@ -429,6 +432,8 @@ pub enum Outcome {
         access_token: Secret,
         /// When it expires, if known.
         expires_at: Option<Timestamp>,
+        /// How it is presented (a DPoP token needs a proof with every request).
+        scheme: TokenScheme,
     },
     /// Done, with nothing to hand out.
     Done,
@@ -462,11 +467,13 @@ impl Event {
                 op,
                 access_token,
                 expires_at,
+                scheme,
             } => Some((
                 op,
                 Outcome::Token {
                     access_token,
                     expires_at,
+                    scheme,
                 },
             )),
             Event::Done { op } => Some((op, Outcome::Done)),

@@ -19,7 +19,8 @@
 //! The files follow the lifecycle: `discovery.rs` finds and validates metadata,
 //! `registration.rs` obtains an identity, `renewal.rs` keeps an expiring secret alive through
 //! RFC 7592, `authorization.rs` runs the PKCE browser step, `tokens.rs` talks to the token
-//! endpoint, and [`record`] is what survives a crash. `machine/` ties them together:
+//! endpoint, [`dpop`] binds tokens to the client's key (RFC 9449), and [`record`] is what
+//! survives a crash. `machine/` ties them together:
 //! `inputs.rs` takes what happened, `decide.rs` chooses the next step, `effects.rs` turns it
 //! into commands.
 //!
@@ -33,6 +34,7 @@ mod challenge;
 pub mod config;
 mod device;
 mod discovery;
+pub mod dpop;
 pub mod endpoint;
 mod entropy;
 pub mod error;
@@ -51,6 +53,7 @@ mod wire;
 
 pub use assertion::{AssertionAudience, AssertionKey, KeyError};
 pub use config::{AuthMethod, ClientConfig, Grant, LoginFlow};
+pub use dpop::{DpopKey, DpopMode, TokenScheme};
 pub use error::{ConfigError, Error, ErrorClass, ServerError};
 pub use io::{
     AssertionId, ChallengeVerdict, Command, Event, Input, Lifecycle, OpId, Operation, Outcome,

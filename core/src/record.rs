@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::AuthMethod;
+use crate::dpop::{DpopKey, TokenScheme};
 use crate::key::ClientKey;
 use crate::secret::{Secret, REDACTED};
 use crate::time::{Duration, Timestamp};
@@ -38,6 +39,11 @@ pub struct Record {
     /// token endpoint stopped accepting the client. Cleared once a token is obtained.
     #[serde(default)]
     pub registration_backoff: Option<Backoff>,
+    /// The client's DPoP key (RFC 9449), made the first time a token request carries a proof
+    /// and kept for as long as the record: tokens bound to it stay usable across restarts and
+    /// by every replica reading this record.
+    #[serde(default)]
+    pub dpop_key: Option<DpopKey>,
 }
 
 /// Why and until when registration is paused for one client key (INV-14).
@@ -220,7 +226,9 @@ impl Registration {
 pub struct Tokens {
     /// The access token.
     pub access_token: Secret,
-    /// The token type as sent (compared case-insensitively, OAUTH-12).
+    /// The token type as sent (compared case-insensitively, OAUTH-12): `Bearer`, or `DPoP`
+    /// for a token bound to [`Record::dpop_key`].
+    #[serde(default = "bearer")]
     pub token_type: String,
     /// When the access token expires: receive time plus `expires_in` (EDGE-29); `None` when
     /// the server gave no lifetime.
@@ -238,7 +246,16 @@ pub struct Tokens {
 /// The longest safety margin: an access token is not handed out within this of its expiry.
 pub const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(30);
 
+fn bearer() -> String {
+    "Bearer".into()
+}
+
 impl Tokens {
+    /// How the access token is presented: DPoP for a token bound to the client's key.
+    pub fn scheme(&self) -> TokenScheme {
+        TokenScheme::of(&self.token_type)
+    }
+
     /// How long before its stated expiry the access token is treated as expired, so it is not
     /// handed out just as it dies: a tenth of its lifetime plus one second (servers count
     /// expiry in whole seconds from when they issued the token, so it may die up to a second
@@ -302,6 +319,10 @@ pub struct AuthServer {
     /// RFC 8707 `resource` parameter (MCP26-3), when discovery went through a resource.
     #[serde(default)]
     pub resource: Option<String>,
+    /// Whether `dpop_signing_alg_values_supported` lists ES256, the algorithm Tenure signs
+    /// DPoP proofs with (RFC 9449 §5.1).
+    #[serde(default)]
+    pub dpop_es256: bool,
 }
 
 impl AuthServer {
@@ -327,6 +348,7 @@ impl Record {
             dcr: None,
             tokens: None,
             registration_backoff: None,
+            dpop_key: None,
         }
     }
 
@@ -352,7 +374,7 @@ impl Record {
     }
 
     /// Every secret the record holds: client secret, registration access token, access and
-    /// refresh token. For checks that none of them leaks (INV-12).
+    /// refresh token, DPoP private key. For checks that none of them leaks (INV-12).
     pub fn secrets(&self) -> Vec<&Secret> {
         let mut found = Vec::new();
         if let Some(dcr) = &self.dcr {
@@ -363,6 +385,7 @@ impl Record {
             found.push(&tokens.access_token);
             found.extend(&tokens.refresh_token);
         }
+        found.extend(self.dpop_key.as_ref().map(DpopKey::secret));
         found
     }
 
@@ -376,6 +399,7 @@ impl Record {
                 "registration_access_token",
                 "access_token",
                 "refresh_token",
+                "dpop_key",
             ],
         );
         value

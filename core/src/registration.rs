@@ -403,6 +403,7 @@ mod tests {
             token_endpoint_auth_methods: Some(vec!["none".into(), "client_secret_post".into()]),
             resource_scopes: None,
             resource: None,
+            dpop_es256: false,
         }
     }
 

@@ -92,6 +92,82 @@ impl GrantRequest<'_> {
     }
 }
 
+/// A grant request that owns its values, kept with a token request that carried a DPoP
+/// proof so it can be sent once more with the server's nonce (RFC 9449 §8): by then the
+/// code or refresh token it was made from is no longer at hand.
+#[derive(Clone, Debug)]
+pub(crate) enum OwnedGrant {
+    Code {
+        code: Secret,
+        verifier: Secret,
+        redirect_uri: String,
+    },
+    Refresh {
+        refresh_token: Secret,
+    },
+    ClientCredentials {
+        scopes: Vec<String>,
+    },
+    DeviceCode {
+        device_code: Secret,
+    },
+    JwtBearer {
+        assertion: Secret,
+        scopes: Vec<String>,
+    },
+}
+
+impl OwnedGrant {
+    /// A copy of `grant`.
+    pub(crate) fn of(grant: GrantRequest<'_>) -> Self {
+        match grant {
+            GrantRequest::Code {
+                code,
+                verifier,
+                redirect_uri,
+            } => OwnedGrant::Code {
+                code: code.clone(),
+                verifier: verifier.clone(),
+                redirect_uri: redirect_uri.to_owned(),
+            },
+            GrantRequest::Refresh { refresh_token } => OwnedGrant::Refresh {
+                refresh_token: refresh_token.clone(),
+            },
+            GrantRequest::ClientCredentials { scopes } => OwnedGrant::ClientCredentials {
+                scopes: scopes.to_vec(),
+            },
+            GrantRequest::DeviceCode { device_code } => OwnedGrant::DeviceCode {
+                device_code: device_code.clone(),
+            },
+            GrantRequest::JwtBearer { assertion, scopes } => OwnedGrant::JwtBearer {
+                assertion: assertion.clone(),
+                scopes: scopes.to_vec(),
+            },
+        }
+    }
+
+    /// The grant request it holds.
+    pub(crate) fn request(&self) -> GrantRequest<'_> {
+        match self {
+            OwnedGrant::Code {
+                code,
+                verifier,
+                redirect_uri,
+            } => GrantRequest::Code {
+                code,
+                verifier,
+                redirect_uri,
+            },
+            OwnedGrant::Refresh { refresh_token } => GrantRequest::Refresh { refresh_token },
+            OwnedGrant::ClientCredentials { scopes } => GrantRequest::ClientCredentials { scopes },
+            OwnedGrant::DeviceCode { device_code } => GrantRequest::DeviceCode { device_code },
+            OwnedGrant::JwtBearer { assertion, scopes } => {
+                GrantRequest::JwtBearer { assertion, scopes }
+            }
+        }
+    }
+}
+
 /// The HTTP Basic credentials: each part form-urlencoded, then Base64 (RFC 6749 §2.3.1).
 pub fn basic_credentials(client_id: &str, secret: &Secret) -> String {
     let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -205,12 +281,14 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_hours(24 * 365);
 /// A refresh answer without a `refresh_token` keeps `previous_refresh` (RT-4, INV-10); a new
 /// one replaces it (RT-3). `expires_in` counts from the local receive time; a missing or
 /// unusable one gives [`DEFAULT_TOKEN_LIFETIME`], and none is believed beyond
-/// [`MAX_TOKEN_LIFETIME`].
+/// [`MAX_TOKEN_LIFETIME`]. The token type is Bearer, or DPoP when the request carried a
+/// proof (`dpop_sent`, RFC 9449 §5); a server may answer a proof with a Bearer token.
 pub fn parse_token_answer(
     status: u16,
     body: &[u8],
     now: Timestamp,
     previous_refresh: Option<&Secret>,
+    dpop_sent: bool,
 ) -> Result<Tokens, TokenFailure> {
     if !(200..300).contains(&status) {
         return Err(TokenFailure::Refused(server_error(status, body)));
@@ -220,9 +298,16 @@ pub fn parse_token_answer(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| TokenFailure::BadAnswer("the token answer has no access_token".into()))?;
     let token_type = string(&answer, "token_type").unwrap_or_default();
-    if !token_type.eq_ignore_ascii_case("bearer") {
+    let dpop = token_type.eq_ignore_ascii_case("dpop");
+    if dpop && !dpop_sent {
+        return Err(TokenFailure::BadAnswer(
+            "the token type is DPoP although the request carried no DPoP proof; the token is bound to no key of this client".into(),
+        ));
+    }
+    if !dpop && !token_type.eq_ignore_ascii_case("bearer") {
         return Err(TokenFailure::BadAnswer(format!(
-            "the token type `{token_type}` is not supported; only Bearer is"
+            "the token type `{}` is not supported; only Bearer and DPoP are",
+            crate::wire::server_text(&token_type)
         )));
     }
     // A token without a usable lifetime is not trusted for ever: the client has no other way
@@ -411,6 +496,7 @@ mod tests {
             br#"{"access_token":"a","token_type":"bearer","expires_in":"60"}"#,
             NOW,
             Some(&old),
+            false,
         )
         .unwrap();
         assert_eq!(tokens.refresh_token, Some(old.clone()));
@@ -428,6 +514,7 @@ mod tests {
             br#"{"access_token":"a","token_type":"Bearer","refresh_token":"new-rt"}"#,
             NOW,
             Some(&old),
+            false,
         )
         .unwrap();
         assert_eq!(rotated.refresh_token.unwrap().expose(), "new-rt");
@@ -444,31 +531,41 @@ mod tests {
         ] {
             let body =
                 json!({"access_token": "a", "token_type": "Bearer", "expires_in": expires_in});
-            let tokens = parse_token_answer(200, body.to_string().as_bytes(), NOW, None).unwrap();
+            let tokens =
+                parse_token_answer(200, body.to_string().as_bytes(), NOW, None, false).unwrap();
             assert_eq!(tokens.expires_at, Some(NOW + lifetime), "{body}");
         }
     }
 
     #[test]
+    fn a_dpop_token_is_taken_only_after_a_proof_and_bearer_is_fine_too_rfc_9449_5() {
+        let dpop = br#"{"access_token":"a","token_type":"dpop","expires_in":60}"#;
+        let tokens = parse_token_answer(200, dpop, NOW, None, true).unwrap();
+        assert_eq!(tokens.scheme(), crate::dpop::TokenScheme::Dpop);
+        let bearer = br#"{"access_token":"a","token_type":"Bearer"}"#;
+        let tokens = parse_token_answer(200, bearer, NOW, None, true).unwrap();
+        assert_eq!(tokens.scheme(), crate::dpop::TokenScheme::Bearer);
+    }
+
+    #[test]
     fn unusable_answers_are_refused_oauth_11_12() {
         assert!(matches!(
-            parse_token_answer(200, br#"{"token_type":"Bearer"}"#, NOW, None),
+            parse_token_answer(200, br#"{"token_type":"Bearer"}"#, NOW, None, false),
             Err(TokenFailure::BadAnswer(_))
         ));
+        // DPoP only after a proof; other types never.
+        for (token_type, dpop_sent) in [("DPoP", false), ("MAC", true)] {
+            let body = json!({"access_token": "a", "token_type": token_type}).to_string();
+            assert!(matches!(
+                parse_token_answer(200, body.as_bytes(), NOW, None, dpop_sent),
+                Err(TokenFailure::BadAnswer(_))
+            ));
+        }
         assert!(matches!(
-            parse_token_answer(
-                200,
-                br#"{"access_token":"a","token_type":"DPoP"}"#,
-                NOW,
-                None
-            ),
+            parse_token_answer(200, b"<html>", NOW, None, false),
             Err(TokenFailure::BadAnswer(_))
         ));
-        assert!(matches!(
-            parse_token_answer(200, b"<html>", NOW, None),
-            Err(TokenFailure::BadAnswer(_))
-        ));
-        match parse_token_answer(400, br#"{"error":"invalid_client"}"#, NOW, None) {
+        match parse_token_answer(400, br#"{"error":"invalid_client"}"#, NOW, None, false) {
             Err(TokenFailure::Refused(e)) => assert!(e.is("invalid_client")),
             other => panic!("unexpected {other:?}"),
         }

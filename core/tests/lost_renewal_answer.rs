@@ -41,6 +41,7 @@ fn server() -> AuthServer {
         token_endpoint_auth_methods: None,
         resource_scopes: None,
         resource: None,
+        dpop_es256: false,
     }
 }
 

@@ -95,7 +95,15 @@ fn feed_everything(status: u16, body: &[u8]) {
     let _ = parse_registration(&config(), "https://as.example.com/register", status, body);
     let _ = parse_management_answer(&config(), &registration(), status, body);
     let _ = parse_deletion(status, body);
-    let _ = parse_token_answer(status, body, Timestamp::from_unix_seconds(1), None);
+    for dpop_sent in [false, true] {
+        let _ = parse_token_answer(
+            status,
+            body,
+            Timestamp::from_unix_seconds(1),
+            None,
+            dpop_sent,
+        );
+    }
     let _ = parse_device_authorization(status, body, Timestamp::from_unix_seconds(1));
     if let Ok(document) = json_object(body) {
         let _ = parse_server_metadata(&document, "https://as.example.com");

@@ -42,20 +42,8 @@ impl Server for Servers {
             String::from_utf8_lossy(request.body())
         ));
         if bare.ends_with("/authorize") {
-            let url = Url::parse(&url).unwrap();
-            let param = |name: &str| {
-                url.query_pairs()
-                    .find(|(k, _)| k == name)
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap()
-            };
-            let back = format!(
-                "{}?code=the-code&state={}",
-                param("redirect_uri"),
-                param("state")
-            );
-            self.authorizations.push(url);
-            return Reply::redirect(&back);
+            self.authorizations.push(Url::parse(&url).unwrap());
+            return Reply::approve(&url, "the-code");
         }
         if bare.ends_with("/token") {
             let (status, body) = self

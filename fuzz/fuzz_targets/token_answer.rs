@@ -11,6 +11,8 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let status = [200u16, 400, 401, 403, 500, 503][usize::from(first) % 6];
-    let _ = parse_token_answer(status, body, Timestamp::from_unix_seconds(1), None);
+    for dpop_sent in [false, true] {
+        let _ = parse_token_answer(status, body, Timestamp::from_unix_seconds(1), None, dpop_sent);
+    }
     let _ = server_error(status, body);
 });

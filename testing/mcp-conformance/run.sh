@@ -7,7 +7,7 @@
 # Suites: auth, backcompat, draft (all three by default), from the release pinned in
 # package.json; 2026-07-28, the auth scenarios of the suite's frozen 2026-07-28 requirements
 # run at that revision's wire, from the prerelease pinned in 2026-07-28/package.json. The
-# extension scenarios Tenure implements (client credentials, jwt-bearer) are scored too, in `auth` and
+# extension scenarios Tenure implements (client credentials, jwt-bearer, DPoP) are scored too, in `auth` and
 # in `2026-07-28`, although the suite's own requirements do not score them. Every
 # scenario runs on its own, inside a network namespace that has only loopback (the suite's
 # servers listen on every interface), with the client's exit status counted and a time bound
@@ -99,14 +99,15 @@ use_packages() {
 }
 
 # The extension scenarios (on no revision's timeline) that Tenure implements: the client
-# credentials grant with client_secret_basic and with private_key_jwt (SEP-1046), and the
+# credentials grant with client_secret_basic and with private_key_jwt (SEP-1046), the
 # jwt-bearer grants: workload identity federation (SEP-1933) and enterprise-managed
-# authorization (SEP-990; `cross-app-access-complete-flow` in 0.1.16). The suite runs them
-# but never scores them; here they are scored like any other, so that a regression fails
-# the run. Each is run only where the pinned suite lists it.
+# authorization (SEP-990; `cross-app-access-complete-flow` in 0.1.16), and DPoP-bound tokens
+# with and without server nonces (SEP-1932, RFC 9449). The suite runs them but never scores
+# them; here they are scored like any other, so that a regression fails the run. Each is run
+# only where the pinned suite lists it.
 supported_extensions=(auth/client-credentials-basic auth/client-credentials-jwt
   auth/wif-jwt-bearer auth/enterprise-managed-authorization
-  auth/cross-app-access-complete-flow)
+  auth/cross-app-access-complete-flow auth/dpop auth/dpop-nonce)
 is_supported_extension() {
   local name
   for name in "${supported_extensions[@]}"; do [ "$name" = "$1" ] && return 0; done

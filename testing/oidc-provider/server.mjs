@@ -32,6 +32,9 @@ const USAGE = `usage: node server.mjs [options]
   --cimd                      enable client ID metadata documents (draft-02)
   --device-flow               enable the device authorization grant (RFC 8628); tests
                               approve a user code with POST /__admin/approve-device
+  --dpop                      require a server nonce in every DPoP proof (RFC 9449 §8,
+                              §9), at the token endpoint and at userinfo; without it,
+                              DPoP is on (the library's default) and asks for no nonce
   --fail-updates              start with RFC 7592 PUT failing with 500
   --access-token-ttl SECONDS  access token lifetime (default 3600)
   --clock-tolerance SECONDS   tolerance used when checking expiry (default 0)
@@ -45,6 +48,7 @@ const opts = parseArgs(process.argv.slice(2), {
     initialAccessToken: undefined,
     cimd: false,
     deviceFlow: false,
+    dpop: false,
     failUpdates: false,
     accessTokenTtl: 3600,
     clockTolerance: 0,
@@ -60,6 +64,7 @@ const opts = parseArgs(process.argv.slice(2), {
   switches: {
     '--cimd': ['cimd', true],
     '--device-flow': ['deviceFlow', true],
+    '--dpop': ['dpop', true],
     '--fail-updates': ['failUpdates', true],
   },
 });
@@ -195,6 +200,10 @@ const configuration = {
       getResourceServerInfo,
     },
     ...(opts.deviceFlow ? { deviceFlow: { enabled: true } } : {}),
+    // DPoP is on by default in oidc-provider 9; nonces need a secret to derive them from.
+    ...(opts.dpop ? {
+      dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
+    } : {}),
     ...(opts.cimd ? {
       clientIdMetadataDocument: {
         enabled: true,

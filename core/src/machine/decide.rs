@@ -174,6 +174,18 @@ impl Client {
                 return Step::Finish(Outcome::Failed(Error::StepUpRefused(reason)));
             }
         }
+        // Every path below that sends a token request (or starts the login that leads to
+        // one) needs the DPoP key stored first; a token call that can only end in "login
+        // required" writes nothing.
+        let refreshable = tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
+        let requests = op == Operation::Login
+            || self.config.grant == Grant::ClientCredentials
+            || (refreshable && !refresh_failed);
+        if requests {
+            if let Some(step) = self.step_dpop_key(server) {
+                return step;
+            }
+        }
         if op == Operation::Token && !refresh_failed {
             if let Some(refresh_token) = tokens.as_ref().and_then(|t| t.refresh_token.clone()) {
                 // INV-10: one refresh in flight per grant, in this process because jobs run
@@ -685,6 +697,17 @@ impl Client {
     }
 
     pub(super) fn send_token_request(&mut self, now: Timestamp, grant: GrantRequest<'_>) -> Step {
+        self.send_token_request_with(now, grant, false)
+    }
+
+    /// A token request; `nonce_retry` when it is the one repetition of a request the server
+    /// answered `use_dpop_nonce` (RFC 9449 §8), which is not repeated again.
+    pub(super) fn send_token_request_with(
+        &mut self,
+        now: Timestamp,
+        grant: GrantRequest<'_>,
+        nonce_retry: bool,
+    ) -> Step {
         let Some(server) = self.server.clone() else {
             return Step::Finish(Outcome::Failed(Error::Protocol(
                 "no server metadata".into(),
@@ -701,12 +724,20 @@ impl Client {
         };
         let auth = token_endpoint_auth(&client_id, secret.as_ref(), assertion.as_ref(), method);
         let grant_type = grant.grant_type();
+        let proof = match self.token_proof(now, &server, &grant) {
+            Ok(proof) => proof,
+            Err(error) => return Step::Finish(Outcome::Failed(error)),
+        };
+        let dpop = proof.as_ref().map(|_| DpopSent {
+            retry: (!nonce_retry).then(|| Box::new(OwnedGrant::of(grant))),
+        });
         let (kind, purpose) = match grant {
             GrantRequest::Code { .. } => (
                 RequestKind::CodeExchange,
                 HttpPurpose::Token {
                     grant: grant_type,
                     refresh_token: None,
+                    dpop,
                 },
             ),
             GrantRequest::Refresh { refresh_token } => (
@@ -714,14 +745,18 @@ impl Client {
                 HttpPurpose::Token {
                     grant: grant_type,
                     refresh_token: Some(refresh_token.clone()),
+                    dpop,
                 },
             ),
-            GrantRequest::DeviceCode { .. } => (RequestKind::DeviceToken, HttpPurpose::DevicePoll),
+            GrantRequest::DeviceCode { .. } => {
+                (RequestKind::DeviceToken, HttpPurpose::DevicePoll { dpop })
+            }
             GrantRequest::JwtBearer { .. } => (
                 RequestKind::JwtBearer,
                 HttpPurpose::Token {
                     grant: grant_type,
                     refresh_token: None,
+                    dpop,
                 },
             ),
             _ => (
@@ -729,6 +764,7 @@ impl Client {
                 HttpPurpose::Token {
                     grant: grant_type,
                     refresh_token: None,
+                    dpop,
                 },
             ),
         };
@@ -738,9 +774,71 @@ impl Client {
             grant,
             self.resource_indicator(),
         ) {
-            Ok(request) => self.http(kind, request, purpose),
+            Ok(mut request) => {
+                if let Some(proof) = proof {
+                    match http::HeaderValue::from_str(proof.expose()) {
+                        Ok(mut value) => {
+                            value.set_sensitive(true);
+                            request
+                                .headers_mut()
+                                .insert(crate::dpop::DPOP_HEADER, value);
+                        }
+                        Err(_) => {
+                            return Step::Finish(Outcome::Failed(Error::Protocol(
+                                "the DPoP proof cannot be sent in a header".into(),
+                            )))
+                        }
+                    }
+                }
+                self.http(kind, request, purpose)
+            }
             Err(reason) => Step::Finish(Outcome::Failed(Error::Protocol(reason))),
         }
+    }
+
+    /// Whether token requests to `server` carry a DPoP proof, as the setting `dpop` says
+    /// from its metadata. A refresh of a token bound to the stored key carries one whatever
+    /// the setting: its refresh token may be bound to the key too (RFC 9449 §5).
+    pub(super) fn dpop_for(&self, server: &AuthServer, grant: &GrantRequest<'_>) -> bool {
+        let bound_refresh = matches!(grant, GrantRequest::Refresh { .. })
+            && self
+                .record
+                .as_ref()
+                .and_then(|r| r.tokens.as_ref())
+                .is_some_and(|t| t.scheme() == TokenScheme::Dpop);
+        self.config.dpop.applies(server.dpop_es256) || bound_refresh
+    }
+
+    /// The DPoP proof for a token request to `server` (RFC 9449 §4.2, §5): `POST` to the
+    /// token endpoint, signed with the stored key, with the server's latest nonce; `None`
+    /// when the request carries none.
+    fn token_proof(
+        &mut self,
+        now: Timestamp,
+        server: &AuthServer,
+        grant: &GrantRequest<'_>,
+    ) -> Result<Option<Secret>, Error> {
+        if !self.dpop_for(server, grant) {
+            return Ok(None);
+        }
+        let nonce = self
+            .dpop_nonce
+            .as_ref()
+            .filter(|(issuer, _)| *issuer == server.issuer)
+            .map(|(_, nonce)| nonce.clone());
+        self.sign_proof("POST", &server.token_endpoint, now, nonce.as_deref(), None)
+            .map(Some)
+    }
+
+    /// Stores a DPoP key before the first token request that would carry a proof made with
+    /// it (INV-4): `None` when no proof is due or the key is stored already.
+    pub(super) fn step_dpop_key(&mut self, server: &AuthServer) -> Option<Step> {
+        let stored = self.record.as_ref().is_some_and(|r| r.dpop_key.is_some());
+        if stored || !self.config.dpop.applies(server.dpop_es256) {
+            return None;
+        }
+        let key = DpopKey::generate(&mut self.entropy);
+        Some(self.write(Patch::SetDpopKey(key)))
     }
 
     /// A fresh client assertion for `private_key_jwt` (RFC 7523 §2.2), or `None` for the

@@ -107,6 +107,7 @@ impl Client {
                     op,
                     access_token: tokens.access_token.clone(),
                     expires_at: tokens.expires_at,
+                    scheme: tokens.scheme(),
                 },
                 Outcome::Done => Event::Done { op },
                 Outcome::LoginRequired(reason) => Event::LoginRequired {

@@ -65,9 +65,19 @@ impl Client {
     ///   union of the earlier and the challenged scopes, or reports why it will not
     ///   (MCP-18, MCP26-8); the token stays in use for requests it suffices for;
     /// - any other challenge (a 401) means the token sent was not accepted: it is never
-    ///   handed out again, so the next token request refreshes or asks for a login.
+    ///   handed out again, so the next token request refreshes or asks for a login;
+    /// - except a DPoP nonce challenge (`use_dpop_nonce`), which refuses only the proof.
     pub(super) fn handle_challenge(&mut self, headers: &[String], sent: Option<&Secret>) {
         let refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        if crate::dpop::asks_for_nonce(&refs) {
+            // RFC 9449 §9: the resource wants its nonce in the proof. The token was not
+            // refused and the resource has not moved: the caller sends the request again
+            // with the same token and a proof that carries the nonce.
+            self.out.push_back(Command::Emit(Event::Challenged(
+                ChallengeVerdict::TokenAgain,
+            )));
+            return;
+        }
         let challenge = resource_challenge(&refs);
         if challenge.resource_metadata.is_some() && self.resource.is_some() {
             // PRM-9: fetch the metadata again; the AS may have changed.
@@ -313,11 +323,14 @@ impl Client {
             HttpPurpose::Token {
                 grant,
                 refresh_token,
-            } => self.handle_token_answer(now, grant, refresh_token, answer),
+                dpop,
+            } => self.handle_token_answer(now, grant, refresh_token, dpop.is_some(), answer),
             HttpPurpose::DeviceAuthorization { client_id } => {
                 self.handle_device_authorization(now, client_id, answer)
             }
-            HttpPurpose::DevicePoll => self.handle_device_poll(now, answer),
+            HttpPurpose::DevicePoll { dpop } => {
+                self.handle_device_poll(now, dpop.is_some(), answer)
+            }
             HttpPurpose::TokenExchange => self.handle_exchange_answer(answer),
             HttpPurpose::IdpMetadata {
                 issuer,
@@ -326,6 +339,64 @@ impl Client {
                 failures,
             } => self.handle_idp_metadata(issuer, candidates, current, failures, answer),
         }
+    }
+
+    /// Keeps the token endpoint's latest `DPoP-Nonce` (RFC 9449 §8.2: any answer may bring
+    /// a new one) for the next proof to that server. Returns whether the answer had one.
+    pub(super) fn note_dpop_nonce(&mut self, headers: &http::HeaderMap) -> bool {
+        let nonce = headers
+            .get(crate::dpop::DPOP_NONCE_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|nonce| !nonce.is_empty());
+        match (nonce, &self.server) {
+            (Some(nonce), Some(server)) => {
+                self.dpop_nonce = Some((server.issuer.clone(), nonce.to_owned()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A token request that carried a DPoP proof and was answered `use_dpop_nonce` (RFC 9449
+    /// §8) is sent once more, with the nonce the answer brought (`nonce_given`); the answer
+    /// is consumed.
+    /// A second such answer ends the operation with an error that says so: the refresh token
+    /// sent stays stored (INV-10), as for any refusal other than `invalid_grant`. Returns the
+    /// purpose for every other answer.
+    pub(super) fn retry_with_dpop_nonce(
+        &mut self,
+        now: Timestamp,
+        purpose: HttpPurpose,
+        status: u16,
+        body: &[u8],
+        nonce_given: bool,
+    ) -> Option<HttpPurpose> {
+        let Some(sent) = purpose.dpop() else {
+            return Some(purpose);
+        };
+        let cause = crate::wire::server_error(status, body);
+        if !(400..500).contains(&status) || !cause.is(crate::dpop::USE_DPOP_NONCE) {
+            return Some(purpose);
+        }
+        let grant = match &purpose {
+            HttpPurpose::Token { grant, .. } => *grant,
+            _ => DEVICE_CODE_GRANT,
+        };
+        let hint = match (&sent.retry, nonce_given) {
+            (Some(retry), true) => {
+                let step = self.send_token_request_with(now, retry.request(), true);
+                self.apply(step);
+                return None;
+            }
+            (Some(_), false) => "; the server asked for a DPoP nonce (use_dpop_nonce) but sent none in a DPoP-Nonce header, so the request cannot be repeated with one",
+            (None, _) => "; the server asked for a DPoP nonce (use_dpop_nonce) again after the request was repeated with the nonce it gave; its nonces may expire too fast, so try again",
+        };
+        self.finish(Outcome::Failed(Error::TokenRejected {
+            grant: grant.into(),
+            cause,
+            hint: hint.into(),
+        }));
+        None
     }
 
     /// The device authorization answer (RFC 8628 §3.2): the user is told where to go and
@@ -399,7 +470,12 @@ impl Client {
     /// `authorization_pending` waits another interval, `slow_down` five seconds more from now
     /// on; `access_denied` and `expired_token` end the login; anything else is a token
     /// endpoint refusal like any other.
-    fn handle_device_poll(&mut self, now: Timestamp, answer: Result<(u16, Vec<u8>), String>) {
+    fn handle_device_poll(
+        &mut self,
+        now: Timestamp,
+        dpop_sent: bool,
+        answer: Result<(u16, Vec<u8>), String>,
+    ) {
         let Some(device) = self.jobs.front_mut().and_then(|job| job.device.as_mut()) else {
             return;
         };
@@ -414,7 +490,7 @@ impl Client {
                 return;
             }
         };
-        match parse_token_answer(status, &body, now, None) {
+        match parse_token_answer(status, &body, now, None, dpop_sent) {
             Ok(tokens) => {
                 if let Some(job) = self.jobs.front_mut() {
                     job.device = None;
@@ -505,6 +581,7 @@ impl Client {
         now: Timestamp,
         grant: &'static str,
         sent_refresh_token: Option<Secret>,
+        dpop_sent: bool,
         answer: Result<(u16, Vec<u8>), String>,
     ) {
         let token_endpoint = self
@@ -522,7 +599,7 @@ impl Client {
                 return;
             }
         };
-        match parse_token_answer(status, &body, now, sent_refresh_token.as_ref()) {
+        match parse_token_answer(status, &body, now, sent_refresh_token.as_ref(), dpop_sent) {
             Ok(tokens) => {
                 if let Some(job) = self.jobs.front_mut() {
                     job.obtained_tokens = true;

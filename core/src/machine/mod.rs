@@ -29,6 +29,7 @@ use crate::discovery::{
     parse_legacy_server_metadata, parse_protected_resource, parse_server_metadata, prm_candidates,
     server_scopes, PrmCandidate, ProtectedResource,
 };
+use crate::dpop::{DpopKey, TokenScheme};
 use crate::endpoint::sanitize;
 use crate::entropy::Entropy;
 use crate::error::{ConfigError, Error, ServerError};
@@ -50,7 +51,9 @@ use crate::renewal::{
 use crate::scope::{requested_scopes, split, step_up, ScopeSources, StepUp};
 use crate::secret::Secret;
 use crate::time::{Duration, Timestamp};
-use crate::tokens::{parse_token_answer, token_request, ClientAuth, GrantRequest, TokenFailure};
+use crate::tokens::{
+    parse_token_answer, token_request, ClientAuth, GrantRequest, OwnedGrant, TokenFailure,
+};
 use crate::wire::json_object;
 
 mod bearer;
@@ -130,6 +133,9 @@ pub struct Client {
     /// The enterprise identity provider's token endpoint, read from its metadata in this
     /// process when only its issuer is configured (SEP-990).
     idp_token_endpoint: Option<String>,
+    /// The latest `DPoP-Nonce` of the token endpoint, with the issuer it came from (RFC 9449
+    /// §8): every proof to that server carries it. Not persisted; nonces are short-lived.
+    dpop_nonce: Option<(String, String)>,
 }
 
 /// One operation being worked on, and the callers waiting for it (single flight).
@@ -258,13 +264,18 @@ enum HttpPurpose {
         grant: &'static str,
         /// The refresh token sent, for a refresh: a refusal may drop only that one.
         refresh_token: Option<Secret>,
+        /// Set when the request carried a DPoP proof.
+        dpop: Option<DpopSent>,
     },
     /// A device authorization request for this client id (RFC 8628 §3.1).
     DeviceAuthorization {
         client_id: String,
     },
     /// One poll of the token endpoint for a device login (RFC 8628 §3.4).
-    DevicePoll,
+    DevicePoll {
+        /// Set when the poll carried a DPoP proof.
+        dpop: Option<DpopSent>,
+    },
     /// An RFC 8693 token exchange at the enterprise identity provider (SEP-990).
     TokenExchange,
     /// The enterprise identity provider's metadata, for its token endpoint.
@@ -274,6 +285,24 @@ enum HttpPurpose {
         current: String,
         failures: Vec<String>,
     },
+}
+
+/// A token request that carried a DPoP proof (RFC 9449 §5).
+#[derive(Clone, Debug)]
+struct DpopSent {
+    /// The grant, to send once more with the nonce the server asks for (RFC 9449 §8);
+    /// `None` when this request is that second one.
+    retry: Option<Box<OwnedGrant>>,
+}
+
+impl HttpPurpose {
+    /// The DPoP proof a token request carried, if any.
+    fn dpop(&self) -> Option<&DpopSent> {
+        match self {
+            HttpPurpose::Token { dpop, .. } | HttpPurpose::DevicePoll { dpop } => dpop.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -324,6 +353,9 @@ enum Patch {
     /// A resource refused this access token: it is stored as expired (the refresh token
     /// stays), while it is still the stored one.
     ExpireAccessToken(Secret),
+    /// The client's DPoP key, stored before any proof made with it is sent (INV-4): a token
+    /// bound to a key that a crash lost would be useless. Only where none is stored yet.
+    SetDpopKey(DpopKey),
 }
 
 impl Patch {
@@ -364,6 +396,8 @@ impl Patch {
             Patch::ExpireAccessToken(refused) => current
                 .and_then(|r| r.tokens.as_ref())
                 .is_some_and(|t| &t.access_token == refused),
+            // Another writer's key wins: tokens may already be bound to it.
+            Patch::SetDpopKey(_) => current.is_some_and(|r| r.dpop_key.is_none()),
             Patch::SetPreRegistered(_) | Patch::SetTokens(_) | Patch::ClearTokens => true,
         }
     }
@@ -448,6 +482,9 @@ impl Patch {
                     }
                 }
             }
+            Patch::SetDpopKey(key) => {
+                record.dpop_key.get_or_insert_with(|| key.clone());
+            }
         }
     }
 }
@@ -487,6 +524,9 @@ pub struct Handout {
     /// The instant from which the machine must be asked again (`None`: never, for a token
     /// with no known expiry and no expiring secret).
     pub until: Option<Timestamp>,
+    /// How the token is presented: a DPoP token needs a proof with every request
+    /// ([`Client::resource_proof`]).
+    pub scheme: TokenScheme,
 }
 
 /// What `tenure status` shows about a client.
@@ -553,6 +593,7 @@ impl Client {
             reported: None,
             just_renewed: false,
             idp_token_endpoint: None,
+            dpop_nonce: None,
         }
     }
 
@@ -581,7 +622,14 @@ impl Client {
             Input::HttpResponse { id, response } => {
                 if let Some(purpose) = self.take_http(id) {
                     let status = response.status().as_u16();
-                    self.handle_http(now, purpose, Ok((status, response.into_body())));
+                    let nonce_given =
+                        purpose.dpop().is_some() && self.note_dpop_nonce(response.headers());
+                    let body = response.into_body();
+                    let retried =
+                        self.retry_with_dpop_nonce(now, purpose, status, &body, nonce_given);
+                    if let Some(purpose) = retried {
+                        self.handle_http(now, purpose, Ok((status, body)));
+                    }
                 }
             }
             Input::HttpFailed { id, error } => {
@@ -680,10 +728,57 @@ impl Client {
             (a, b) => a.or(b),
         };
         Some(Handout {
+            scheme: tokens.scheme(),
             access_token: tokens.access_token,
             expires_at: tokens.expires_at,
             until,
         })
+    }
+
+    /// A DPoP proof (RFC 9449 §4.2, §7.1) for a request to a protected resource that
+    /// carries `access_token`: signed with the stored key, with a fresh `jti` from the
+    /// client's entropy, `ath` the token's hash, and the resource's latest `nonce` when it
+    /// asked for one (§9). The value of the request's `DPoP` header.
+    pub fn resource_proof(
+        &mut self,
+        method: &str,
+        url: &str,
+        access_token: &Secret,
+        nonce: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Secret, Error> {
+        self.sign_proof(method, url, now, nonce, Some(access_token))
+    }
+
+    /// A proof signed with the stored DPoP key, with a fresh `jti` from the client's entropy.
+    fn sign_proof(
+        &mut self,
+        method: &str,
+        url: &str,
+        now: Timestamp,
+        nonce: Option<&str>,
+        access_token: Option<&Secret>,
+    ) -> Result<Secret, Error> {
+        let key = self
+            .record
+            .as_ref()
+            .and_then(|r| r.dpop_key.clone())
+            .ok_or_else(|| {
+                Error::Protocol(
+                    "no DPoP key is stored, so no proof can be made; only a DPoP token needs one"
+                        .into(),
+                )
+            })?;
+        let jti = self.entropy.token();
+        key.proof(&crate::dpop::ProofClaims {
+            method,
+            url,
+            jti: &jti,
+            now,
+            nonce,
+            access_token,
+        })
+        .map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// The operation being worked on, if any.

@@ -39,6 +39,7 @@ fn stored_with(dcr: Option<Registration>, cimd: Option<(&str, bool)>) -> Record 
         token_endpoint_auth_methods: None,
         resource_scopes: None,
         resource: None,
+        dpop_es256: false,
     };
     let mut record = Record::new(key, server);
     record.dcr = dcr;
@@ -109,4 +110,25 @@ fn the_lease_is_not_taken_again_before_its_release_is_answered_inv_8() {
         client.take_lease(),
         Step::Wait(Wait::Store(_, StorePurpose::Lease))
     ));
+}
+
+/// INV-9: a DPoP key is stored only where none is; a replica that wrote its key first keeps
+/// it (tokens may be bound to it), and the loser decides again from the stored record.
+#[test]
+fn a_refused_dpop_key_write_never_replaces_a_stored_key_inv_9() {
+    let mut entropy = Entropy::new([2; 32]);
+    let mine = DpopKey::generate(&mut entropy);
+    let theirs = DpopKey::generate(&mut entropy);
+    let mut current = stored_with(None, None);
+    let set = Patch::SetDpopKey(mine.clone());
+    assert!(set.still_applies(Some(&current), None));
+    current.dpop_key = Some(theirs.clone());
+    assert!(!set.still_applies(Some(&current), None));
+    assert!(!set.still_applies(None, None), "no record, nothing to bind");
+    set.apply(&mut current);
+    assert_eq!(
+        current.dpop_key,
+        Some(theirs),
+        "applying keeps a stored key"
+    );
 }

@@ -16,6 +16,9 @@
 //! steps up. The login is headless ([`BrowserMode::Headless`]): the suite's authorization
 //! server redirects at once, so no browser is needed.
 //!
+//! Tokens are DPoP-bound (RFC 9449, SEP-1932) wherever the authorization server offers
+//! DPoP with ES256; the middleware sends each request's proof.
+//!
 //! Environment, as the suite sets it:
 //! - `MCP_CONFORMANCE_CONTEXT`: JSON; `client_id` and `client_secret`, when present, are a
 //!   pre-registered client (MCP-7 priority 1). In the client-credentials scenarios (the
@@ -45,7 +48,7 @@ use tenure_core::{
     AssertionKey, AssertionSource, AuthMethod, BearerAssertion, Grant, IdentityProvider, Secret,
 };
 use tenure_store::MemoryStore;
-use tenure_tokio::{BrowserMode, ClientConfig, Notice, Tenure, Timeouts};
+use tenure_tokio::{BrowserMode, ClientConfig, DpopMode, Notice, Tenure, Timeouts};
 
 use crate::mcp::{McpError, Session};
 
@@ -259,6 +262,9 @@ fn config(
     config.client_id = invocation.client_id.clone();
     config.client_secret = invocation.client_secret.clone().map(Secret::new);
     config.legacy_discovery = true;
+    // Every request goes through tenure-reqwest, which presents DPoP tokens with their
+    // proofs: tokens are bound to the client's key wherever the server offers it.
+    config.dpop = DpopMode::IfOffered;
     if invocation.machine {
         config.grant = Grant::ClientCredentials;
         config.cimd_url = None;

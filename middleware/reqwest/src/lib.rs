@@ -20,15 +20,26 @@
 //!
 //! A refused request is sent again only when its body can be replayed
 //! ([`reqwest::Request::try_clone`]); a streamed body gets the refusal back, and the next
-//! request carries the fresh token. Errors of Tenure itself (no token could be had) come back
+//! request carries the fresh token.
+//!
+//! A DPoP-bound token (RFC 9449, when the client's setting `dpop` asked for one and the
+//! server issued it) goes as `Authorization: DPoP <token>` with a fresh proof in the `DPoP`
+//! header of every request. A resource that wants a nonce in the proof (a 401 with a `DPoP`
+//! challenge `error="use_dpop_nonce"` and a `DPoP-Nonce` header, RFC 9449 §9) gets the request
+//! once more with a proof that carries it; the latest nonce of each origin is kept for the
+//! next requests. Errors of Tenure itself (no token could be had) come back
 //! as [`reqwest_middleware::Error::Middleware`] wrapping a [`tenure_tokio::TokenError`], which
 //! the caller can downcast to tell a login required from a transient failure.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use http::Extensions;
 use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
-use tenure_tokio::{AccessToken, Tenure, TokenError, Verdict};
+use tenure_tokio::core::dpop::{asks_for_nonce, DPOP_HEADER, DPOP_NONCE_HEADER};
+use tenure_tokio::{AccessToken, Tenure, TokenError, TokenScheme, Verdict};
 
 /// How often one request is sent back for authorization: MCP's step-up budget (MCP-18).
 pub const DEFAULT_BUDGET: u8 = 3;
@@ -40,6 +51,8 @@ pub struct BearerAuth {
     budget: u8,
     interactive: bool,
     challenge_first: bool,
+    /// The latest `DPoP-Nonce` of each origin (RFC 9449 §9), shared by the clones.
+    nonces: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl BearerAuth {
@@ -50,6 +63,7 @@ impl BearerAuth {
             budget: DEFAULT_BUDGET,
             interactive: false,
             challenge_first: false,
+            nonces: Arc::default(),
         }
     }
 
@@ -120,16 +134,79 @@ pub fn is_refusal(response: &Response) -> bool {
     }
 }
 
-fn authorize(request: &mut Request, token: &AccessToken) -> reqwest_middleware::Result<()> {
-    let mut value = HeaderValue::from_str(&token.header_value()).map_err(|_| {
-        reqwest_middleware::Error::middleware(TokenError::from(tenure_tokio::core::Error::Protocol(
-            "the access token cannot be sent in a header (it has characters a header may not carry)"
-                .into(),
-        )))
+impl BearerAuth {
+    /// Puts `token` on `request`: its `Authorization` header and, for a DPoP token, a fresh
+    /// proof for this request with the origin's latest nonce.
+    async fn authorize(
+        &self,
+        request: &mut Request,
+        token: &AccessToken,
+    ) -> reqwest_middleware::Result<()> {
+        let value = sensitive(&token.header_value(), "the access token")?;
+        request.headers_mut().insert(AUTHORIZATION, value);
+        if token.scheme() == TokenScheme::Dpop {
+            let nonce = self.nonce_of(request.url());
+            let proof = self
+                .tenure
+                .dpop_proof(
+                    request.method().as_str(),
+                    request.url().as_str(),
+                    token,
+                    nonce.as_deref(),
+                )
+                .await
+                .map_err(reqwest_middleware::Error::middleware)?;
+            let value = sensitive(proof.expose(), "the DPoP proof")?;
+            request.headers_mut().insert(DPOP_HEADER, value);
+        }
+        Ok(())
+    }
+
+    fn nonce_of(&self, url: &reqwest::Url) -> Option<String> {
+        let nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+        nonces.get(&url.origin().ascii_serialization()).cloned()
+    }
+
+    /// Keeps the `DPoP-Nonce` of an answer from `url`'s origin: any answer may bring a new
+    /// one (RFC 9449 §9). Returns whether it brought one.
+    fn note_nonce(&self, url: &reqwest::Url, response: &Response) -> bool {
+        let Some(nonce) = response
+            .headers()
+            .get(DPOP_NONCE_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|nonce| !nonce.is_empty())
+        else {
+            return false;
+        };
+        let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
+        nonces.insert(url.origin().ascii_serialization(), nonce.to_owned());
+        true
+    }
+}
+
+/// Whether `response` is a resource's request for a DPoP nonce (RFC 9449 §9): the token was
+/// not refused, the proof lacked the nonce.
+fn wants_nonce(response: &Response) -> bool {
+    let values: Vec<&str> = response
+        .headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    response.status() == StatusCode::UNAUTHORIZED && asks_for_nonce(&values)
+}
+
+/// A header value that is never logged; `what` names it when it cannot be one.
+fn sensitive(text: &str, what: &str) -> reqwest_middleware::Result<HeaderValue> {
+    let mut value = HeaderValue::from_str(text).map_err(|_| {
+        reqwest_middleware::Error::middleware(TokenError::from(
+            tenure_tokio::core::Error::Protocol(format!(
+                "{what} cannot be sent in a header (it has characters a header may not carry)"
+            )),
+        ))
     })?;
     value.set_sensitive(true);
-    request.headers_mut().insert(AUTHORIZATION, value);
-    Ok(())
+    Ok(value)
 }
 
 #[async_trait::async_trait]
@@ -146,12 +223,32 @@ impl Middleware for BearerAuth {
             .map_err(reqwest_middleware::Error::middleware)?;
         let mut request = request;
         let mut sent_back = 0;
+        // One repetition with a resource's nonce per token (RFC 9449 §9).
+        let mut nonce_sent_for: Option<AccessToken> = None;
         loop {
             let spare = request.try_clone();
+            let url = request.url().clone();
             if let Some(token) = &token {
-                authorize(&mut request, token)?;
+                self.authorize(&mut request, token).await?;
             }
             let response = next.clone().run(request, extensions).await?;
+            let nonce_given = self.note_nonce(&url, &response);
+            if let Some(dpop) = token.as_ref().filter(|t| t.scheme() == TokenScheme::Dpop) {
+                if wants_nonce(&response) {
+                    // The token was not refused: it is not reported to Tenure. A nonce asked
+                    // for again right after it was sent is a refusal the caller gets.
+                    let first = nonce_sent_for.as_ref() != Some(dpop);
+                    match spare {
+                        Some(again) if first && nonce_given => {
+                            tracing::debug!("sending again with the resource's DPoP nonce");
+                            nonce_sent_for = Some(dpop.clone());
+                            request = again;
+                            continue;
+                        }
+                        _ => return Ok(response),
+                    }
+                }
+            }
             if !is_refusal(&response) || sent_back >= self.budget {
                 return Ok(response);
             }

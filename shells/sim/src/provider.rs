@@ -251,6 +251,25 @@ impl Reply {
         Reply::Response(wire::redirect(location))
     }
 
+    /// What an authorization endpoint that approves at once answers the browser's
+    /// `authorization_url`: a redirect to its `redirect_uri` with `code` and its `state`.
+    /// For scripted servers; a request without those parameters panics, as a test bug.
+    pub fn approve(authorization_url: &str, code: &str) -> Reply {
+        let url = url::Url::parse(authorization_url).expect("an authorization URL");
+        let param = |name: &str| {
+            url.query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_else(|| panic!("the authorization request has no {name}"))
+        };
+        let back = format!(
+            "{}?code={code}&state={}",
+            param("redirect_uri"),
+            param("state")
+        );
+        Reply::redirect(&back)
+    }
+
     /// The answer, when there is one.
     pub fn response(&self) -> Option<&http::Response<Vec<u8>>> {
         match self {

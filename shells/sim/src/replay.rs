@@ -22,8 +22,8 @@ use serde_json::{json, Value};
 use tenure_core::config::loopback_redirect_uri;
 use tenure_core::Timestamp;
 use tenure_core::{
-    AssertionAudience, AssertionSource, AuthMethod, BearerAssertion, ClientConfig, Duration, Grant,
-    IdentityProvider, Operation, RequestKind, Secret,
+    AssertionAudience, AssertionSource, AuthMethod, BearerAssertion, ClientConfig, DpopMode,
+    Duration, Grant, IdentityProvider, Operation, RequestKind, Secret,
 };
 
 use crate::driver::{Browser, Outcome, Simulation};
@@ -276,6 +276,12 @@ pub fn config_of(client: &Value) -> Result<ClientConfig, TraceError> {
     {
         config.private_key = Some(stand_in_key());
     }
+    config.dpop = match text("dpop").as_deref() {
+        None | Some("never") => DpopMode::Never,
+        Some("if_offered") => DpopMode::IfOffered,
+        Some("always") => DpopMode::Always,
+        Some(other) => return Err(fail(format!("unknown dpop `{other}`"))),
+    };
     config.seed = REPLAY_SEED;
     config
         .validate()

@@ -48,6 +48,27 @@ fn oidc_provider_login_then_warm_start_then_refresh_with_rotation() {
     assert_eq!(summary.requests.len(), 5);
 }
 
+/// Recorded from oidc-provider requiring DPoP nonces (`--dpop`): the code exchange and the
+/// refresh of a later process are each answered `use_dpop_nonce` once and repeated with the
+/// server's nonce (RFC 9449 §8); the tokens are DPoP-bound, and the key stays in the record.
+#[test]
+fn oidc_provider_dpop_nonces_are_sent_on_the_second_try() {
+    let summary = run("oidc-provider-dpop-nonces");
+    assert_eq!(summary.outcome, "ok", "{:?}", summary.error);
+    assert_eq!(summary.registrations, 1);
+    assert_eq!(
+        summary.refreshes, 2,
+        "a refresh and its repetition with the nonce"
+    );
+    assert_eq!(
+        methods(&summary),
+        ["GET", "POST", "POST", "POST", "POST", "POST"]
+    );
+    let record = summary.record.as_ref().expect("a record is stored");
+    assert_eq!(record["tokens"]["token_type"], "DPoP");
+    assert_eq!(record["dpop_key"], "[redacted]");
+}
+
 /// Keycloak's registration access token is single use: each PUT must present the one the
 /// previous answer rotated in (MGMT-5). The trace refuses any other.
 #[test]

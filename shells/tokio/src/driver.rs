@@ -35,6 +35,15 @@ pub(crate) enum Message {
     Op(Operation, OpReply),
     Challenge(Vec<String>, Option<Secret>, ChallengeReply),
     Status(oneshot::Sender<(Status, Option<Record>)>),
+    Proof(ProofRequest, oneshot::Sender<Result<Secret, TokenError>>),
+}
+
+/// What a DPoP proof for a resource request is made for ([`crate::Tenure::dpop_proof`]).
+pub(crate) struct ProofRequest {
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) access_token: Secret,
+    pub(crate) nonce: Option<String>,
 }
 
 /// Who waits for an operation's end.
@@ -194,6 +203,17 @@ impl Driver {
                 let _ = reply.send((self.client.status(now), self.client.record().cloned()));
                 None
             }
+            Message::Proof(asked, reply) => {
+                let proof = self.client.resource_proof(
+                    &asked.method,
+                    &asked.url,
+                    &asked.access_token,
+                    asked.nonce.as_deref(),
+                    self.clock.now(),
+                );
+                let _ = reply.send(proof.map_err(TokenError::from));
+                None
+            }
         }
     }
 
@@ -222,7 +242,7 @@ impl Driver {
         if !unchanged {
             self.shared.cache.store(handout.map(|h| {
                 Arc::new(Cached {
-                    token: AccessToken::new(&h.access_token, h.expires_at),
+                    token: AccessToken::new(&h.access_token, h.expires_at, h.scheme),
                     until: h.until,
                 })
             }));
@@ -389,7 +409,8 @@ impl Driver {
             Outcome::Token {
                 access_token,
                 expires_at,
-            } => Ok(Some(AccessToken::new(&access_token, expires_at))),
+                scheme,
+            } => Ok(Some(AccessToken::new(&access_token, expires_at, scheme))),
             Outcome::LoginRequired(reason) => Err(TokenError::LoginRequired { reason }),
             Outcome::Failed(error) => Err(TokenError::from(error)),
             _ => Ok(None),

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::browser::BrowserMode;
 use crate::clock::Clock;
-use crate::driver::{Driver, Hooks, Message};
+use crate::driver::{Driver, Hooks, Message, ProofRequest};
 use crate::error::{BuildError, TokenError};
 use crate::http::{HttpClient, Timeouts};
 use crate::recorder::Recorder;
@@ -310,6 +310,32 @@ impl Tenure {
             .map(str::to_owned)
             .collect();
         self.challenge(sent, values).await
+    }
+
+    /// A DPoP proof (RFC 9449 §4.2, §7.1) for one request to a protected resource that
+    /// carries `token`: the value of the request's `DPoP` header, beside `Authorization:
+    /// DPoP <token>` ([`AccessToken::header_value`]). Made afresh for every request (its
+    /// `jti` is new each time) with the client's stored key; `nonce` is the resource's latest
+    /// `DPoP-Nonce`, when it asked for one (RFC 9449 §9). `url` may carry a query; the proof
+    /// names the URL without it.
+    pub async fn dpop_proof(
+        &self,
+        method: &str,
+        url: &str,
+        token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<tenure_core::Secret, TokenError> {
+        let (reply, answer) = oneshot::channel();
+        let asked = ProofRequest {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            access_token: tenure_core::Secret::new(token.secret()),
+            nonce: nonce.map(str::to_owned),
+        };
+        self.messages
+            .send(Message::Proof(asked, reply))
+            .map_err(|_| TokenError::Stopped)?;
+        answer.await.map_err(|_| TokenError::Stopped)?
     }
 
     /// Where the credentials stand, and the record (secrets inside: use

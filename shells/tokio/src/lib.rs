@@ -44,5 +44,5 @@ pub use handle::{Builder, Tenure};
 pub use http::Timeouts;
 pub use recorder::Recorder;
 pub use tenure_core as core;
-pub use tenure_core::{AuthMethod, ClientConfig, Grant};
+pub use tenure_core::{AuthMethod, ClientConfig, DpopMode, Grant, TokenScheme};
 pub use token::{AccessToken, Notice, Verdict};

@@ -96,10 +96,13 @@ impl Recorder {
     /// A `response` line for the answer to `method url`, secrets replaced.
     pub fn response(&self, method: &str, url: &str, response: &http::Response<Vec<u8>>) {
         let mut headers = serde_json::Map::new();
+        // A DPoP nonce is no secret (RFC 9449 §8: the server hands it to anyone who asks),
+        // and a replay needs it to repeat a request the way the client did.
         for name in [
             http::header::CONTENT_TYPE,
             http::header::WWW_AUTHENTICATE,
             http::header::LOCATION,
+            http::HeaderName::from_static(tenure_core::dpop::DPOP_NONCE_HEADER),
         ] {
             if let Some(value) = response.headers().get(&name).and_then(|v| v.to_str().ok()) {
                 headers.insert(name.to_string(), Value::String(value.to_string()));

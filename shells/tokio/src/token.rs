@@ -3,20 +3,22 @@
 use std::fmt;
 use std::sync::Arc;
 
-use tenure_core::{Lifecycle, Operation, Secret, Timestamp};
+use tenure_core::{Lifecycle, Operation, Secret, Timestamp, TokenScheme};
 
 /// A valid access token. Cloning is cheap (the text is shared), and `Debug` never shows it.
 #[derive(Clone)]
 pub struct AccessToken {
     secret: Arc<str>,
     expires_at: Option<Timestamp>,
+    scheme: TokenScheme,
 }
 
 impl AccessToken {
-    pub(crate) fn new(secret: &Secret, expires_at: Option<Timestamp>) -> Self {
+    pub(crate) fn new(secret: &Secret, expires_at: Option<Timestamp>, scheme: TokenScheme) -> Self {
         AccessToken {
             secret: Arc::from(secret.expose()),
             expires_at,
+            scheme,
         }
     }
 
@@ -25,9 +27,16 @@ impl AccessToken {
         &self.secret
     }
 
-    /// The `Authorization` header value: `Bearer <token>`.
+    /// How the token is presented: a [`TokenScheme::Dpop`] token goes with a fresh proof
+    /// from [`crate::Tenure::dpop_proof`] in the `DPoP` header of every request.
+    pub fn scheme(&self) -> TokenScheme {
+        self.scheme
+    }
+
+    /// The `Authorization` header value: `Bearer <token>`, or `DPoP <token>` for a token
+    /// bound to the client's DPoP key (RFC 9449 §7.1).
     pub fn header_value(&self) -> String {
-        format!("Bearer {}", self.secret)
+        format!("{} {}", self.scheme.as_str(), self.secret)
     }
 
     /// When the server said it expires, if it did.
@@ -54,6 +63,7 @@ impl fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field("secret", &tenure_core::secret::REDACTED)
             .field("expires_at", &self.expires_at)
+            .field("scheme", &self.scheme)
             .finish()
     }
 }
@@ -117,9 +127,15 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_token() {
-        let token = AccessToken::new(&Secret::new("planted-access-token"), None);
+        let token = AccessToken::new(
+            &Secret::new("planted-access-token"),
+            None,
+            TokenScheme::Bearer,
+        );
         let shown = format!("{token:?} {:?}", Verdict::Retry(token.clone()));
         assert!(!shown.contains("planted-access-token"), "{shown}");
         assert_eq!(token.header_value(), "Bearer planted-access-token");
+        let bound = AccessToken::new(&Secret::new("bound"), None, TokenScheme::Dpop);
+        assert_eq!(bound.header_value(), "DPoP bound");
     }
 }

@@ -3,10 +3,9 @@
 //! serves the token without a single request. Against the MCP TypeScript SDK's server.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tenure_store::{MemoryStore, Store};
-use tenure_test_harness::{complete_login, free_port, Provider, ServerKind};
+use tenure_test_harness::{browser_thread, free_port, Provider, ServerKind};
 use tenure_tokio::{BrowserMode, ClientConfig, Tenure};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,22 +16,13 @@ async fn a_resource_client_finds_its_record_without_discovery() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let config = || ClientConfig::for_resource("notes", &resource).with_redirect_port(port);
 
-    let (urls, url) = std::sync::mpsc::channel::<String>();
+    let (show_url, browser) = browser_thread(format!("http://127.0.0.1:{port}/callback"));
     let first = Tenure::builder(config(), store.clone())
         .browser(BrowserMode::Print)
-        .on_login_url(move |url| {
-            let _ = urls.send(url.to_string());
-        })
+        .on_login_url(show_url)
         .build()
         .await
         .expect("built");
-    let callback = format!("http://127.0.0.1:{port}/callback");
-    let browser = std::thread::spawn(move || {
-        let url = url
-            .recv_timeout(Duration::from_secs(30))
-            .expect("a login URL");
-        complete_login(&url, &callback);
-    });
     let token = first.login().await.expect("logged in");
     browser.join().expect("the login completed");
     drop(first);

@@ -150,6 +150,7 @@ mod tests {
             token_endpoint_auth_methods: None,
             resource_scopes: None,
             resource: None,
+            dpop_es256: false,
         };
         let mut record = Record::new(key, server);
         record.generation = 3;

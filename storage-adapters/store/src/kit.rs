@@ -49,6 +49,7 @@ fn server(issuer: &str) -> AuthServer {
         token_endpoint_auth_methods: Some(vec!["client_secret_basic".into(), "none".into()]),
         resource_scopes: Some(vec!["read".into(), "write".into()]),
         resource: Some(format!("{issuer}/mcp")),
+        dpop_es256: false,
     }
 }
 

@@ -296,6 +296,28 @@ pub fn complete_login(authorization_url: &str, callback_prefix: &str) -> String 
     panic!("the login did not reach the callback within 10 redirects");
 }
 
+/// A browser for a login in this process: the embedder's login URL hook, and the thread
+/// that, once the hook got a URL (within 30 s), completes that login at the loopback
+/// callback `callback_prefix`.
+pub fn browser_thread(
+    callback_prefix: String,
+) -> (
+    impl Fn(&str) + Send + Sync + 'static,
+    std::thread::JoinHandle<()>,
+) {
+    let (urls, url) = mpsc::channel::<String>();
+    let hook = move |login_url: &str| {
+        let _ = urls.send(login_url.to_string());
+    };
+    let browser = std::thread::spawn(move || {
+        let url = url
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a login URL");
+        complete_login(&url, &callback_prefix);
+    });
+    (hook, browser)
+}
+
 /// Starts `command` (a login run with `--no-browser`) and reads the authorization URL it
 /// prints on stderr as `open: URL`, within its first 20 lines; the login then waits for its
 /// callback. Stdout is discarded.
