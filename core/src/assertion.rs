@@ -10,7 +10,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use p256::ecdsa::signature::Signer;
 use p256::pkcs8::der::pem::PemLabel;
 use p256::pkcs8::der::SecretDocument;
 use p256::pkcs8::{DecodePrivateKey, ObjectIdentifier, PrivateKeyInfo};
@@ -142,18 +141,7 @@ impl AssertionKey {
     /// assertions (RFC 7591 §2). Holds no private member.
     pub fn public_jwk(&self) -> serde_json::Value {
         let mut jwk = match &self.key {
-            Algorithm::Es256(key) => {
-                let point = key.verifying_key().to_encoded_point(false);
-                let coordinate = |c: Option<&p256::FieldBytes>| {
-                    URL_SAFE_NO_PAD.encode(c.map(|c| c.as_slice()).unwrap_or_default())
-                };
-                json!({
-                    "kty": "EC",
-                    "crv": "P-256",
-                    "x": coordinate(point.x()),
-                    "y": coordinate(point.y()),
-                })
-            }
+            Algorithm::Es256(key) => crate::jws::ec_public_jwk(key),
             Algorithm::Rs256(key) => json!({
                 "kty": "RSA",
                 "n": URL_SAFE_NO_PAD.encode(&key.modulus),
@@ -199,23 +187,10 @@ impl AssertionKey {
             "iat": claims.now.unix_seconds(),
             "exp": claims.now.unix_seconds() + ASSERTION_LIFETIME.as_secs(),
         });
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(payload.to_string())
-        );
-        let signature = match &self.key {
-            Algorithm::Es256(key) => {
-                // JWS ES256 is the fixed-width r || s (RFC 7518 §3.4), not DER.
-                let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
-                signature.to_bytes().to_vec()
-            }
-            Algorithm::Rs256(key) => key.sign(signing_input.as_bytes()),
-        };
-        Secret::new(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature)
-        ))
+        crate::jws::sign_compact(&header, &payload, |input| match &self.key {
+            Algorithm::Es256(key) => crate::jws::es256(key, input),
+            Algorithm::Rs256(key) => key.sign(input),
+        })
     }
 }
 

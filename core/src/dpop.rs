@@ -16,7 +16,6 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use p256::ecdsa::signature::Signer;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -172,17 +171,7 @@ impl DpopKey {
 
     /// The public key as a JWK (RFC 7518 §6.2.1): `kty`, `crv`, `x` and `y`, nothing private.
     pub fn public_jwk(&self) -> Result<Value, ProofError> {
-        let key = self.signing_key()?;
-        let point = key.verifying_key().to_encoded_point(false);
-        let (Some(x), Some(y)) = (point.x(), point.y()) else {
-            return Err(ProofError::BadKey);
-        };
-        Ok(json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(x),
-            "y": URL_SAFE_NO_PAD.encode(y),
-        }))
+        Ok(crate::jws::ec_public_jwk(&self.signing_key()?))
     }
 
     /// The JWK SHA-256 thumbprint (RFC 7638 §3): the required members in lexical order, no
@@ -220,17 +209,9 @@ impl DpopKey {
         if let Some(token) = claims.access_token {
             payload["ath"] = json!(access_token_hash(token));
         }
-        let signing_input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(payload.to_string())
-        );
-        // JWS ES256 is the fixed-width r || s (RFC 7518 §3.4), not DER.
-        let signature: p256::ecdsa::Signature = key.sign(signing_input.as_bytes());
-        Ok(Secret::new(format!(
-            "{signing_input}.{}",
-            URL_SAFE_NO_PAD.encode(signature.to_bytes())
-        )))
+        Ok(crate::jws::sign_compact(&header, &payload, |input| {
+            crate::jws::es256(&key, input)
+        }))
     }
 }
 

@@ -18,11 +18,13 @@
 //!
 //! The files follow the lifecycle: `discovery.rs` finds and validates metadata,
 //! `registration.rs` obtains an identity, `renewal.rs` keeps an expiring secret alive through
-//! RFC 7592, `authorization.rs` runs the PKCE browser step, `tokens.rs` talks to the token
-//! endpoint, [`dpop`] binds tokens to the client's key (RFC 9449), and [`record`] is what
-//! survives a crash. `machine/` ties them together:
-//! `inputs.rs` takes what happened, `decide.rs` chooses the next step, `effects.rs` turns it
-//! into commands.
+//! RFC 7592, `authorization.rs` runs the PKCE browser step and `device.rs` the device login
+//! (RFC 8628), `tokens.rs` talks to the token endpoint, [`jwt_bearer`] obtains tokens for a
+//! workload identity or an enterprise identity provider's ID-JAG (RFC 7523, RFC 8693),
+//! [`assertion`] signs `private_key_jwt` client assertions, [`dpop`] binds tokens to the
+//! client's key (RFC 9449), both through `jws.rs`, and [`record`] is what survives a crash.
+//! `machine/` ties them together: `inputs.rs` takes what happened, `decide.rs` chooses the
+//! next step, `effects.rs` turns it into commands, `bearer.rs` runs the jwt-bearer grants.
 //!
 //! The public surface is what embedders and shells need: the [`Client`] and its inputs and
 //! commands ([`io`]), the configuration, the record, errors, keys, secrets and time. The
@@ -39,6 +41,7 @@ pub mod endpoint;
 mod entropy;
 pub mod error;
 pub mod io;
+mod jws;
 pub mod jwt_bearer;
 pub mod key;
 mod machine;
