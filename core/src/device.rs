@@ -71,7 +71,7 @@ pub fn device_authorization_request(
 }
 
 /// Reads a device authorization answer received at `now` (RFC 8628 §3.2). A refusal is
-/// [`TokenFailure::Refused`] (the errors are those of the token endpoint, §3.2).
+/// `TokenFailure::Refused` (the errors are those of the token endpoint, §3.2).
 pub fn parse_device_authorization(
     status: u16,
     body: &[u8],

@@ -280,8 +280,8 @@ pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_hours(24 * 365);
 ///
 /// A refresh answer without a `refresh_token` keeps `previous_refresh` (RT-4, INV-10); a new
 /// one replaces it (RT-3). `expires_in` counts from the local receive time; a missing or
-/// unusable one gives [`DEFAULT_TOKEN_LIFETIME`], and none is believed beyond
-/// [`MAX_TOKEN_LIFETIME`]. The token type is Bearer, or DPoP when the request carried a
+/// unusable one gives `DEFAULT_TOKEN_LIFETIME`, and none is believed beyond
+/// `MAX_TOKEN_LIFETIME`. The token type is Bearer, or DPoP when the request carried a
 /// proof (`dpop_sent`, RFC 9449 §5); a server may answer a proof with a Bearer token.
 pub fn parse_token_answer(
     status: u16,

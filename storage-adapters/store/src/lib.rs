@@ -16,7 +16,7 @@
 //!
 //! The contract is the one the core's [`StoreOp`] commands spell out. The simulated store in
 //! `tenure-sim` keeps it too, synchronously and in virtual time, and its tests run the same
-//! [`kit`] against it as every adapter's do:
+//! `kit` against it as every adapter's do:
 //!
 //! - a miss is `Ok(None)`, never an error;
 //! - every write is a compare-and-swap on the record's generation (INV-9): `expected: None`
@@ -32,8 +32,8 @@
 //! Next to the records, the command line keeps named client configurations ("profiles") as
 //! JSON values.
 //!
-//! With the `kit` feature, [`kit`] holds the conformance tests every adapter runs, and
-//! [`conformance_tests!`] stamps them out as `#[tokio::test]`s.
+//! With the `kit` feature, `kit` holds the conformance tests every adapter runs, and
+//! `conformance_tests!` stamps them out as `#[tokio::test]`s.
 
 use async_trait::async_trait;
 use serde_json::Value;
