@@ -22,8 +22,8 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use stateright::{Model, Path, Property};
 use tenure_core::{
-    AuthMethod, Client, ClientConfig, ClientKey, Command, Duration, Grant, Input, OpId, Operation,
-    Record, RequestKind, StoreOp, StoreResult, Timestamp,
+    AuthMethod, Client, ClientConfig, ClientKey, Command, DpopMode, Duration, Grant, Input, OpId,
+    Operation, Record, RequestKind, StoreOp, StoreResult, Timestamp,
 };
 
 /// The authorization server's issuer.
@@ -122,6 +122,12 @@ pub struct RealFleet {
     pub forged_callbacks: u8,
     /// 503s and transport failures hit only renewal requests (RFC 7592 updates).
     pub faults_only_on_renewals: bool,
+    /// The server offers DPoP (RFC 9449) and binds tokens to the proof's key; the replicas
+    /// use it where offered, each process drawing a key from its own seed.
+    pub dpop: bool,
+    /// The store keeps only the record fields it knew before DPoP, so the DPoP key is never
+    /// persisted: an adapter written against an older record (broken on purpose).
+    pub store_drops_dpop_key: bool,
 }
 
 /// How long a caller waits before asking again after a failed operation: longer than the
@@ -228,6 +234,27 @@ impl RealFleet {
         RealFleet::new(Scenario::NoManagement)
     }
 
+    /// Two replicas with DPoP find an access token to refresh whose refresh token is bound
+    /// to the stored key, with one crash and one transport failure: every refresh must
+    /// prove that key, and the tokens stored must stay bound to the key stored with them.
+    pub fn refresh_with_dpop() -> Self {
+        RealFleet {
+            transport_failures: 1,
+            dpop: true,
+            ..RealFleet::new(Scenario::Refresh)
+        }
+    }
+
+    /// Two replicas with DPoP register and ask for their first tokens against an empty store,
+    /// with one crash: each process draws a key of its own, and which key is stored and which
+    /// one the tokens are bound to must agree.
+    pub fn registration_with_dpop() -> Self {
+        RealFleet {
+            dpop: true,
+            ..RealFleet::new(Scenario::Registration)
+        }
+    }
+
     /// Three replicas register against a DCR server; no crash, no transport failure.
     pub fn registration_by_three() -> Self {
         RealFleet {
@@ -265,6 +292,8 @@ impl RealFleet {
             retries: 0,
             forged_callbacks: 0,
             faults_only_on_renewals: false,
+            dpop: false,
+            store_drops_dpop_key: false,
         }
     }
 
@@ -288,6 +317,9 @@ impl RealFleet {
                 .with_grant(Grant::ClientCredentials)
                 .with_auth_method(AuthMethod::ClientSecretPost),
         };
+        if self.dpop {
+            config.dpop = DpopMode::IfOffered;
+        }
         config.seed = if self.shared_seed {
             [7; 32]
         } else {
@@ -321,6 +353,7 @@ impl RealFleet {
                 _ => None,
             },
             management: self.scenario != Scenario::NoManagement,
+            dpop: self.dpop,
             ..Server::default()
         }
     }
@@ -353,7 +386,12 @@ struct Applied {
 
 impl Store {
     /// Carries out `op`; `None` for an operation the model does not know.
-    fn apply(&mut self, op: &StoreOp, compare_and_swap: bool) -> Option<Applied> {
+    fn apply(
+        &mut self,
+        op: &StoreOp,
+        compare_and_swap: bool,
+        drops_dpop_key: bool,
+    ) -> Option<Applied> {
         let applied = |result, key: &ClientKey, replaced, stale| {
             Some(Applied {
                 result,
@@ -380,7 +418,11 @@ impl Store {
                     let stored = self.records.get(key).cloned();
                     return applied(StoreResult::Conflict(stored), key, None, false);
                 }
-                let old = self.records.insert(key.clone(), (**record).clone());
+                let mut record = (**record).clone();
+                if drops_dpop_key {
+                    record.dpop_key = None;
+                }
+                let old = self.records.insert(key.clone(), record);
                 applied(StoreResult::Written, key, Some(old), stale)
             }
             StoreOp::Delete { key, expected } => {
@@ -488,6 +530,10 @@ pub struct Server {
     pub refreshed: BTreeSet<String>,
     /// Access tokens issued to the CIMD client.
     pub cimd_tokens: BTreeSet<String>,
+    /// Whether the server offers DPoP (`dpop_signing_alg_values_supported`).
+    pub dpop: bool,
+    /// The key thumbprint (RFC 7638) each DPoP-bound access or refresh token is bound to.
+    pub bound: BTreeMap<String, String>,
 }
 
 /// The parts of an HTTP request the server looks at.
@@ -500,6 +546,8 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// The `Authorization` header.
     pub authorization: Option<&'a str>,
+    /// The `DPoP` header: a proof (RFC 9449 §4).
+    pub dpop: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
 }
@@ -533,6 +581,70 @@ fn basic(authorization: Option<&str>) -> Option<(String, String)> {
     let text = String::from_utf8(decoded).ok()?;
     let (id, secret) = text.split_once(':')?;
     Some((id.to_string(), secret.to_string()))
+}
+
+/// The RFC 7638 thumbprint of the public key in a DPoP proof's header, when the proof is a
+/// `dpop+jwt` for `POST` to `token_endpoint` whose key has no private part (RFC 9449 §4.2,
+/// §4.3). The signature is checked by the core's own tests, with a real verifier.
+fn proof_thumbprint(proof: &str, token_endpoint: &str) -> Option<String> {
+    let decode = |part: &str| -> Option<Value> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let mut parts = proof.split('.');
+    let (header, claims) = (decode(parts.next()?)?, decode(parts.next()?)?);
+    let jwk = header.get("jwk")?;
+    if header["typ"] != "dpop+jwt"
+        || jwk.get("d").is_some()
+        || claims["htm"] != "POST"
+        || claims["htu"] != token_endpoint
+    {
+        return None;
+    }
+    let member = |name: &str| jwk.get(name).and_then(Value::as_str);
+    let canonical = format!(
+        r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#,
+        member("crv")?,
+        member("kty")?,
+        member("x")?,
+        member("y")?
+    );
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(canonical)))
+}
+
+/// The thumbprint of a stored DPoP key, remembered: deriving the public key is the costliest
+/// step of a property check, and the models meet the same few keys in every state.
+fn stored_thumbprint(key: &tenure_core::DpopKey) -> Option<String> {
+    thread_local! {
+        static SEEN: std::cell::RefCell<BTreeMap<String, Option<String>>> =
+            const { std::cell::RefCell::new(BTreeMap::new()) };
+    }
+    let secret = key.secret().expose().to_string();
+    SEEN.with(|seen| {
+        seen.borrow_mut()
+            .entry(secret)
+            .or_insert_with(|| key.thumbprint().ok())
+            .clone()
+    })
+}
+
+/// Whether every DPoP-bound token in the store is stored with the key it is bound to.
+fn dpop_binding_kept(state: &State) -> bool {
+    state.store.records.values().all(|record| {
+        let Some(tokens) = &record.tokens else {
+            return true;
+        };
+        let Some(bound) = state.server.bound.get(tokens.access_token.expose()) else {
+            return true;
+        };
+        record
+            .dpop_key
+            .as_ref()
+            .and_then(stored_thumbprint)
+            .is_some_and(|stored| stored == *bound)
+    })
 }
 
 /// The S256 PKCE challenge of `verifier` (RFC 7636 §4.2).
@@ -622,6 +734,9 @@ impl Server {
                 if self.cimd.is_some() {
                     metadata["client_id_metadata_document_supported"] = json!(true);
                 }
+                if self.dpop {
+                    metadata["dpop_signing_alg_values_supported"] = json!(["ES256"]);
+                }
                 (200, metadata, None)
             }
             ("POST", "/register") => {
@@ -694,7 +809,17 @@ impl Server {
                     form.insert("client_id".into(), id);
                     form.insert("client_secret".into(), secret);
                 }
-                self.token(now, issuer, &form, flags)
+                let jkt = match request.dpop {
+                    Some(proof) if self.dpop => {
+                        let jkt = proof_thumbprint(proof, &format!("{issuer}/token"));
+                        if jkt.is_none() {
+                            flags.dpop_proof_malformed = true;
+                        }
+                        jkt
+                    }
+                    _ => None,
+                };
+                self.token(now, issuer, &form, jkt, flags)
             }
             _ => (404, json!({"error": "not_found"}), None),
         }
@@ -729,6 +854,7 @@ impl Server {
         now: Timestamp,
         issuer: &str,
         form: &BTreeMap<String, String>,
+        jkt: Option<String>,
         flags: &mut Flags,
     ) -> (u16, Value, Option<Kind>) {
         let client_id = form.get("client_id").cloned().unwrap_or_default();
@@ -744,7 +870,7 @@ impl Server {
         if client_id == CIMD_URL {
             // A CIMD client is public; the server fetched (or failed to fetch) its document.
             return match self.cimd {
-                Some(true) => self.grant(&client_id, &kind, grant, form, flags),
+                Some(true) => self.grant(&client_id, &kind, grant, form, jkt, flags),
                 _ => {
                     let (s, b) = oauth_error(401, "invalid_client");
                     (s, b, Some(kind))
@@ -783,7 +909,7 @@ impl Server {
             let (s, b) = oauth_error(401, "invalid_client");
             return (s, b, Some(kind));
         }
-        self.grant(&client_id, &kind, grant, form, flags)
+        self.grant(&client_id, &kind, grant, form, jkt, flags)
     }
 
     /// The token endpoint once the client is authenticated: checks the grant itself and
@@ -794,8 +920,19 @@ impl Server {
         kind: &Kind,
         grant: &str,
         form: &BTreeMap<String, String>,
+        jkt: Option<String>,
         flags: &mut Flags,
     ) -> (u16, Value, Option<Kind>) {
+        if let Kind::Refresh(token) = kind {
+            // RFC 9449 §5: a bound refresh token is only good with a proof of its key.
+            if let Some(bound) = self.bound.get(token) {
+                if jkt.as_ref() != Some(bound) {
+                    flags.dpop_key_switched = true;
+                    let (s, b) = oauth_error(400, "invalid_grant");
+                    return (s, b, Some(kind.clone()));
+                }
+            }
+        }
         let refused = match kind {
             Kind::Refresh(token) if self.refresh.get(client_id) != Some(token) => {
                 Some("invalid_grant")
@@ -833,12 +970,18 @@ impl Server {
         }
         let mut body = json!({
             "access_token": access_token,
-            "token_type": "Bearer",
+            "token_type": if jkt.is_some() { "DPoP" } else { "Bearer" },
             "expires_in": self.access_token_lifetime,
         });
+        if let Some(jkt) = &jkt {
+            self.bound.insert(access_token.clone(), jkt.clone());
+        }
         if self.refresh_tokens {
             let refresh = self.issue("refresh");
             self.refresh.insert(client_id.to_string(), refresh.clone());
+            if let Some(jkt) = &jkt {
+                self.bound.insert(refresh.clone(), jkt.clone());
+            }
             body["refresh_token"] = json!(refresh);
         }
         (200, body, Some(kind.clone()))
@@ -873,6 +1016,12 @@ pub struct Flags {
     pub credential_shown: bool,
     /// A client id, secret or RAT registered with one server reached another (INV-7).
     pub foreign_credentials: bool,
+    /// A bound refresh token was presented without a proof of the key it is bound to
+    /// (RFC 9449 §5): a replica lost or replaced the key, and the user would be logged out.
+    pub dpop_key_switched: bool,
+    /// A DPoP proof at the token endpoint was not a `dpop+jwt` for `POST` to it with a
+    /// public key.
+    pub dpop_proof_malformed: bool,
 }
 
 // ----- history -----
@@ -1248,6 +1397,7 @@ impl RealFleet {
                         .headers()
                         .get("authorization")
                         .and_then(|v| v.to_str().ok()),
+                    dpop: request.headers().get("dpop").and_then(|v| v.to_str().ok()),
                     body: request.body(),
                 };
                 let (status, body, kind) = state.server.answer(state.now, &parts, flags);
@@ -1298,7 +1448,9 @@ impl RealFleet {
                     key,
                     replaced,
                     stale,
-                }) = state.store.apply(op, self.compare_and_swap)
+                }) = state
+                    .store
+                    .apply(op, self.compare_and_swap, self.store_drops_dpop_key)
                 else {
                     let error = "the model store does not know this operation".to_string();
                     return Some(Input::Store {
@@ -1886,6 +2038,11 @@ impl Model for RealFleet {
             Property::always(NO_CREDENTIAL_SHOWN, |_, s: &State| {
                 !s.history.flags.credential_shown
             }),
+            Property::always(DPOP_BINDING_KEPT, |_, s: &State| {
+                dpop_binding_kept(s)
+                    && !s.history.flags.dpop_key_switched
+                    && !s.history.flags.dpop_proof_malformed
+            }),
             Property::always(CREDENTIALS_STAY_WITH_THEIR_SERVER, |_, s: &State| {
                 !s.history.flags.foreign_credentials
             }),
@@ -1896,6 +2053,19 @@ impl Model for RealFleet {
         let faults = self.transport_failures + self.server_errors;
         if faults == 0 || self.faults_only_on_renewals {
             properties.push(Property::eventually(NO_DEAD_END, every_replica_got_a_token));
+        }
+        if self.dpop {
+            properties.push(Property::sometimes(
+                A_BOUND_TOKEN_WAS_STORED,
+                |_, s: &State| {
+                    s.store.records.values().any(|record| {
+                        record
+                            .tokens
+                            .as_ref()
+                            .is_some_and(|t| s.server.bound.contains_key(t.access_token.expose()))
+                    })
+                },
+            ));
         }
         if self.crashes > 0 {
             properties.push(Property::sometimes(CRASH_MID_ATTEMPT, |_, s: &State| {
@@ -2061,6 +2231,11 @@ fn max_per(state: &State, key: impl Fn(&Kind) -> Option<String>, succeeded_only:
 
 /// INV-1: one registration for the key across the fleet.
 pub const ONE_REGISTRATION: &str = "INV-1 one registration per key";
+/// RFC 9449 §5 across processes: tokens stay bound to the stored key, and refreshes prove it.
+pub const DPOP_BINDING_KEPT: &str =
+    "DPoP: every stored bound token is stored with its key, every refresh proves it";
+/// The DPoP models bind tokens at all.
+pub const A_BOUND_TOKEN_WAS_STORED: &str = "a DPoP-bound token was stored";
 /// INV-8: one renewal per registration access token across processes, one per start.
 pub const ONE_RENEWAL: &str = "INV-8 one renewal per secret, at most one per start";
 /// One token request per grant across processes: each refresh token presented once.

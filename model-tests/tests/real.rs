@@ -10,8 +10,8 @@
 use stateright::Checker;
 use tenure_model_tests::checking::{counterexample, explore, explore_until, trace};
 use tenure_model_tests::real::{
-    explain, Action, Kind, LeaseExpiry, RealFleet, COMPARE_AND_SWAP, NO_DEAD_END, NO_TOKEN_LOST,
-    ONE_REFRESH, ONE_REGISTRATION,
+    explain, Action, Kind, LeaseExpiry, RealFleet, COMPARE_AND_SWAP, DPOP_BINDING_KEPT,
+    NO_DEAD_END, NO_TOKEN_LOST, ONE_REFRESH, ONE_REGISTRATION,
 };
 
 // ----- the core keeps every invariant -----
@@ -67,6 +67,25 @@ fn real_core_keeps_the_renewed_secret_against_a_revoking_server() {
     assert_eq!(keeps_every_invariant(model), 6_765);
 }
 
+/// RFC 9449 §5 across processes: with DPoP, each process draws a key of its own; the key
+/// is stored before its first proof, so the refresh token bound to it is always refreshed
+/// with a proof of that key, by any replica and after a crash, and every stored token is
+/// stored with the key it is bound to (INV-10 too).
+#[test]
+fn real_core_refreshes_dpop_bound_tokens_with_the_stored_key() {
+    let model = RealFleet::refresh_with_dpop();
+    assert_eq!(keeps_every_invariant(model), 17_445);
+}
+
+/// RFC 9449 §5, INV-1: two replicas with keys of their own register and ask for their first
+/// DPoP-bound tokens against an empty store, one may crash: the tokens stored are bound to
+/// the key stored with them.
+#[test]
+fn real_core_binds_first_tokens_to_the_stored_key() {
+    let model = RealFleet::registration_with_dpop();
+    assert_eq!(keeps_every_invariant(model), 64_799);
+}
+
 // ----- the model can fail: the environment broken on purpose -----
 
 /// INV-9, INV-10: a store that writes without comparing generations lets a crashed
@@ -92,6 +111,28 @@ fn real_core_without_compare_and_swap_loses_a_write() {
         NO_TOKEN_LOST,
     );
     counterexample(&checker, NO_TOKEN_LOST);
+}
+
+/// RFC 9449 §5: a store adapter that keeps only the record fields it knew before DPoP never
+/// persists the key, so the next process draws another one and its refresh is refused: the
+/// user would be logged out. (Without compare-and-swap, or with a lease lapsing under its
+/// holder, the binding still holds in the registration model without crashes: every record a
+/// process writes pairs its tokens with the key it proved.)
+#[test]
+fn real_core_on_a_store_that_drops_the_key_loses_the_binding() {
+    let model = RealFleet {
+        store_drops_dpop_key: true,
+        crashes: 0,
+        transport_failures: 0,
+        ..RealFleet::refresh_with_dpop()
+    };
+    let checker = explore_until(model, DPOP_BINDING_KEPT);
+    let path = counterexample(&checker, DPOP_BINDING_KEPT);
+    assert!(
+        path.last_state().history.flags.dpop_key_switched,
+        "{}",
+        trace(&path, |s| s.history.clone())
+    );
 }
 
 /// INV-1: a lease that lapses under a live, slow holder lets the second replica register
