@@ -272,6 +272,18 @@ fn a_missing_or_damaged_key_entry_says_how_to_import_it_again() {
                     private_key_jwt --grant client_credentials --private-key-file KEY.pem \
                     --private-key-keychain`";
 
+    // With the keychain gone, the key is not read from anywhere else.
+    let nowhere = format!("unix:path={}", dir.with_extension("no-bus").display());
+    std::fs::remove_file(&key_file).unwrap();
+    let unreachable = tenure(&store, &nowhere, &["token", "svc"]);
+    assert_eq!(unreachable.code, 1, "{unreachable:?}");
+    assert!(
+        unreachable.stderr.contains(
+            "cannot read the private key of `svc` from the OS keychain: no keychain is reachable"
+        ),
+        "{unreachable:?}"
+    );
+
     entry(&name).set_password("not a key: s3cr3t").unwrap();
     let damaged = run(&["token", "svc"]);
     assert_eq!(damaged.code, 1, "{damaged:?}");
@@ -297,6 +309,7 @@ fn a_missing_or_damaged_key_entry_says_how_to_import_it_again() {
     );
 
     // Imported again under a new entry, which `forget --local` removes.
+    write_key(&key_file, 7);
     ok(run(&add), "add again");
     let again = key_entry_of(&dir);
     assert_ne!(again, name, "a new entry");
