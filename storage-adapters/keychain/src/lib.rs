@@ -33,6 +33,10 @@
 //!
 //! When no keychain can be reached, [`KeychainStore::open`] fails and says so: it never falls
 //! back to keeping secrets in files.
+//!
+//! [`SecretEntry`] keeps one secret outside any record, in an entry its caller names and
+//! remembers (the CLI keeps a `private_key_jwt` client's private key there), with the same
+//! advice when no keychain answers.
 
 mod entry;
 
