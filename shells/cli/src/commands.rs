@@ -180,7 +180,7 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
         ) {
             (Some(_), _) => Some("a client secret (--client-secret-env)"),
             (None, Some(_)) => Some("an initial access token (--initial-access-token-env)"),
-            (None, None) if profile.private_key_file.is_some() || profile.private_key_env.is_some() => {
+            (None, None) if profile.has_private_key() => {
                 Some("a client assertion signed with the private key (--private-key-file or --private-key-env)")
             }
             (None, None)
@@ -205,8 +205,9 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
     checked.initial_access_token_env = None;
     checked.idp_client_secret_env = None;
     // A key file is read now, so a wrong path or format shows at once; a key in a variable
-    // is read when it is used, like a secret.
-    let key_in_variable = checked.private_key_env.take().is_some();
+    // is read when it is used, like a secret, unless it is imported into the keychain now.
+    let importing = profile.private_key_keychain.is_some();
+    let key_in_variable = !importing && checked.private_key_env.take().is_some();
     let config = checked
         .config()
         .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
@@ -216,7 +217,23 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
         Ok(()) => {}
     }
     forget_handout(context, &profile.name)?;
-    save(context, &profile).await?;
+    match (&profile.private_key_keychain, &config.private_key) {
+        (Some(entry), Some(pem)) => {
+            let entry = key_entry(entry);
+            entry
+                .write(pem)
+                .map_err(|e| keychain_failure(&profile.name, e))?;
+            // The profile names the entry alone, never the file or variable it came from.
+            let mut stored = profile.clone();
+            stored.private_key_file = None;
+            stored.private_key_env = None;
+            if let Err(failure) = save(context, &stored).await {
+                let _ = entry.delete();
+                return Err(failure);
+            }
+        }
+        _ => save(context, &profile).await?,
+    }
     if context.json {
         out!("{}", json!({"name": profile.name, "added": true}));
     } else {
@@ -226,6 +243,29 @@ pub async fn add(context: &Context, profile: Profile) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// The keychain entry `name` that holds a client's private key.
+fn key_entry(name: &str) -> tenure_keychain::SecretEntry {
+    tenure_keychain::SecretEntry::new(tenure_keychain::SERVICE, name)
+}
+
+/// A failure to put the private key of `name` into the keychain, with what to do instead.
+fn keychain_failure(name: &str, error: tenure_keychain::EntryError) -> Failure {
+    Failure::other(format!(
+        "cannot keep the private key of `{name}` in the OS keychain: {error}; or leave out \
+         --private-key-keychain to keep the key in its file, readable only by you; nothing was \
+         stored"
+    ))
+}
+
+/// For `tenure add … --private-key-keychain`, before anything is written: whether a keychain
+/// answers (a read of an entry that is never written).
+pub fn check_keychain_reachable(name: &str) -> Result<(), Failure> {
+    key_entry("tenure-probe")
+        .read()
+        .map(drop)
+        .map_err(|e| keychain_failure(name, e))
 }
 
 /// `tenure login`, `token`, `renew`, `logout`, `forget`: one operation on one client.
@@ -303,13 +343,17 @@ async fn operate_with(
     // Whatever this command changes, no later `tenure token` may print what it replaces.
     forget_handout(context, name)?;
     let mut profile = load(context, name).await?;
+    let key_entry_name = profile.private_key_keychain.clone();
     if op == Operation::ForgetLocal {
         // Nothing is sent, so no secret is needed: a missing variable must not stand in the
         // way of removing the record.
         profile.client_secret_env = None;
         profile.initial_access_token_env = None;
         profile.idp_client_secret_env = None;
-        if profile.private_key_file.take().is_some() | profile.private_key_env.take().is_some() {
+        if profile.private_key_file.take().is_some()
+            | profile.private_key_env.take().is_some()
+            | profile.private_key_keychain.take().is_some()
+        {
             profile.auth_method = None;
         }
     }
@@ -373,6 +417,20 @@ async fn operate_with(
                 .delete_profile(name)
                 .await
                 .map_err(Failure::other)?;
+            // The key's entry goes with the profile that named it (after it: a profile never
+            // names an entry that is gone because of a forget that failed half-way).
+            if let Some(entry) = key_entry_name {
+                key_entry(&entry).delete().map_err(|e| {
+                    Failure::other(format!(
+                        "`{name}` is forgotten, but its private key is still in the OS keychain \
+                         (entry `{entry}` of service `{}`): {e}; then remove the entry with the \
+                         keychain's own tool (on Linux `secret-tool clear service {} username \
+                         {entry}`)",
+                        tenure_keychain::SERVICE,
+                        tenure_keychain::SERVICE,
+                    ))
+                })?;
+            }
             let text = if op == Operation::Forget {
                 "forgotten: deleted at the server where possible, and locally"
             } else {

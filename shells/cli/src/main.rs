@@ -188,6 +188,7 @@ enum Commands {
 // Both may be given: a client that sends a secret or an assertion names its authorization
 // server with --issuer next to the --resource it is for.
 #[command(group(clap::ArgGroup::new("server").required(true).multiple(true).args(["issuer", "resource"])))]
+#[command(group(clap::ArgGroup::new("private_key").args(["private_key_file", "private_key_env"])))]
 #[command(group(clap::ArgGroup::new("workload_token")
     .args(["assertion_file", "assertion_env", "assertion_command"])
     .requires("client_id")
@@ -227,6 +228,16 @@ struct AddArgs {
     /// (e.g. TENURE_PRIVATE_KEY).
     #[arg(long, value_name = "VAR")]
     private_key_env: Option<String>,
+    /// Keep that private key in the OS keychain (Secret Service, macOS Keychain, Windows
+    /// Credential Manager; service `tenure`, an entry named `private-key:NAME/…`): `tenure
+    /// add` reads the file (or variable) once and imports the key, the profile keeps only the
+    /// entry's name, and the key is read from the keychain whenever it is needed, so the file
+    /// can be deleted. With no keychain reachable it fails and stores nothing; it never falls
+    /// back to a file. `tenure forget NAME` (or `--local`) removes the entry too. To replace
+    /// the key: `tenure forget NAME` (or `--local`), then add the client again with the new
+    /// file.
+    #[arg(long, requires = "private_key")]
+    private_key_keychain: bool,
     /// Registering a `private_key_jwt` client dynamically: the https URL where you publish
     /// its JWK Set, registered as `jwks_uri` instead of the key itself.
     #[arg(long, value_name = "URL")]
@@ -349,6 +360,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 impl AddArgs {
     fn into_profile(self) -> Profile {
+        let private_key_keychain = self
+            .private_key_keychain
+            .then(|| profile::keychain_entry_name(&self.name));
         Profile {
             name: self.name,
             issuer: self.issuer,
@@ -359,6 +373,7 @@ impl AddArgs {
             // Kept absolute: later commands may run from another directory.
             private_key_file: self.private_key_file.map(absolute),
             private_key_env: self.private_key_env,
+            private_key_keychain,
             private_key_id: self.private_key_id,
             jwks_uri: self.jwks_uri,
             assertion_audience: self.assertion_audience,
@@ -520,6 +535,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         })?),
         None => Clock::system(),
     };
+    if let Commands::Add(args) = &cli.command {
+        if args.private_key_keychain {
+            // Before the store is opened (a sled store creates its directory): with no
+            // keychain to take the key, nothing at all is written.
+            commands::check_keychain_reachable(&args.name)?;
+        }
+    }
     let store = open_store(cli.store.as_deref()).await?;
     let printed = match &cli.command {
         Commands::Token { format, .. } => Printed::Token(*format),

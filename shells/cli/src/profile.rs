@@ -3,6 +3,8 @@
 //! A profile holds what the user typed, never a secret: a client secret or an initial access
 //! token is named by the environment variable that holds it, and a private key by its file
 //! or variable, and read when it is needed, so the store does not collect one more copy of it.
+//! A private key imported into the OS keychain (`--private-key-keychain`) is named by its
+//! keychain entry, read from the keychain each time, never from a file.
 //! A jwt-bearer client's assertion (a workload token, an ID token) is named by its file,
 //! variable or command as well, and read afresh by the client at every grant request.
 
@@ -43,6 +45,11 @@ pub struct Profile {
     /// `--private-key-env`: the variable holding that key's PEM text instead.
     #[serde(default)]
     pub private_key_env: Option<String>,
+    /// `--private-key-keychain`: the name of the keychain entry (service
+    /// [`tenure_keychain::SERVICE`]) holding that key's PEM text instead, imported from the
+    /// file or variable by `tenure add`: see [`keychain_entry_name`].
+    #[serde(default)]
+    pub private_key_keychain: Option<String>,
     /// `--private-key-id`: the `kid` of the assertions' JWS header.
     #[serde(default)]
     pub private_key_id: Option<String>,
@@ -98,6 +105,31 @@ pub struct Profile {
     pub key: Option<ClientKey>,
 }
 
+/// The name of a new keychain entry for the private key of the profile `name`:
+/// `private-key:NAME/` and a suffix no entry had before (this process and the time), so that
+/// profiles of one name in two stores never share (or overwrite) one entry.
+pub fn keychain_entry_name(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("private-key:{name}/{:x}-{nanos:x}", std::process::id())
+}
+
+/// `word` as one shell word: as it is when it holds only characters no shell treats
+/// specially, else in single quotes.
+fn quoted(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 fn default_grant() -> Grant {
     Grant::AuthorizationCode
 }
@@ -128,6 +160,38 @@ pub enum ProfileError {
         reason: String,
         /// The profile.
         name: String,
+    },
+    /// The private key's keychain entry cannot be read.
+    #[error("cannot read the private key of `{name}` from the OS keychain: {reason}; or keep the key in a file readable only by you (`tenure forget {name} --local`, then `tenure add` it with --private-key-file alone): Tenure never reads it from a file on its own")]
+    KeychainUnreachable {
+        /// Why, without the entry's value.
+        reason: tenure_keychain::EntryError,
+        /// The profile.
+        name: String,
+    },
+    /// The private key's keychain entry is gone (removed by hand, or another keychain).
+    #[error("the private key of `{name}` is no longer in the OS keychain (entry `{entry}` of service `{service}`); import it again: `tenure forget {name} --local`, then `{add}`")]
+    KeychainKeyMissing {
+        /// The profile.
+        name: String,
+        /// The entry.
+        entry: String,
+        /// The keychain service.
+        service: String,
+        /// The `tenure add` command that imports the key again.
+        add: String,
+    },
+    /// The private key's keychain entry holds no usable key.
+    #[error("the keychain entry `{entry}` of `{name}` holds no usable private key: {reason}; import a PKCS#8 PEM key again: `tenure forget {name} --local`, then `{add}`")]
+    KeychainKeyUnusable {
+        /// The profile.
+        name: String,
+        /// The entry.
+        entry: String,
+        /// Why, without the entry's value.
+        reason: String,
+        /// The `tenure add` command that imports the key again.
+        add: String,
     },
     /// The stored profile does not parse.
     #[error("the stored configuration of `{name}` is unreadable ({reason}); run `tenure add {name} …` again")]
@@ -162,10 +226,17 @@ impl Profile {
         config.scopes = self.scope.clone();
         config.client_id = self.client_id.clone();
         config.client_secret = self.secret_from(&self.client_secret_env, "client secret")?;
-        config.private_key = match (&self.private_key_file, &self.private_key_env) {
-            (Some(path), _) => Some(self.key_from_file(path)?),
-            (None, variable @ Some(_)) => self.secret_from(variable, "private key")?,
-            (None, None) => None,
+        // A file or variable comes first: `tenure add` reads one of them to import the key
+        // into the keychain; the profile it stores keeps the entry alone.
+        config.private_key = match (
+            &self.private_key_file,
+            &self.private_key_env,
+            &self.private_key_keychain,
+        ) {
+            (Some(path), _, _) => Some(self.key_from_file(path)?),
+            (None, variable @ Some(_), _) => self.secret_from(variable, "private key")?,
+            (None, None, Some(entry)) => Some(self.key_from_keychain(entry)?),
+            (None, None, None) => None,
         };
         config.private_key_id = self.private_key_id.clone();
         config.jwks_uri = self.jwks_uri.clone();
@@ -259,7 +330,7 @@ impl Profile {
         );
         set(
             "private_key",
-            (self.private_key_file.is_some() || self.private_key_env.is_some())
+            self.has_private_key()
                 .then(|| "recorded-private_key-0".into()),
         );
         set(
@@ -299,6 +370,125 @@ impl Profile {
                 .map(|_| "recorded-idp_client_secret-0".into()),
         );
         client
+    }
+
+    /// Whether the profile names a private key, in a file, a variable or the keychain.
+    pub fn has_private_key(&self) -> bool {
+        self.private_key_file.is_some()
+            || self.private_key_env.is_some()
+            || self.private_key_keychain.is_some()
+    }
+
+    /// The PEM text of the keychain entry `entry`, checked to be a key Tenure can sign with,
+    /// so that a damaged entry is named as the keychain's, not as a bad setting.
+    fn key_from_keychain(&self, entry: &str) -> Result<Secret, ProfileError> {
+        let keychain = tenure_keychain::SecretEntry::new(tenure_keychain::SERVICE, entry);
+        let unusable = |reason: String| ProfileError::KeychainKeyUnusable {
+            name: self.name.clone(),
+            entry: entry.to_string(),
+            reason,
+            add: self.add_command(),
+        };
+        let pem = match keychain.read() {
+            Ok(Some(pem)) => pem,
+            Ok(None) => {
+                return Err(ProfileError::KeychainKeyMissing {
+                    name: self.name.clone(),
+                    entry: entry.to_string(),
+                    service: keychain.service().to_string(),
+                    add: self.add_command(),
+                })
+            }
+            Err(reason @ tenure_keychain::EntryError::Foreign { .. }) => {
+                return Err(unusable(reason.to_string()))
+            }
+            Err(reason) => {
+                return Err(ProfileError::KeychainUnreachable {
+                    reason,
+                    name: self.name.clone(),
+                })
+            }
+        };
+        tenure_core::AssertionKey::from_pkcs8_pem(&pem, None)
+            .map_err(|e| unusable(e.to_string()))?;
+        Ok(pem)
+    }
+
+    /// The `tenure add` command that makes this profile again, its private key imported into
+    /// the keychain from `KEY.pem` (the key's file, which the user supplies): the advice of
+    /// an error about the keychain entry.
+    pub fn add_command(&self) -> String {
+        let mut words = vec!["tenure".to_string(), "add".into(), quoted(&self.name)];
+        let mut option = |flag: &str, value: Option<String>| {
+            if let Some(value) = value {
+                words.push(format!("--{flag}"));
+                words.push(quoted(&value));
+            }
+        };
+        option("issuer", self.issuer.clone());
+        option("resource", self.resource.clone());
+        for scope in &self.scope {
+            option("scope", Some(scope.clone()));
+        }
+        option("client-id", self.client_id.clone());
+        option("client-secret-env", self.client_secret_env.clone());
+        option("private-key-id", self.private_key_id.clone());
+        option("jwks-uri", self.jwks_uri.clone());
+        option(
+            "assertion-audience",
+            self.assertion_audience.map(|audience| {
+                match audience {
+                    AssertionAudience::Issuer => "issuer",
+                    _ => "token_endpoint",
+                }
+                .to_string()
+            }),
+        );
+        option("cimd-url", self.cimd_url.clone());
+        option("auth-method", self.auth_method.map(|m| m.as_str().into()));
+        option(
+            "grant",
+            Some(
+                match self.grant {
+                    Grant::JwtBearer => "jwt_bearer",
+                    other => other.as_str(),
+                }
+                .into(),
+            ),
+        );
+        option(
+            "redirect-port",
+            (self.redirect_port != DEFAULT_REDIRECT_PORT).then(|| self.redirect_port.to_string()),
+        );
+        option(
+            "renew-within",
+            self.renew_within_secs.map(|s| format!("{s}s")),
+        );
+        option(
+            "initial-access-token-env",
+            self.initial_access_token_env.clone(),
+        );
+        for (prefix, source) in [("assertion", &self.assertion), ("id-token", &self.id_token)] {
+            match source {
+                Some(AssertionSource::File(path)) => {
+                    option(&format!("{prefix}-file"), Some(path.clone()))
+                }
+                Some(AssertionSource::Env(name)) => {
+                    option(&format!("{prefix}-env"), Some(name.clone()))
+                }
+                Some(AssertionSource::Command(argv)) => {
+                    option(&format!("{prefix}-command"), Some(argv.join(" ")))
+                }
+                _ => {}
+            }
+        }
+        option("idp-token-endpoint", self.idp_token_endpoint.clone());
+        option("idp-issuer", self.idp_issuer.clone());
+        option("idp-client-id", self.idp_client_id.clone());
+        option("idp-client-secret-env", self.idp_client_secret_env.clone());
+        words.extend(["--private-key-file".into(), "KEY.pem".into()]);
+        words.push("--private-key-keychain".into());
+        words.join(" ")
     }
 
     /// The PEM text of the private key file. Only the operating system's reason goes into an
@@ -348,6 +538,7 @@ mod tests {
             client_secret_env: None,
             private_key_file: None,
             private_key_env: None,
+            private_key_keychain: None,
             private_key_id: None,
             jwks_uri: None,
             assertion_audience: None,
@@ -498,6 +689,28 @@ mod tests {
         // An identity provider without an ID token source is refused by the core's check.
         profile.id_token = None;
         assert!(profile.config().unwrap().validate().is_err());
+    }
+
+    #[test]
+    fn a_keychain_key_is_a_placeholder_in_traces_and_named_in_the_add_command() {
+        let mut profile = profile();
+        profile.name = "my reg".into();
+        profile.client_id = Some("machine".into());
+        profile.auth_method = Some(AuthMethod::PrivateKeyJwt);
+        profile.private_key_keychain = Some(keychain_entry_name("my reg"));
+        profile.assertion = Some(AssertionSource::Command(vec!["print".into(), "it".into()]));
+        let client = profile.trace_config();
+        assert_eq!(client["private_key"], "recorded-private_key-0");
+        assert!(!client.to_string().contains("private-key:"), "{client}");
+        assert_eq!(
+            profile.add_command(),
+            "tenure add 'my reg' --issuer https://as.example.com --scope read --client-id \
+             machine --auth-method private_key_jwt --grant client_credentials --redirect-port \
+             9123 --renew-within 3600s --assertion-command 'print it' --private-key-file KEY.pem \
+             --private-key-keychain"
+        );
+        assert_eq!(quoted("it's"), "'it'\\''s'");
+        assert!(keychain_entry_name("reg").starts_with("private-key:reg/"));
     }
 
     #[test]

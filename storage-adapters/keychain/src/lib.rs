@@ -33,6 +33,14 @@
 //!
 //! When no keychain can be reached, [`KeychainStore::open`] fails and says so: it never falls
 //! back to keeping secrets in files.
+//!
+//! [`SecretEntry`] keeps one secret outside any record, in an entry its caller names and
+//! remembers (the CLI keeps a `private_key_jwt` client's private key there), with the same
+//! advice when no keychain answers.
+
+mod entry;
+
+pub use entry::{EntryError, SecretEntry};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,11 +75,24 @@ const MARKER_TEXT: &str = "This directory is a Tenure keychain store: the record
 /// keychain entries) while it was reading the secrets.
 const READ_ATTEMPTS: usize = 32;
 
-/// What to do when the keychain cannot be reached; part of every such error.
-const UNREACHABLE_HINT: &str = "start and unlock the keychain (on Linux a Secret Service such \
-as GNOME Keyring, KWallet or KeePassXC in this session, with DBUS_SESSION_BUS_ADDRESS set), or \
-use the default store (--store PATH) if secrets in files readable only by you will do; Tenure \
-never falls back to files on its own";
+/// How to make the keychain reachable: a macro, so that the hints below can be joined at
+/// compile time.
+macro_rules! start_keychain {
+    () => {
+        "start and unlock the keychain (on Linux a Secret Service such as GNOME Keyring, \
+         KWallet or KeePassXC in this session, with DBUS_SESSION_BUS_ADDRESS set)"
+    };
+}
+
+/// What to do when a keychain entry cannot be reached; part of every such error.
+const START_KEYCHAIN_HINT: &str = start_keychain!();
+
+/// What to do when the store's keychain cannot be reached; part of every such error.
+const UNREACHABLE_HINT: &str = concat!(
+    start_keychain!(),
+    ", or use the default store (--store PATH) if secrets in files readable only by you will \
+     do; Tenure never falls back to files on its own"
+);
 
 /// A store whose secrets live in the OS keychain and whose records, leases and profiles live
 /// in a sled database (see the crate documentation). Cheap to clone.
