@@ -496,6 +496,7 @@ pub fn replay(files: &[std::path::PathBuf], json: bool) -> Result<(), Failure> {
 
 /// `tenure status [NAME]`.
 pub async fn status(context: &Context, name: Option<&str>) -> Result<(), Failure> {
+    let name_given = name.is_some();
     let names = match name {
         Some(name) => vec![name.to_string()],
         None => context
@@ -509,22 +510,47 @@ pub async fn status(context: &Context, name: Option<&str>) -> Result<(), Failure
     };
     let now = context.clock.now();
     let mut rows = Vec::new();
+    // Listing every client, one that cannot be read (a secret's variable unset, a key's
+    // keychain entry gone) is reported in its place; the others are still shown.
+    let mut unusable = Vec::new();
     for name in &names {
-        let profile = load(context, name).await?;
-        let tenure = start(context, &profile, BrowserMode::Print, LoginFlow::Browser).await?;
-        let (status, _) = tenure.status().await.map_err(Failure::other)?;
-        rows.push((name.clone(), status));
+        match status_of(context, name).await {
+            Ok(status) => rows.push((name.clone(), status)),
+            Err(failure) if name_given => return Err(failure),
+            Err(failure) => unusable.push((name.clone(), failure)),
+        }
     }
     if context.json {
         for (name, status) in &rows {
             out!("{}", status_json(name, status));
         }
-    } else if rows.is_empty() {
+        for (name, failure) in &unusable {
+            out!("{}", json!({"name": name, "error": failure.message}));
+        }
+    } else if rows.is_empty() && unusable.is_empty() {
         out!("no clients yet; add one with `tenure add NAME --issuer URL`");
-    } else {
+    } else if !rows.is_empty() {
         print_table(&rows, now);
     }
-    Ok(())
+    // Each one is named on stderr, the last as the command's error.
+    let Some(((last_name, last), others)) = unusable.split_last() else {
+        return Ok(());
+    };
+    for (name, failure) in others {
+        eprintln!("error: `{name}`: {}", failure.message);
+    }
+    Err(Failure::new(
+        last.code,
+        format!("`{last_name}`: {}", last.message),
+    ))
+}
+
+/// The status of the client `name`.
+async fn status_of(context: &Context, name: &str) -> Result<Status, Failure> {
+    let profile = load(context, name).await?;
+    let tenure = start(context, &profile, BrowserMode::Print, LoginFlow::Browser).await?;
+    let (status, _) = tenure.status().await.map_err(Failure::other)?;
+    Ok(status)
 }
 
 fn status_json(name: &str, status: &Status) -> serde_json::Value {

@@ -448,3 +448,47 @@ fn redis_over_tls_with_a_private_ca() {
     assert_ne!(refused.code, 101, "{refused:?}");
     drop(redis);
 }
+
+/// `tenure status` of every client: one that cannot be read (its secret's variable unset)
+/// is reported by name and the command fails, but the others are still listed, in the
+/// table and as JSON lines.
+#[test]
+fn status_lists_the_other_clients_when_one_cannot_be_read() {
+    let tenure = Tenure::new("status-unusable");
+    tenure.ok(&[
+        "add",
+        "broken",
+        "--issuer",
+        "https://as.example.com",
+        "--client-id",
+        "x",
+        "--client-secret-env",
+        "TENURE_TEST_VARIABLE_NEVER_SET",
+    ]);
+    tenure.ok(&["add", "fine", "--issuer", "https://as.example.com"]);
+    let table = tenure.run(&["status"]);
+    assert_eq!(table.code, 1, "{table:?}");
+    assert!(table.stdout.contains("fine"), "{table:?}");
+    assert!(
+        table.stderr.contains("`broken`")
+            && table.stderr.contains("TENURE_TEST_VARIABLE_NEVER_SET"),
+        "{table:?}"
+    );
+    let lines = tenure.run(&["--json", "status"]);
+    let rows: Vec<Value> = lines
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{lines:?}");
+    assert!(rows
+        .iter()
+        .any(|r| r["name"] == "fine" && r["state"] == "unregistered"));
+    assert!(rows
+        .iter()
+        .any(|r| r["name"] == "broken" && r["error"].as_str().is_some()));
+    // Asked for by name, the broken client is the command's error, as before.
+    let one = tenure.run(&["status", "broken"]);
+    assert_eq!(one.code, 1, "{one:?}");
+    assert!(one.stdout.is_empty(), "{one:?}");
+}
