@@ -1,7 +1,7 @@
 //! The conformance kit: the behaviour every [`Store`] adapter must show, written once.
 //!
 //! Each check takes a fresh, empty store and panics with a message naming the rule it found
-//! broken. An adapter's test file stamps them all out with [`conformance_tests!`], giving it
+//! broken. An adapter's test file stamps them all out with [`conformance_tests!`](crate::conformance_tests), giving it
 //! a way to make a fresh store:
 //!
 //! ```text
