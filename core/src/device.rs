@@ -153,12 +153,6 @@ mod tests {
         parse_device_authorization(200, body.to_string().as_bytes(), NOW)
     }
 
-    fn fields(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(request.body())
-            .into_owned()
-            .collect()
-    }
-
     #[test]
     fn the_request_names_client_scope_and_resource_rfc8628_3_1() {
         let request = device_authorization_request(
@@ -171,7 +165,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(request.method(), http::Method::POST);
-        let fields = fields(&request);
+        let fields = crate::wire::form_fields(&request);
         assert!(fields.contains(&("client_id".into(), "the-client".into())));
         assert!(fields.contains(&("scope".into(), "openid offline_access".into())));
         assert!(fields.contains(&("resource".into(), "https://mcp.example.com/mcp".into())));
@@ -191,7 +185,9 @@ mod tests {
         )
         .unwrap();
         assert!(request.headers().get(http::header::AUTHORIZATION).is_some());
-        assert!(!fields(&request).iter().any(|(name, _)| name == "scope"));
+        assert!(!crate::wire::form_fields(&request)
+            .iter()
+            .any(|(name, _)| name == "scope"));
     }
 
     #[test]

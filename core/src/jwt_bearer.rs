@@ -246,12 +246,6 @@ pub fn assertion_text(source: &AssertionSource, text: &str) -> Result<Secret, St
 mod tests {
     use super::*;
 
-    fn fields(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(request.body())
-            .into_owned()
-            .collect()
-    }
-
     #[test]
     fn the_exchange_asks_for_an_id_jag_for_the_server_and_resource() {
         let idp = IdentityProvider::new(
@@ -273,7 +267,7 @@ mod tests {
             },
         )
         .unwrap();
-        let got = fields(&request);
+        let got = crate::wire::form_fields(&request);
         let field = |name: &str| got.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         assert_eq!(field("grant_type"), Some(TOKEN_EXCHANGE_GRANT));
         assert_eq!(field("requested_token_type"), Some(ID_JAG_TYPE));

@@ -336,12 +336,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn body_of(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
-        url::form_urlencoded::parse(request.body())
-            .into_owned()
-            .collect()
-    }
-
     fn field(fields: &[(String, String)], name: &str) -> Option<String> {
         fields
             .iter()
@@ -377,7 +371,7 @@ mod tests {
             Some("https://mcp.example.com/mcp"),
         )
         .unwrap();
-        let fields = body_of(&request);
+        let fields = crate::wire::form_fields(&request);
         assert_eq!(
             field(&fields, "grant_type").as_deref(),
             Some("authorization_code")
@@ -414,7 +408,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            field(&body_of(&post), "client_secret").as_deref(),
+            field(&crate::wire::form_fields(&post), "client_secret").as_deref(),
             Some("s")
         );
         assert!(post.headers().get("authorization").is_none());
@@ -428,9 +422,15 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(field(&body_of(&basic), "client_secret"), None);
+        assert_eq!(
+            field(&crate::wire::form_fields(&basic), "client_secret"),
+            None
+        );
         // The id also in the body, for servers that want it there (the MCP Python SDK).
-        assert_eq!(field(&body_of(&basic), "client_id").as_deref(), Some("c"));
+        assert_eq!(
+            field(&crate::wire::form_fields(&basic), "client_id").as_deref(),
+            Some("c")
+        );
         assert!(basic.headers()["authorization"]
             .to_str()
             .unwrap()
@@ -450,7 +450,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let fields = body_of(&request);
+        let fields = crate::wire::form_fields(&request);
         assert_eq!(
             field(&fields, "client_assertion_type").as_deref(),
             Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
@@ -474,7 +474,7 @@ mod tests {
             Some("https://r.example"),
         )
         .unwrap();
-        let fields = body_of(&request);
+        let fields = crate::wire::form_fields(&request);
         assert_eq!(
             field(&fields, "grant_type").as_deref(),
             Some("refresh_token")

@@ -212,6 +212,15 @@ pub fn json_request(
     })
 }
 
+/// The fields of a form-encoded request body, in order: what the unit tests of the request
+/// builders read back.
+#[cfg(test)]
+pub(crate) fn form_fields(request: &http::Request<Vec<u8>>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(request.body())
+        .into_owned()
+        .collect()
+}
+
 /// Encodes form fields as `application/x-www-form-urlencoded`.
 pub fn form(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut serializer = url::form_urlencoded::Serializer::new(String::new());
