@@ -78,6 +78,12 @@ pub enum Grant {
 }
 
 impl Grant {
+    /// Whether tokens come only through a user's login (or a refresh of one). Every other
+    /// grant is a machine's: it asks the token endpoint whenever it needs a token.
+    pub fn needs_user(self) -> bool {
+        self == Grant::AuthorizationCode
+    }
+
     /// The OAuth `grant_type` value.
     pub fn as_str(self) -> &'static str {
         match self {

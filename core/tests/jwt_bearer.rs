@@ -7,8 +7,8 @@
 use serde_json::{json, Value};
 use tenure_core::jwt_bearer::{ID_JAG_TYPE, ID_TOKEN_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT};
 use tenure_core::{
-    AssertionSource, AuthMethod, BearerAssertion, ClientConfig, Duration, Error, IdentityProvider,
-    Operation, Outcome, RequestKind, Secret, Timestamp,
+    AssertionSource, AuthMethod, BearerAssertion, ClientConfig, DpopMode, Duration, Error,
+    IdentityProvider, Operation, Outcome, RequestKind, Secret, Timestamp,
 };
 use tenure_sim::{Reply, Scripted, Server, Simulation, What};
 
@@ -31,6 +31,8 @@ const ACCESS_TOKEN: &str = "planted-access-token";
 struct Seen {
     url: String,
     authorization: Option<String>,
+    /// The `DPoP` header: a proof (RFC 9449 §4).
+    dpop: Option<String>,
     form: Vec<(String, String)>,
 }
 
@@ -69,6 +71,10 @@ impl Server for Servers {
                 authorization: request
                     .headers()
                     .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string()),
+                dpop: request
+                    .headers()
+                    .get("dpop")
                     .map(|v| v.to_str().unwrap().to_string()),
                 form: url::form_urlencoded::parse(request.body())
                     .into_owned()
@@ -498,4 +504,77 @@ fn the_grant_needs_its_settings() {
     );
     let error = insecure.validate().unwrap_err().to_string();
     assert!(error.contains("identity provider"), "{error}");
+}
+
+/// RFC 9449 with a jwt-bearer grant: a workload client that uses DPoP where the server offers
+/// it stores its key before the first grant request, which carries a proof for `POST` to the
+/// token endpoint; the DPoP-bound answer is taken.
+#[test]
+fn a_workload_client_with_dpop_proves_its_key_at_the_grant_request() {
+    let mut world = workload();
+    let mut config = world.config().clone();
+    config.dpop = DpopMode::IfOffered;
+    world.restart_with(config);
+    world.provider.script.answer(
+        "GET",
+        "https://as.example.com/.well-known/oauth-authorization-server",
+        200,
+        json!({
+            "issuer": AS,
+            "token_endpoint": AS_TOKEN,
+            "grant_types_supported": [JWT_BEARER_GRANT],
+            "token_endpoint_auth_methods_supported": ["none"],
+            "dpop_signing_alg_values_supported": ["ES256"],
+        }),
+    );
+    world.provider.token_answer = (
+        200,
+        json!({"access_token": ACCESS_TOKEN, "token_type": "DPoP", "expires_in": 300}),
+    );
+    let outcome = run(&mut world, Operation::Token);
+    assert!(outcome.is_token(), "{outcome:?}");
+    let [request] = world.provider.seen.as_slice() else {
+        panic!("one grant request: {:?}", world.provider.seen);
+    };
+    assert_eq!(request.field("grant_type"), Some(JWT_BEARER_GRANT));
+    let proof = request.dpop.as_deref().expect("a DPoP proof");
+    let decode = |part: &str| -> Value {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let mut parts = proof.split('.');
+    let (header, claims) = (decode(parts.next().unwrap()), decode(parts.next().unwrap()));
+    assert_eq!(header["typ"], "dpop+jwt");
+    assert_eq!(
+        (claims["htm"].as_str(), claims["htu"].as_str()),
+        (Some("POST"), Some(AS_TOKEN))
+    );
+    let stored = world.stored().expect("a record");
+    let key = stored.dpop_key.as_ref().expect("the key is stored");
+    let jwk = &header["jwk"];
+    assert!(jwk.get("d").is_none());
+    let canonical = format!(
+        r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#,
+        jwk["crv"].as_str().unwrap(),
+        jwk["kty"].as_str().unwrap(),
+        jwk["x"].as_str().unwrap(),
+        jwk["y"].as_str().unwrap()
+    );
+    use base64::Engine;
+    use sha2::Digest;
+    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(canonical.as_bytes()));
+    assert_eq!(
+        key.thumbprint().unwrap(),
+        thumbprint,
+        "the proof's key is the stored one"
+    );
+    assert_eq!(
+        stored.tokens.as_ref().map(|t| t.token_type.as_str()),
+        Some("DPoP")
+    );
+    assert_nothing_planted_in(&shown(&world, &outcome));
 }

@@ -179,7 +179,7 @@ impl Client {
         // required" writes nothing.
         let refreshable = tokens.as_ref().is_some_and(|t| t.refresh_token.is_some());
         let requests = op == Operation::Login
-            || self.config.grant == Grant::ClientCredentials
+            || !self.config.grant.needs_user()
             || (refreshable && !refresh_failed);
         if requests {
             if let Some(step) = self.step_dpop_key(server) {
