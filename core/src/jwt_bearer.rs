@@ -25,13 +25,12 @@
 //! rotates them; what the shell answers is held in the operation's in-flight state until it
 //! is sent, never in the record.
 
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ServerError;
 use crate::secret::Secret;
-use crate::tokens::basic_credentials;
-use crate::wire::{form, json_object, server_error, string, FORM, JSON};
+use crate::tokens::{authenticated_form, ClientAuth};
+use crate::wire::{json_object, server_error, string};
 
 /// The `grant_type` of the JWT bearer grant (RFC 7523 §2.1).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -176,15 +175,14 @@ pub fn token_exchange_request(
     if !joined.is_empty() {
         fields.push(("scope", &joined));
     }
-    fields.push(("client_id", &idp.client_id));
-    let mut builder = http::Request::post(endpoint)
-        .header(ACCEPT, JSON)
-        .header(CONTENT_TYPE, FORM);
-    if let Some(secret) = &idp.client_secret {
-        builder = builder.header(AUTHORIZATION, basic_credentials(&idp.client_id, secret));
-    }
-    builder
-        .body(form(&fields))
+    // The identity provider authenticates the client as a token endpoint does: HTTP Basic
+    // with its secret, or its client id alone.
+    let client_id = idp.client_id.as_str();
+    let auth = match &idp.client_secret {
+        Some(secret) => ClientAuth::Basic { client_id, secret },
+        None => ClientAuth::None { client_id },
+    };
+    authenticated_form(endpoint, auth, fields)
         .map_err(|e| format!("cannot build the token exchange request: {e}"))
 }
 

@@ -298,7 +298,7 @@ pub fn parse_token_answer(
         .filter(|t| !t.is_empty())
         .ok_or_else(|| TokenFailure::BadAnswer("the token answer has no access_token".into()))?;
     let token_type = string(&answer, "token_type").unwrap_or_default();
-    let dpop = token_type.eq_ignore_ascii_case("dpop");
+    let dpop = crate::dpop::TokenScheme::of(&token_type) == crate::dpop::TokenScheme::Dpop;
     if dpop && !dpop_sent {
         return Err(TokenFailure::BadAnswer(
             "the token type is DPoP although the request carried no DPoP proof; the token is bound to no key of this client".into(),
