@@ -249,6 +249,15 @@ pub fn access_token_hash(access_token: &Secret) -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.expose().as_bytes()))
 }
 
+/// The `DPoP-Nonce` an answer brings, if any (RFC 9449 §8, §9): a server may send a new one
+/// with any answer.
+pub fn nonce_in(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(DPOP_NONCE_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|nonce| !nonce.is_empty())
+}
+
 /// Whether a resource's `WWW-Authenticate` values ask for a proof with a nonce: a `DPoP`
 /// challenge with `error="use_dpop_nonce"` (RFC 9449 §9). The request is then sent again with
 /// the nonce from the answer's `DPoP-Nonce` header; the token itself was not refused.

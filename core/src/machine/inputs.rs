@@ -344,11 +344,7 @@ impl Client {
     /// Keeps the token endpoint's latest `DPoP-Nonce` (RFC 9449 §8.2: any answer may bring
     /// a new one) for the next proof to that server. Returns whether the answer had one.
     pub(super) fn note_dpop_nonce(&mut self, headers: &http::HeaderMap) -> bool {
-        let nonce = headers
-            .get(crate::dpop::DPOP_NONCE_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .filter(|nonce| !nonce.is_empty());
-        match (nonce, &self.server) {
+        match (crate::dpop::nonce_in(headers), &self.server) {
             (Some(nonce), Some(server)) => {
                 self.dpop_nonce = Some((server.issuer.clone(), nonce.to_owned()));
                 true

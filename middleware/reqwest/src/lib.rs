@@ -38,7 +38,7 @@ use http::Extensions;
 use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Request, Response, StatusCode};
 use reqwest_middleware::{Middleware, Next};
-use tenure_tokio::core::dpop::{asks_for_nonce, DPOP_HEADER, DPOP_NONCE_HEADER};
+use tenure_tokio::core::dpop::{asks_for_nonce, nonce_in, DPOP_HEADER};
 use tenure_tokio::{AccessToken, Tenure, TokenError, TokenScheme, Verdict};
 
 /// How often one request is sent back for authorization: MCP's step-up budget (MCP-18).
@@ -170,12 +170,7 @@ impl BearerAuth {
     /// Keeps the `DPoP-Nonce` of an answer from `url`'s origin: any answer may bring a new
     /// one (RFC 9449 §9). Returns whether it brought one.
     fn note_nonce(&self, url: &reqwest::Url, response: &Response) -> bool {
-        let Some(nonce) = response
-            .headers()
-            .get(DPOP_NONCE_HEADER)
-            .and_then(|value| value.to_str().ok())
-            .filter(|nonce| !nonce.is_empty())
-        else {
+        let Some(nonce) = nonce_in(response.headers()) else {
             return false;
         };
         let mut nonces = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
