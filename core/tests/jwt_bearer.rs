@@ -93,6 +93,22 @@ impl Server for Servers {
 
 type World = Simulation<Servers>;
 
+/// The authorization server's metadata, with the `extra` members added.
+fn as_metadata(extra: Value) -> Value {
+    let mut metadata = json!({
+        "issuer": AS,
+        "token_endpoint": AS_TOKEN,
+        "grant_types_supported": [JWT_BEARER_GRANT],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+    });
+    if let (Some(metadata), Value::Object(extra)) = (metadata.as_object_mut(), extra) {
+        metadata.extend(extra);
+    }
+    metadata
+}
+
+const AS_METADATA: &str = "https://as.example.com/.well-known/oauth-authorization-server";
+
 fn world(config: ClientConfig) -> World {
     let mut script = Scripted::new();
     script.answer(
@@ -101,17 +117,7 @@ fn world(config: ClientConfig) -> World {
         200,
         json!({"resource": RESOURCE, "authorization_servers": [AS]}),
     );
-    script.answer(
-        "GET",
-        "https://as.example.com/.well-known/oauth-authorization-server",
-        200,
-        json!({
-            "issuer": AS,
-            "token_endpoint": AS_TOKEN,
-            "grant_types_supported": [JWT_BEARER_GRANT],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
-        }),
-    );
+    script.answer("GET", AS_METADATA, 200, as_metadata(json!({})));
     let servers = Servers {
         script,
         seen: Vec::new(),
@@ -517,15 +523,9 @@ fn a_workload_client_with_dpop_proves_its_key_at_the_grant_request() {
     world.restart_with(config);
     world.provider.script.answer(
         "GET",
-        "https://as.example.com/.well-known/oauth-authorization-server",
+        AS_METADATA,
         200,
-        json!({
-            "issuer": AS,
-            "token_endpoint": AS_TOKEN,
-            "grant_types_supported": [JWT_BEARER_GRANT],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "dpop_signing_alg_values_supported": ["ES256"],
-        }),
+        as_metadata(json!({"dpop_signing_alg_values_supported": ["ES256"]})),
     );
     world.provider.token_answer = (
         200,
@@ -556,20 +556,9 @@ fn a_workload_client_with_dpop_proves_its_key_at_the_grant_request() {
     let key = stored.dpop_key.as_ref().expect("the key is stored");
     let jwk = &header["jwk"];
     assert!(jwk.get("d").is_none());
-    let canonical = format!(
-        r#"{{"crv":"{}","kty":"{}","x":"{}","y":"{}"}}"#,
-        jwk["crv"].as_str().unwrap(),
-        jwk["kty"].as_str().unwrap(),
-        jwk["x"].as_str().unwrap(),
-        jwk["y"].as_str().unwrap()
-    );
-    use base64::Engine;
-    use sha2::Digest;
-    let thumbprint = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(canonical.as_bytes()));
     assert_eq!(
-        key.thumbprint().unwrap(),
-        thumbprint,
+        jwk,
+        &key.public_jwk().unwrap(),
         "the proof's key is the stored one"
     );
     assert_eq!(
